@@ -1,0 +1,157 @@
+#define _GNU_SOURCE
+#include "addr.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+static int parse_port(const char *s, int *port)
+{
+	char *end;
+	long v;
+
+	if (*s == '\0')
+		return -EINVAL;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end != '\0' || v < 0 || v > 65535)
+		return -EINVAL;
+	*port = (int)v;
+	return 0;
+}
+
+static int parse_unix(const char *path, struct endpoint *ep, const char **why)
+{
+	struct sockaddr_un *un = (struct sockaddr_un *)&ep->sa;
+
+	if (*path == '\0') {
+		*why = "unix: address has an empty path";
+		return -EINVAL;
+	}
+	if (strlen(path) >= sizeof(un->sun_path)) {
+		*why = "unix: socket path is longer than 107 bytes";
+		return -EINVAL;
+	}
+	un->sun_family = AF_UNIX;
+	strcpy(un->sun_path, path);
+	ep->len = (socklen_t)sizeof(*un);
+	ep->family = AF_UNIX;
+	return 0;
+}
+
+int endpoint_parse(const char *s, struct endpoint *ep, const char **why)
+{
+	char host[256];
+	const char *colon, *hs;
+	size_t hlen;
+	int port, rc;
+
+	memset(ep, 0, sizeof(*ep));
+	*why = "address must look like 127.0.0.1:PORT, [::1]:PORT, HOST:PORT or unix:/path";
+	if (strncmp(s, "unix:", 5) == 0) {
+		rc = parse_unix(s + 5, ep, why);
+		if (rc == 0)
+			snprintf(ep->text, sizeof(ep->text), "unix:%s", s + 5);
+		return rc;
+	}
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (!close || close[1] != ':')
+			return -EINVAL;
+		hs = s + 1;
+		hlen = (size_t)(close - hs);
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -EINVAL;
+		hs = s;
+		hlen = (size_t)(colon - s);
+		if (memchr(hs, ':', hlen)) {
+			*why = "IPv6 addresses need brackets, as in [::1]:PORT";
+			return -EINVAL;
+		}
+	}
+	if (hlen == 0 || hlen >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, hs, hlen);
+	host[hlen] = '\0';
+	if (parse_port(colon + 1, &port) < 0) {
+		*why = "port must be a number from 0 to 65535";
+		return -EINVAL;
+	}
+
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *res;
+	char portstr[8];
+
+	hints.ai_family = s[0] == '[' ? AF_INET6 : AF_UNSPEC;
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	rc = getaddrinfo(host, portstr, &hints, &res);
+	if (rc != 0) {
+		*why = s[0] == '[' ? "not a valid IPv6 address" : "host name does not resolve";
+		return -EINVAL;
+	}
+	memcpy(&ep->sa, res->ai_addr, res->ai_addrlen);
+	ep->len = res->ai_addrlen;
+	ep->family = res->ai_family;
+	freeaddrinfo(res);
+	return endpoint_format((struct sockaddr *)&ep->sa, ep->len, ep->text, sizeof(ep->text));
+}
+
+int endpoint_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t n)
+{
+	char ip[INET6_ADDRSTRLEN];
+	int w;
+
+	switch (sa->sa_family) {
+	case AF_INET: {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+		w = snprintf(buf, n, "%s:%d", ip, ntohs(in->sin_port));
+		break;
+	}
+	case AF_INET6: {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+		w = snprintf(buf, n, "[%s]:%d", ip, ntohs(in6->sin6_port));
+		break;
+	}
+	case AF_UNIX: {
+		const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+		/* An unbound peer has an empty path; len says how much of sun_path is real. */
+		size_t plen = len > offsetof(struct sockaddr_un, sun_path)
+			? strnlen(un->sun_path, len - offsetof(struct sockaddr_un, sun_path)) : 0;
+		w = snprintf(buf, n, "unix:%.*s", (int)plen, un->sun_path);
+		break;
+	}
+	default:
+		return -EAFNOSUPPORT;
+	}
+	return (w < 0 || (size_t)w >= n) ? -ENOSPC : 0;
+}
+
+int endpoint_port(const struct endpoint *ep)
+{
+	if (ep->family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)&ep->sa)->sin_port);
+	if (ep->family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)&ep->sa)->sin6_port);
+	return -1;
+}
+
+void endpoint_set_port(struct endpoint *ep, int port)
+{
+	if (ep->family == AF_INET)
+		((struct sockaddr_in *)&ep->sa)->sin_port = htons((unsigned short)port);
+	else if (ep->family == AF_INET6)
+		((struct sockaddr_in6 *)&ep->sa)->sin6_port = htons((unsigned short)port);
+	else
+		return;
+	endpoint_format((struct sockaddr *)&ep->sa, ep->len, ep->text, sizeof(ep->text));
+}

@@ -1,0 +1,39 @@
+/* Socket addresses as every echobench tool writes them.
+ *
+ * Accepted forms (the same for echo-server --listen, echo-load and echo-conform targets):
+ *   127.0.0.1:PORT   IPv4 literal
+ *   [::1]:PORT       IPv6 literal in brackets
+ *   [::]:PORT        IPv6 any; a listener on it is dual stack (IPV6_V6ONLY off)
+ *   HOST:PORT        a name, resolved through getaddrinfo (first result)
+ *   unix:/path       a unix-domain stream socket
+ * PORT is 0..65535; 0 asks the kernel for an ephemeral port.
+ */
+#ifndef ECHOBENCH_ADDR_H
+#define ECHOBENCH_ADDR_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#define ENDPOINT_TEXT_MAX 128
+
+struct endpoint {
+	struct sockaddr_storage sa;
+	socklen_t len;
+	int family;                    /* AF_INET, AF_INET6 or AF_UNIX */
+	char text[ENDPOINT_TEXT_MAX];  /* canonical text, e.g. "[::1]:7007" */
+};
+
+/* Parses s into *ep. Returns 0, or -EINVAL with *why set to a static sentence that names what is
+ * wrong (for the caller's one-line error message). Host names are resolved here, so a name that
+ * does not resolve is an -EINVAL too. */
+int endpoint_parse(const char *s, struct endpoint *ep, const char **why);
+
+/* Writes the canonical text of a socket address ("127.0.0.1:40123", "[::1]:40123",
+ * "unix:/tmp/x.sock") into buf. Returns 0 or -ENOSPC / -EAFNOSUPPORT. */
+int endpoint_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t n);
+
+/* The port of an AF_INET/AF_INET6 address, -1 for other families. */
+int endpoint_port(const struct endpoint *ep);
+void endpoint_set_port(struct endpoint *ep, int port);
+
+#endif

@@ -1,0 +1,62 @@
+/* The echo server as a library: echo-server's main() and the in-process microbenchmarks in
+ * bench/ both drive it through this interface.
+ *
+ * Life cycle: server_open() binds every listener (so the ports are known and errors such as
+ * "address in use" come back before anything runs), server_start() starts the backend's
+ * threads, server_stop() stops accepting, drains pending echo (bounded by drain_timeout_ns) and
+ * joins, server_close() frees. All functions return 0 or -errno.
+ */
+#ifndef ECHOBENCH_SERVER_H
+#define ECHOBENCH_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+
+#define SERVER_MAX_LISTEN 16
+
+struct server_config {
+	const char *backend;             /* blocking, select, poll, epoll, uring */
+	struct endpoint listen[SERVER_MAX_LISTEN];
+	int nlisten;
+	bool udp;                        /* also serve UDP echo on each IP address */
+	unsigned threads;                /* event loops (each with its own SO_REUSEPORT listener) */
+	unsigned max_conns;              /* 0: no limit beyond the fd limit */
+	size_t bufsize;                  /* per-connection echo buffer */
+	uint64_t drain_timeout_ns;       /* how long server_stop() waits for pending echo */
+};
+
+void server_config_defaults(struct server_config *cfg);
+
+struct server_stats {
+	uint64_t accepted;        /* TCP connections accepted and served */
+	uint64_t refused;         /* accepted then closed at once: max-conns, FD_SETSIZE, EMFILE */
+	uint64_t resets;          /* connections that ended in ECONNRESET/EPIPE/other errors */
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	uint64_t datagrams;       /* UDP datagrams echoed */
+	uint64_t dropped;         /* UDP datagrams dropped (privileged source port, send failure) */
+};
+
+struct server;
+
+/* Binds the listeners. On failure *why names the problem for a one-line message (static text
+ * or text in the server's own buffer, valid until the next call). */
+int server_open(const struct server_config *cfg, struct server **out, const char **why);
+int server_listener_count(const struct server *s);
+/* Canonical text of listener i with its real port: "127.0.0.1:40123", "udp:127.0.0.1:40123",
+ * "unix:/tmp/x.sock". */
+const char *server_listener_text(const struct server *s, int i);
+int server_start(struct server *s, const char **why);
+void server_stop(struct server *s);
+void server_get_stats(const struct server *s, struct server_stats *out);
+void server_close(struct server *s);
+
+/* The backends compiled in, in a fixed order, NULL-terminated. */
+extern const char *const server_backend_names[];
+/* 0 when the backend works on this kernel, else -errno with *why saying why not. */
+int server_backend_probe(const char *name, const char **why);
+
+#endif

@@ -1,0 +1,125 @@
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+/* One call does at most this many read/write rounds, so a connection that always has data
+ * (a streaming client on loopback) yields to the others in its loop. */
+#define CONN_ROUNDS 8
+
+int conn_init(struct conn *c, int fd, size_t cap)
+{
+	*c = (struct conn){ .fd = fd, .cap = cap };
+	c->buf = malloc(cap);
+	return c->buf ? 0 : -ENOMEM;
+}
+
+void conn_free(struct conn *c)
+{
+	free(c->buf);
+	c->buf = NULL;
+}
+
+int conn_wants(const struct conn *c)
+{
+	int want = 0;
+
+	if (!c->eof && !c->draining && c->len < c->cap)
+		want |= CONN_WANT_READ;
+	if (c->len > 0)
+		want |= CONN_WANT_WRITE;
+	return want;
+}
+
+/* The free space of the ring (callers ensure len < cap) as up to two iovecs (after the pending bytes, then from the
+ * start of the buffer), so one readv fills the ring without moving data. */
+static int free_iov(const struct conn *c, struct iovec iov[2])
+{
+	size_t tail = (c->head + c->len) % c->cap;
+
+	if (tail >= c->head) {  /* pending bytes do not wrap: free space is after them, then before */
+		iov[0] = (struct iovec){ c->buf + tail, c->cap - tail };
+		iov[1] = (struct iovec){ c->buf, c->head };
+	} else {                /* pending bytes wrap: free space is the gap between their ends */
+		iov[0] = (struct iovec){ c->buf + tail, c->head - tail };
+		iov[1] = (struct iovec){ c->buf, 0 };
+	}
+	return iov[1].iov_len ? 2 : 1;
+}
+
+static int pending_iov(const struct conn *c, struct iovec iov[2])
+{
+	size_t first = c->cap - c->head;
+
+	if (first > c->len)
+		first = c->len;
+	iov[0] = (struct iovec){ c->buf + c->head, first };
+	iov[1] = (struct iovec){ c->buf, c->len - first };
+	return iov[1].iov_len ? 2 : 1;
+}
+
+/* Returns bytes read (> 0), 0 for EOF, -EAGAIN or another -errno. */
+static ssize_t conn_read(struct conn *c)
+{
+	struct iovec iov[2];
+	int n = free_iov(c, iov);
+	ssize_t r = readv(c->fd, iov, n);
+
+	if (r < 0)
+		return errno == EINTR ? -EAGAIN : -errno;
+	if (r == 0) {
+		c->eof = true;
+		return 0;
+	}
+	c->len += (size_t)r;
+	c->bytes_in += (uint64_t)r;
+	return r;
+}
+
+static ssize_t conn_write(struct conn *c)
+{
+	struct iovec iov[2];
+	struct msghdr msg = { .msg_iov = iov };
+	ssize_t w;
+
+	msg.msg_iovlen = (size_t)pending_iov(c, iov);
+	/* sendmsg, not writev: only send() takes MSG_NOSIGNAL, so a vanished peer gives EPIPE
+	 * instead of a SIGPIPE that would kill the whole server. */
+	w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+	if (w < 0)
+		return errno == EINTR ? -EAGAIN : -errno;
+	c->head = (c->head + (size_t)w) % c->cap;
+	c->len -= (size_t)w;
+	c->bytes_out += (uint64_t)w;
+	if (c->len == 0)
+		c->head = 0;  /* keeps the next read in one piece */
+	return w;
+}
+
+int conn_progress(struct conn *c)
+{
+	for (int round = 0; round < CONN_ROUNDS; round++) {
+		bool moved = false;
+		ssize_t r;
+
+		if (conn_wants(c) & CONN_WANT_READ) {
+			r = conn_read(c);
+			if (r < 0 && r != -EAGAIN)
+				return (int)r;
+			moved = r > 0;
+		}
+		if (c->len > 0) {
+			r = conn_write(c);
+			if (r < 0 && r != -EAGAIN)
+				return (int)r;
+			moved = moved || r > 0;
+		}
+		if (!moved)
+			break;
+	}
+	if ((c->eof || c->draining) && c->len == 0)
+		return 0;
+	return conn_wants(c);
+}

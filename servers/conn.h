@@ -1,0 +1,53 @@
+/* The echo state machine of one TCP connection, shared by the select, poll and epoll backends.
+ *
+ * A connection owns a bounded ring buffer. conn_progress() reads into free space and writes out
+ * what is pending, as far as the socket allows without blocking, and says what it waits for
+ * next. The bound is the backpressure: when the buffer is full (the peer sends but does not
+ * read) the connection stops asking to read, so the kernel's receive window fills and the peer
+ * is stalled, not the server, and memory stays at bufsize per connection.
+ *
+ * End of stream (RFC 9293 3.6, simplex close): a 0 from recv marks EOF; everything pending is
+ * still sent; only then is the connection finished, and closing it sends FIN. Since everything
+ * the peer sent has been read by then, close() cannot turn into RST.
+ */
+#ifndef ECHOBENCH_CONN_H
+#define ECHOBENCH_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum conn_want {
+	CONN_WANT_READ = 1,   /* poll for readability */
+	CONN_WANT_WRITE = 2,  /* poll for writability */
+};
+
+struct conn {
+	int fd;
+	bool eof;             /* the peer has shut down its sending side */
+	bool draining;        /* the server is stopping: read nothing new */
+	uint8_t *buf;
+	size_t cap, head, len;  /* pending bytes are buf[head .. head+len) modulo cap */
+	uint64_t bytes_in, bytes_out;
+};
+
+/* Prepares c for fd with a buffer of cap bytes (cap > 0). Returns 0 or -ENOMEM. The fd must be
+ * non-blocking. */
+int conn_init(struct conn *c, int fd, size_t cap);
+
+/* Frees the buffer; does not close the fd. */
+void conn_free(struct conn *c);
+
+/* Moves as much data as the socket allows (bounded work per call, so one busy connection
+ * cannot starve the others of a loop). Returns:
+ *   > 0   a mask of enum conn_want: poll for these next;
+ *   0     finished: EOF seen and everything echoed (or draining and nothing pending);
+ *         close the fd;
+ *   < 0   -errno (ECONNRESET, EPIPE, ...): the connection is broken; close the fd.
+ * Sends use MSG_NOSIGNAL: a peer that vanished gives -EPIPE, not a SIGPIPE. */
+int conn_progress(struct conn *c);
+
+/* The mask conn_progress() would return now, without doing I/O. */
+int conn_wants(const struct conn *c);
+
+#endif

@@ -1,0 +1,290 @@
+/* The event loop shared by the select, poll and epoll backends: accepting, the connections
+ * (conn.c), UDP echo and draining are written once here; only the multiplexer (mux.h) differs.
+ */
+#include "backend.h"
+#include "conn.h"
+#include "mux.h"
+#include "clock.h"
+#include "sock.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define LOOP_EVENTS 256
+#define ACCEPTS_PER_WAKE 64   /* bounded so a connect storm cannot starve established clients */
+#define DATAGRAMS_PER_WAKE 64
+#define UDP_BUF 65536
+#define ACCEPT_PAUSE_NS 100000000ull  /* after EMFILE with nothing to shed: 100 ms */
+
+enum fd_kind { FD_NONE, FD_LISTEN, FD_UDP, FD_WAKE, FD_CONN };
+
+struct fd_slot {
+	unsigned char kind;
+	unsigned char mask;      /* interest registered with the multiplexer */
+	struct conn *conn;       /* FD_CONN only */
+};
+
+struct loop {
+	struct worker *w;
+	const struct mux_ops *mux;
+	void *mux_state;
+	struct fd_slot *slots;   /* indexed by fd */
+	int nslots;
+	int live;                /* connections open */
+	bool stopping;
+	uint64_t accept_resume_ns;  /* nonzero: accepting paused until then */
+	uint8_t *udp_buf;
+};
+
+static struct fd_slot *slot(struct loop *l, int fd)
+{
+	if (fd >= l->nslots) {
+		int n = l->nslots ? l->nslots : 256;
+		while (n <= fd)
+			n *= 2;
+		struct fd_slot *s = realloc(l->slots, sizeof(*s) * (size_t)n);
+		if (!s)
+			return NULL;
+		memset(s + l->nslots, 0, sizeof(*s) * (size_t)(n - l->nslots));
+		l->slots = s;
+		l->nslots = n;
+	}
+	return &l->slots[fd];
+}
+
+static int watch(struct loop *l, int fd, int kind, int mask)
+{
+	struct fd_slot *s = slot(l, fd);
+	int rc;
+
+	if (!s)
+		return -ENOMEM;
+	rc = l->mux->set(l->mux_state, fd, s->mask, mask);
+	if (rc < 0)
+		return rc;
+	s->kind = (unsigned char)kind;
+	s->mask = (unsigned char)mask;
+	return 0;
+}
+
+static void conn_close(struct loop *l, int fd, int err)
+{
+	struct fd_slot *s = &l->slots[fd];
+	struct conn *c = s->conn;
+
+	l->mux->set(l->mux_state, fd, s->mask, 0);
+	if (err)
+		stat_add(&l->w->stats.resets, 1);
+	stat_add(&l->w->stats.bytes_in, c->bytes_in);
+	stat_add(&l->w->stats.bytes_out, c->bytes_out);
+	conn_free(c);
+	free(c);
+	*s = (struct fd_slot){ 0 };
+	close(fd);
+	l->live--;
+	server_release(l->w);
+}
+
+static void conn_serve(struct loop *l, int fd)
+{
+	int rc = conn_progress(l->slots[fd].conn);
+
+	if (rc <= 0) {
+		conn_close(l, fd, rc < 0);
+		return;
+	}
+	if (l->mux->set(l->mux_state, fd, l->slots[fd].mask, rc) < 0)
+		conn_close(l, fd, 1);
+	else
+		l->slots[fd].mask = (unsigned char)rc;
+}
+
+static void conn_open(struct loop *l, int fd)
+{
+	struct conn *c;
+
+	if (l->mux->fd_limit && fd >= l->mux->fd_limit) {
+		/* select's fd_set cannot hold it: FD_SET would write past the bitmap. */
+		server_log_once(l->w->srv, "fd_limit",
+				"%s: refusing connections whose fd >= %d (FD_SETSIZE); counted as refused",
+				l->mux->name, l->mux->fd_limit);
+		stat_add(&l->w->stats.refused, 1);
+		close(fd);
+		return;
+	}
+	if (!server_admit(l->w)) {
+		close(fd);
+		return;
+	}
+	c = malloc(sizeof(*c));
+	if (!c || conn_init(c, fd, l->w->cfg->bufsize) < 0) {
+		free(c);
+		close(fd);
+		server_release(l->w);
+		return;
+	}
+	sock_set_nodelay(fd);  /* fails harmlessly on unix sockets */
+	l->live++;
+	if (watch(l, fd, FD_CONN, CONN_WANT_READ) < 0) {
+		conn_free(c);
+		free(c);
+		close(fd);
+		l->live--;
+		server_release(l->w);
+		return;
+	}
+	l->slots[fd].conn = c;
+}
+
+static void set_accepting(struct loop *l, bool on)
+{
+	for (int i = 0; i < l->w->ntcp; i++)
+		watch(l, l->w->tcp_fds[i], FD_LISTEN, on ? MUX_READ : 0);
+}
+
+static void on_listener(struct loop *l, int lfd)
+{
+	for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd >= 0) {
+			conn_open(l, fd);
+			continue;
+		}
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if ((errno == EMFILE || errno == ENFILE) && !server_shed_on_emfile(l->w, lfd)) {
+			/* Nothing could be shed: stop watching the listeners for a while instead of
+			 * waking for a readable listener we cannot accept from. */
+			set_accepting(l, false);
+			l->accept_resume_ns = now_ns() + ACCEPT_PAUSE_NS;
+		}
+		return;  /* EAGAIN, a shed connection, or a pause */
+	}
+}
+
+static void on_datagram(struct loop *l, int fd)
+{
+	for (int i = 0; i < DATAGRAMS_PER_WAKE; i++) {
+		struct sockaddr_storage src;
+		socklen_t slen = sizeof(src);
+		/* MSG_TRUNC makes recvfrom return the real length, so an oversized datagram is
+		 * dropped rather than echoed cut short. */
+		ssize_t n = recvfrom(fd, l->udp_buf, UDP_BUF, MSG_TRUNC, (struct sockaddr *)&src, &slen);
+
+		if (n < 0)
+			return;
+		if (n > UDP_BUF || !udp_source_allowed((struct sockaddr *)&src) ||
+		    sendto(fd, l->udp_buf, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&src, slen) < 0)
+			stat_add(&l->w->stats.dropped, 1);
+		else
+			stat_add(&l->w->stats.datagrams, 1);
+	}
+}
+
+static void begin_drain(struct loop *l)
+{
+	uint64_t v;
+
+	if (read(l->w->wake_fd, &v, sizeof(v)) < 0) { /* nothing to do: stopping either way */ }
+	l->stopping = true;
+	set_accepting(l, false);
+	for (int i = 0; i < l->w->nudp; i++)
+		watch(l, l->w->udp_fds[i], FD_UDP, 0);
+	watch(l, l->w->wake_fd, FD_WAKE, 0);
+	for (int fd = 0; fd < l->nslots; fd++) {
+		if (l->slots[fd].kind == FD_CONN) {
+			l->slots[fd].conn->draining = true;
+			conn_serve(l, fd);
+		}
+	}
+}
+
+static int loop_init(struct loop *l)
+{
+	int rc;
+
+	l->udp_buf = l->w->nudp ? malloc(UDP_BUF) : NULL;
+	if (l->w->nudp && !l->udp_buf)
+		return -ENOMEM;
+	l->mux_state = l->mux->create();
+	if (!l->mux_state)
+		return -errno;
+	for (int i = 0; i < l->w->nudp; i++)
+		if ((rc = watch(l, l->w->udp_fds[i], FD_UDP, MUX_READ)) < 0)
+			return rc;
+	set_accepting(l, true);
+	return watch(l, l->w->wake_fd, FD_WAKE, MUX_READ);
+}
+
+static void loop_fini(struct loop *l)
+{
+	for (int fd = 0; fd < l->nslots; fd++)
+		if (l->slots[fd].kind == FD_CONN)
+			conn_close(l, fd, 0);
+	if (l->mux_state)
+		l->mux->destroy(l->mux_state);
+	free(l->slots);
+	free(l->udp_buf);
+}
+
+static int loop_run(struct worker *w, const struct mux_ops *mux)
+{
+	struct mux_event ev[LOOP_EVENTS];
+	struct loop l = { .w = w, .mux = mux };
+	int rc = loop_init(&l);
+
+	while (rc == 0) {
+		uint64_t now = now_ns();
+		int timeout = -1, n;
+
+		if (l.stopping) {
+			uint64_t deadline = server_drain_deadline_ns(w->srv);
+			if (l.live == 0 || now >= deadline)
+				break;
+			timeout = (int)((deadline - now) / 1000000) + 1;
+		}
+		if (l.accept_resume_ns) {
+			if (now >= l.accept_resume_ns) {
+				l.accept_resume_ns = 0;
+				if (!l.stopping)
+					set_accepting(&l, true);
+			} else {
+				int ms = (int)((l.accept_resume_ns - now) / 1000000) + 1;
+				timeout = timeout < 0 || ms < timeout ? ms : timeout;
+			}
+		}
+		n = mux->poll(l.mux_state, timeout, ev, LOOP_EVENTS);
+		if (n < 0) {
+			rc = n;
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			int fd = ev[i].fd;
+
+			/* An earlier event of this batch may have closed fd (and a new connection
+			 * may even have reused it): the slot says what fd is now. */
+			switch (fd < l.nslots ? l.slots[fd].kind : FD_NONE) {
+			case FD_CONN:   conn_serve(&l, fd); break;
+			case FD_LISTEN: if (!l.stopping) on_listener(&l, fd); break;
+			case FD_UDP:    on_datagram(&l, fd); break;
+			case FD_WAKE:   begin_drain(&l); break;
+			default:        break;
+			}
+		}
+	}
+	loop_fini(&l);
+	return rc;
+}
+
+static int run_select(struct worker *w) { return loop_run(w, &mux_select); }
+static int run_poll(struct worker *w) { return loop_run(w, &mux_poll); }
+static int run_epoll(struct worker *w) { return loop_run(w, &mux_epoll); }
+
+const struct backend backend_select = { .name = "select", .run = run_select };
+const struct backend backend_poll = { .name = "poll", .run = run_poll };
+const struct backend backend_epoll = { .name = "epoll", .run = run_epoll };

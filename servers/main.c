@@ -1,0 +1,180 @@
+/* echo-server: an RFC 862 echo server with interchangeable I/O backends. Options, the ready
+ * lines and signals live here; serving is server.c and the backends. */
+#include "server.h"
+#include "parse.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXIT_USAGE 2
+
+static const char usage_text[] =
+	"Usage: echo-server [options]\n"
+	"  -b, --backend NAME       blocking | select | poll | epoll | uring   (default epoll)\n"
+	"      --list-backends      list the backends compiled in and whether they work here\n"
+	"  -l, --listen ADDR        127.0.0.1:PORT, [::1]:PORT, [::]:PORT (dual stack), HOST:PORT,\n"
+	"                           unix:/path; repeatable; PORT 0 = ephemeral (default 127.0.0.1:7007)\n"
+	"  -u, --udp                also serve UDP echo (RFC 862) on the same IP addresses and ports\n"
+	"  -t, --threads N          workers, each with its own SO_REUSEPORT listener (default 1)\n"
+	"  -m, --max-conns N        refuse (accept and close) connections beyond N (default: no limit)\n"
+	"  -B, --bufsize BYTES      per-connection echo buffer, e.g. 64k (default 64k)\n"
+	"  -D, --drain-timeout DUR  on SIGTERM/SIGINT, how long to flush pending echo (default 2s)\n"
+	"  -h, --help               this text\n"
+	"  -V, --version            the version and the backends compiled in\n"
+	"Once listening it prints `listening ADDR` per listener (real port) on stdout. On SIGTERM or\n"
+	"SIGINT it stops accepting, drains, prints one summary line on stderr and exits 0.\n"
+	"Exit status: 0 stopped cleanly, 1 run-time failure (bind, backend), 2 usage error.\n";
+
+static void usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "echo-server: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, " (see --help)\n");
+	exit(EXIT_USAGE);
+}
+
+static int list_backends(void)
+{
+	for (int i = 0; server_backend_names[i]; i++) {
+		const char *why;
+		if (server_backend_probe(server_backend_names[i], &why) == 0)
+			printf("%s usable\n", server_backend_names[i]);
+		else
+			printf("%s unusable: %s\n", server_backend_names[i], why);
+	}
+	return 0;
+}
+
+static uint64_t number_arg(const char *opt, const char *s, uint64_t min, uint64_t max, bool bytes)
+{
+	uint64_t v;
+	int rc = bytes ? parse_bytes(s, max, &v) : parse_u64(s, min, max, &v);
+
+	if (rc < 0 || v < min) {
+		fprintf(stderr, "echo-server: bad value '%s' for %s: expected %s from %llu to %llu "
+			"(see --help)\n", s, opt, bytes ? "a byte size" : "a whole number",
+			(unsigned long long)min, (unsigned long long)max);
+		exit(EXIT_USAGE);
+	}
+	return v;
+}
+
+static void parse_args(int argc, char **argv, struct server_config *cfg)
+{
+	static const struct option opts[] = {
+		{ "backend", required_argument, NULL, 'b' },
+		{ "list-backends", no_argument, NULL, 'L' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "udp", no_argument, NULL, 'u' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "max-conns", required_argument, NULL, 'm' },
+		{ "bufsize", required_argument, NULL, 'B' },
+		{ "drain-timeout", required_argument, NULL, 'D' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	const char *why;
+	int c;
+
+	opterr = 0;  /* our own one-line messages instead of getopt's */
+	while ((c = getopt_long(argc, argv, ":b:l:ut:m:B:D:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'b':
+			if (server_backend_probe(optarg, &why) == -ENOENT)
+				usage_error("unknown backend '%s' (backends: blocking select poll epoll uring)",
+					    optarg);
+			cfg->backend = optarg;
+			break;
+		case 'L': exit(list_backends());
+		case 'l':
+			if (cfg->nlisten == SERVER_MAX_LISTEN)
+				usage_error("too many --listen addresses (at most %s)", "16");
+			if (endpoint_parse(optarg, &cfg->listen[cfg->nlisten], &why) < 0) {
+				fprintf(stderr, "echo-server: bad address '%s': %s\n", optarg, why);
+				exit(EXIT_USAGE);
+			}
+			cfg->nlisten++;
+			break;
+		case 'u': cfg->udp = true; break;
+		case 't': cfg->threads = (unsigned)number_arg("--threads", optarg, 1, 256, false); break;
+		case 'm': cfg->max_conns = (unsigned)number_arg("--max-conns", optarg, 1, 1u << 30, false); break;
+		case 'B': cfg->bufsize = number_arg("--bufsize", optarg, 1, 1ull << 30, true); break;
+		case 'D':
+			if (parse_duration_ns(optarg, &cfg->drain_timeout_ns) < 0)
+				usage_error("bad value '%s' for --drain-timeout: expected a duration like 500ms or 2s",
+					    optarg);
+			break;
+		case 'h': fputs(usage_text, stdout); exit(0);
+		case 'V':
+			printf("echo-server %s (backends: blocking select poll epoll uring)\n",
+			       ECHOBENCH_VERSION);
+			exit(0);
+		case ':':
+			usage_error("option '%s' needs a value", argv[optind - 1]);
+			break;
+		default:
+			usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		usage_error("unexpected argument '%s'", argv[optind]);
+}
+
+int main(int argc, char **argv)
+{
+	struct server_config cfg;
+	struct server_stats st;
+	struct server *srv;
+	const char *why;
+	sigset_t stop_signals;
+	int sig, rc;
+
+	server_config_defaults(&cfg);
+	parse_args(argc, argv, &cfg);
+
+	/* Belt and braces: every send uses MSG_NOSIGNAL, but a peer that vanishes must never
+	 * kill the server through a path we missed. */
+	signal(SIGPIPE, SIG_IGN);
+	if (server_backend_probe(cfg.backend, &why) < 0) {
+		fprintf(stderr, "echo-server: backend %s cannot run here: %s\n", cfg.backend, why);
+		return 1;
+	}
+	rc = server_open(&cfg, &srv, &why);
+	if (rc < 0) {
+		fprintf(stderr, "echo-server: %s\n", why);
+		return rc == -EINVAL ? EXIT_USAGE : 1;
+	}
+	/* Blocked before the workers start so they inherit the mask and only sigwait() below
+	 * sees SIGTERM/SIGINT. */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+	rc = server_start(srv, &why);
+	if (rc < 0) {
+		fprintf(stderr, "echo-server: %s: %s\n", why, strerror(-rc));
+		server_close(srv);
+		return 1;
+	}
+	for (int i = 0; i < server_listener_count(srv); i++)
+		printf("listening %s\n", server_listener_text(srv, i));
+	fflush(stdout);
+
+	while (sigwait(&stop_signals, &sig) != 0)
+		;
+	server_stop(srv);
+	server_get_stats(srv, &st);
+	fprintf(stderr, "echo-server: stopped: backend=%s accepted=%llu refused=%llu resets=%llu "
+		"bytes_in=%llu bytes_out=%llu datagrams=%llu dropped=%llu\n", cfg.backend,
+		(unsigned long long)st.accepted, (unsigned long long)st.refused,
+		(unsigned long long)st.resets, (unsigned long long)st.bytes_in,
+		(unsigned long long)st.bytes_out, (unsigned long long)st.datagrams,
+		(unsigned long long)st.dropped);
+	server_close(srv);
+	return 0;
+}

@@ -1,0 +1,96 @@
+#!/usr/bin/python3
+"""How much echo-load costs compared with echo-minclient, the least a client can do.
+
+Starts one echo-server (epoll backend) and runs, against it and alternately, echo-minclient and
+echo-load: 64-byte messages over 1 and 256 connections (closed loop, one in flight each). Prints
+msgs/s of both and their ratio, and for one connection echo-load's p50 round trip against the
+minimal client's average round trip. Targets (issue 3): msgs/s ratio >= 0.95, p50 ratio <= 1.10.
+Only prints: a benchmark, not a pass/fail test. Exit 1 only when a program fails to run.
+"""
+import argparse
+import json
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+
+def start_server(exe):
+    p = subprocess.Popen([exe, "--backend", "epoll", "--listen", "127.0.0.1:0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         stdin=subprocess.DEVNULL, text=True)
+    r, _, _ = select.select([p.stdout], [], [], 10)
+    line = p.stdout.readline() if r else ""
+    if not line.startswith("listening "):
+        p.kill()
+        p.wait()
+        sys.exit("overhead.py: echo-server printed no 'listening' line")
+    return p, line.split()[1]
+
+
+def run(argv, timeout):
+    p = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        sys.exit(f"overhead.py: {argv[0]} failed ({p.returncode}): {p.stderr.strip()}")
+    return p.stdout
+
+
+def minimal(exe, addr, conns, dur):
+    out = dict(line.split("=") for line in run([exe, "-c", conns, "-d", f"{dur}s", addr],
+                                               dur + 30).split())
+    return float(out["msgs_per_sec"]), float(out.get("rtt_avg_us", "nan"))
+
+
+def load(exe, addr, conns, dur):
+    obj = json.loads(run([exe, "-c", conns, "-d", f"{dur}s", "--json", "-", addr], dur + 60))
+    return obj["msgs_per_sec"], obj["latency_us"]["p50"], obj["latency_us"]["mean"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minclient", required=True)
+    ap.add_argument("--load", required=True)
+    ap.add_argument("--server", required=True)
+    ap.add_argument("--duration", type=float, default=2.0, help="seconds per run")
+    ap.add_argument("--reps", type=int, default=3, help="runs of each program per case")
+    a = ap.parse_args()
+
+    srv, addr = start_server(a.server)
+    try:
+        print(f"echo-load vs echo-minclient: echo-server epoll at {addr}, 64 B, "
+              f"{a.duration:g} s runs, median of {a.reps} alternating runs")
+        print(f"  {'connections':>11} {'minimal msgs/s':>15} {'echo-load msgs/s':>17} "
+              f"{'ratio':>6}  (target >= 0.95)")
+        pingpong = None
+        for conns in (1, 256):
+            m, l = [], []
+            for _ in range(a.reps):
+                m.append(minimal(a.minclient, addr, conns, a.duration))
+                l.append(load(a.load, addr, conns, a.duration))
+            m_rate = statistics.median(x[0] for x in m)
+            l_rate = statistics.median(x[0] for x in l)
+            print(f"  {conns:>11} {m_rate:>15.0f} {l_rate:>17.0f} {l_rate / m_rate:>6.3f}")
+            if conns == 1:
+                pingpong = (statistics.median(x[1] for x in m),
+                            statistics.median(x[1] for x in l),
+                            statistics.median(x[2] for x in l))
+        avg_min, p50, mean = pingpong
+        print(f"  ping-pong, 1 connection: echo-load p50 {p50:.2f} us (mean {mean:.2f} us), "
+              f"minimal average {avg_min:.2f} us")
+        print(f"  ratio p50/minimal {p50 / avg_min:.3f} (target <= 1.10), "
+              f"mean/minimal {mean / avg_min:.3f}")
+    finally:
+        srv.send_signal(signal.SIGTERM)
+        try:
+            srv.wait(10)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

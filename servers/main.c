@@ -2,6 +2,7 @@
  * lines and signals live here; serving is server.c and the backends. */
 #include "server.h"
 #include "parse.h"
+#include "sock.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -140,6 +141,8 @@ int main(int argc, char **argv)
 	/* Belt and braces: every send uses MSG_NOSIGNAL, but a peer that vanishes must never
 	 * kill the server through a path we missed. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Thousands of clients need thousands of fds: take what the hard limit allows. */
+	sock_raise_nofile(UINT64_MAX);
 	if (server_backend_probe(cfg.backend, &why) < 0) {
 		fprintf(stderr, "echo-server: backend %s cannot run here: %s\n", cfg.backend, why);
 		return 1;

@@ -1,0 +1,61 @@
+/* A latency histogram in the style of HdrHistogram: log-linear buckets with 3 significant
+ * decimal digits, fixed memory, mergeable across threads.
+ *
+ * Values are recorded in nanoseconds. Values 0..2047 are kept exactly; above that every power of
+ * two is split into 1024 equal sub-buckets, so a bucket is never wider than 1/1024 of its lowest
+ * value (relative error < 0.1 %, i.e. 3 significant digits). Values above HIST_MAX_NS (about
+ * 73 minutes) are counted in the top bucket. Memory is fixed at about 270 KiB per histogram and
+ * hist_record() never allocates, so it can be called per message.
+ *
+ * Minimum, maximum, sum and sum of squares are kept exactly beside the buckets: max, mean and
+ * stdev are not subject to bucket rounding.
+ *
+ * Not thread safe: give each thread its own histogram and hist_merge() them at the end.
+ */
+#ifndef ECHOBENCH_HIST_H
+#define ECHOBENCH_HIST_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define HIST_SUB_BITS 10                         /* 1024 sub-buckets per power of two */
+#define HIST_MAX_NS ((UINT64_C(1) << 42) - 1)    /* ~4398 s: anything larger is clamped */
+
+struct hist;
+
+/* A zeroed histogram, or NULL when out of memory. */
+struct hist *hist_new(void);
+void hist_free(struct hist *h);
+void hist_reset(struct hist *h);
+
+void hist_record(struct hist *h, uint64_t value_ns);
+/* Records `count` occurrences of one value (used for merging and for tests). */
+void hist_record_n(struct hist *h, uint64_t value_ns, uint64_t count);
+
+/* dst += src. */
+void hist_merge(struct hist *dst, const struct hist *src);
+
+/* The value at percentile pct (0..100). Exact definition: x = the value of rank
+ * max(1, floor(pct / 100 * count + 0.5)) in sorted order (nearest rank, halves rounded up, as
+ * HdrHistogram counts). Reported as the highest value of x's bucket (as HdrHistogram does) but
+ * never above the exact maximum, so the result r satisfies x <= r <= x + x / 1024.
+ * pct <= 0 gives the exact minimum, pct >= 100 the exact maximum, an empty histogram 0. */
+uint64_t hist_percentile(const struct hist *h, double pct /* 0..100 */);
+
+uint64_t hist_count(const struct hist *h);
+uint64_t hist_min(const struct hist *h);     /* exact; 0 when empty */
+uint64_t hist_max(const struct hist *h);     /* exact; 0 when empty */
+double hist_mean(const struct hist *h);      /* exact (from the sum); 0 when empty */
+double hist_stdev(const struct hist *h);     /* population stdev; 0 when fewer than 2 values */
+
+/* Bucket geometry, exposed for tests and for exporters. */
+unsigned hist_bucket_index(uint64_t value_ns);
+uint64_t hist_bucket_low(unsigned index);    /* lowest value that maps to index */
+uint64_t hist_bucket_high(unsigned index);   /* highest value that maps to index */
+
+/* Writes the HdrHistogram "percentile distribution" text (the .hgrm format read by
+ * HdrHistogram's plotFiles.html), values divided by unit_ns (1000 for microseconds).
+ * Returns 0 or -errno (-EIO when the stream failed). */
+int hist_write_hgrm(const struct hist *h, FILE *f, double unit_ns);
+
+#endif

@@ -1,0 +1,231 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "load.h"
+#include "sock.h"
+
+/* Connects in flight at once. A burst larger than the listen backlog would only turn into SYN
+ * retransmissions (1 s, 3 s later) and inflate connect latency for nothing. */
+#define MAX_PENDING 512
+
+struct attempt {
+	int fd;
+	uint64_t t_first;   /* first try (a unix connect may be retried) */
+	uint64_t t_start;   /* connect() of the try in progress; 0 when none is */
+};
+
+static void fail(struct load_counts *counts, int *fd, int err)
+{
+	counts->errors[err_kind_of(err)]++;
+	if (!counts->first_errno)
+		counts->first_errno = err;
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static int open_socket(const struct load_config *cfg)
+{
+	int type = (cfg->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC;
+	int fd = socket(cfg->target.family, type, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (!cfg->udp && cfg->target.family != AF_UNIX)
+		sock_set_nodelay(fd);
+	return fd;
+}
+
+/* Datagram sockets: connect() only fixes the peer, so nothing can be slow or refused yet. */
+static long connect_udp(const struct load_config *cfg, int *fds, struct hist *lat,
+			struct load_counts *counts)
+{
+	long ok = 0;
+
+	for (uint64_t i = 0; i < cfg->connections; i++) {
+		int fd = open_socket(cfg);
+		uint64_t t = now_ns();
+
+		if (fd < 0)
+			return fd;
+		fds[i] = fd;
+		if (connect(fd, (const struct sockaddr *)&cfg->target.sa, cfg->target.len) < 0) {
+			fail(counts, &fds[i], errno);
+			continue;
+		}
+		hist_record(lat, now_ns() - t);
+		ok++;
+	}
+	return ok;
+}
+
+long load_connect_all(const struct load_config *cfg, int *fds, struct hist *lat,
+		      struct load_counts *counts)
+{
+	struct attempt *slots;
+	struct epoll_event evs[64];
+	uint64_t next = 0, first = 0, t_begin = now_ns(), npending = 0;
+	long ok = 0;
+	int ep, err = 0;
+
+	for (uint64_t i = 0; i < cfg->connections; i++)
+		fds[i] = -1;
+	if (cfg->udp)
+		return connect_udp(cfg, fds, lat, counts);
+
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0)
+		return -errno;
+	if (load_signal_fd >= 0) {
+		/* SIGINT/SIGTERM end a long connect phase too. */
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = UINT64_MAX };
+		epoll_ctl(ep, EPOLL_CTL_ADD, load_signal_fd, &ev);
+	}
+	slots = calloc(cfg->connections, sizeof(*slots));
+	if (!slots) {
+		close(ep);
+		return -ENOMEM;
+	}
+
+	while (next < cfg->connections || npending) {
+		uint64_t now = now_ns(), wake = UINT64_MAX;
+		int n, timeout_ms;
+
+		if (load_stop_requested) {
+			err = -EINTR;
+			break;
+		}
+		/* Start the connects that pacing and the pending bound allow. */
+		while (next < cfg->connections && npending < MAX_PENDING) {
+			uint64_t due = cfg->connect_rate > 0 ?
+				t_begin + (uint64_t)((double)next * 1e9 / cfg->connect_rate) : now;
+			struct attempt *a = &slots[next];
+			struct epoll_event ev = { .events = EPOLLOUT };
+
+			if (due > now) {
+				wake = due;
+				break;
+			}
+			if (!a->t_first)
+				a->t_first = now;
+			a->fd = open_socket(cfg);
+			if (a->fd < 0) {
+				err = a->fd;
+				goto out;
+			}
+			fds[next] = a->fd;
+			a->t_start = now_ns();
+			if (connect(a->fd, (const struct sockaddr *)&cfg->target.sa,
+				    cfg->target.len) == 0) {
+				hist_record(lat, now_ns() - a->t_start);
+				a->t_start = 0;
+				ok++;
+				next++;
+				continue;
+			}
+			if (errno == EAGAIN && cfg->target.family == AF_UNIX) {
+				/* A unix listener's backlog is full: nothing is in progress, so try
+				 * again shortly, within --timeout of the first try. */
+				int e = now - a->t_first >= cfg->timeout_ns ? ETIMEDOUT : 0;
+
+				close(a->fd);
+				fds[next] = a->fd = -1;
+				a->t_start = 0;
+				if (e) {
+					counts->errors[ERR_TIMEOUT]++;
+					if (!counts->first_errno)
+						counts->first_errno = e;
+					next++;
+					continue;
+				}
+				wake = now + 1000000;
+				break;
+			}
+			if (errno != EINPROGRESS) {
+				fail(counts, &fds[next], errno);
+				a->t_start = 0;
+				next++;
+				continue;
+			}
+			ev.data.u64 = next;
+			if (epoll_ctl(ep, EPOLL_CTL_ADD, a->fd, &ev) < 0) {
+				err = -errno;
+				goto out;
+			}
+			npending++;
+			next++;
+		}
+		/* Connects older than --timeout fail. They were started in index order, so the
+		 * oldest pending one is the first still pending after `first`. */
+		now = now_ns();
+		while (first < next && (fds[first] < 0 || !slots[first].t_start))
+			first++;
+		while (first < next && npending) {
+			struct attempt *a = &slots[first];
+
+			if (fds[first] >= 0 && a->t_start) {
+				if (now - a->t_start < cfg->timeout_ns) {
+					if (a->t_start + cfg->timeout_ns < wake)
+						wake = a->t_start + cfg->timeout_ns;
+					break;
+				}
+				epoll_ctl(ep, EPOLL_CTL_DEL, fds[first], NULL);
+				fail(counts, &fds[first], ETIMEDOUT);
+				a->t_start = 0;
+				npending--;
+			}
+			first++;
+		}
+		if (!npending && next >= cfg->connections)
+			break;
+		timeout_ms = wake == UINT64_MAX ? 100 : (int)((wake - now + 999999) / 1000000);
+		if (timeout_ms > 100)
+			timeout_ms = 100;   /* so that a stop request is seen promptly */
+		n = epoll_wait(ep, evs, 64, timeout_ms);
+		if (n < 0 && errno != EINTR) {
+			err = -errno;
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			uint64_t k = evs[i].data.u64;
+			int soerr = 0;
+			socklen_t len = sizeof(soerr);
+
+			if (k == UINT64_MAX) {
+				load_stop_requested = true;
+				continue;
+			}
+
+			if (fds[k] < 0 || !slots[k].t_start)
+				continue;
+			epoll_ctl(ep, EPOLL_CTL_DEL, fds[k], NULL);
+			npending--;
+			if (getsockopt(fds[k], SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+				soerr = errno;
+			if (soerr) {
+				fail(counts, &fds[k], soerr);
+			} else {
+				hist_record(lat, now_ns() - slots[k].t_start);
+				ok++;
+			}
+			slots[k].t_start = 0;
+		}
+	}
+out:
+	free(slots);
+	close(ep);
+	if (err) {
+		for (uint64_t i = 0; i < cfg->connections; i++) {
+			if (fds[i] >= 0)
+				close(fds[i]);
+			fds[i] = -1;
+		}
+		return err;
+	}
+	return ok;
+}

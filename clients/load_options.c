@@ -1,0 +1,231 @@
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "load.h"
+#include "parse.h"
+
+#define DAY_NS (UINT64_C(86400) * 1000000000u)
+#define UDP_MAX_PAYLOAD 65507u
+
+static const char usage_text[] =
+"Usage: echo-load [options] TARGET\n"
+"Measures an echo server: throughput, latency (HDR histogram) and byte-exact echo.\n"
+"TARGET: 127.0.0.1:PORT, [::1]:PORT, HOST:PORT or unix:/path (--udp: an IP address)\n"
+"\n"
+"  -c, --connections N     connections (default 10)\n"
+"  -p, --pipeline K        messages in flight per connection (default 1); with --rate the\n"
+"                          most that may be in flight, later ones wait their turn\n"
+"  -R, --rate N            open loop: N messages/s in total on a fixed schedule, whatever the\n"
+"                          server does; latency counts from each scheduled time (coordinated\n"
+"                          omission corrected), the uncorrected figure from the actual send\n"
+"      --stream            each connection writes continuously and reads back (bytes/s)\n"
+"      --udp               datagrams to TARGET's UDP port\n"
+"  -s, --size B|LO-HI      message size, or a range drawn per message (default 64;\n"
+"                          --stream: 16k). Suffixes k, M (x1024)\n"
+"  -d, --duration D        measured time (default 10s). Suffixes ms, s, m\n"
+"      --warmup D          load before the measurement, excluded from every figure (default 0)\n"
+"  -t, --threads N         threads (default: number of cores, at most one per connection)\n"
+"      --connect-rate N    open at most N connections per second (default: no pacing)\n"
+"      --timeout D         bound on a connect and on each reply (default 5s)\n"
+"      --seed N            seed of payloads and size draws (default 1)\n"
+"      --no-verify         do not compare echoed bytes (mismatches then do not fail the run)\n"
+"      --json FILE|-       write the results as one JSON object\n"
+"      --hgrm FILE         write the latency distribution (HdrHistogram .hgrm, microseconds)\n"
+"      --csv FILE|-        append one CSV line with the results\n"
+"      --csv-header        write the CSV header line first\n"
+"      --progress          progress once a second on stderr (default when it is a terminal)\n"
+"  -h, --help              this text\n"
+"  -V, --version           version\n"
+"\n"
+"Exit status: 0 success, 1 run-time failure (no server, server lost, echo mismatch),\n"
+"2 bad usage.\n";
+
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("echo-load: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+enum {
+	OPT_STREAM = 256, OPT_UDP, OPT_WARMUP, OPT_CONNECT_RATE, OPT_SEED, OPT_NO_VERIFY,
+	OPT_JSON, OPT_HGRM, OPT_CSV, OPT_CSV_HEADER, OPT_PROGRESS, OPT_TIMEOUT,
+};
+
+static const struct option long_opts[] = {
+	{ "connections",  required_argument, NULL, 'c' },
+	{ "pipeline",     required_argument, NULL, 'p' },
+	{ "rate",         required_argument, NULL, 'R' },
+	{ "stream",       no_argument,       NULL, OPT_STREAM },
+	{ "udp",          no_argument,       NULL, OPT_UDP },
+	{ "size",         required_argument, NULL, 's' },
+	{ "duration",     required_argument, NULL, 'd' },
+	{ "warmup",       required_argument, NULL, OPT_WARMUP },
+	{ "threads",      required_argument, NULL, 't' },
+	{ "connect-rate", required_argument, NULL, OPT_CONNECT_RATE },
+	{ "timeout",      required_argument, NULL, OPT_TIMEOUT },
+	{ "seed",         required_argument, NULL, OPT_SEED },
+	{ "no-verify",    no_argument,       NULL, OPT_NO_VERIFY },
+	{ "json",         required_argument, NULL, OPT_JSON },
+	{ "hgrm",         required_argument, NULL, OPT_HGRM },
+	{ "csv",          required_argument, NULL, OPT_CSV },
+	{ "csv-header",   no_argument,       NULL, OPT_CSV_HEADER },
+	{ "progress",     no_argument,       NULL, OPT_PROGRESS },
+	{ "help",         no_argument,       NULL, 'h' },
+	{ "version",      no_argument,       NULL, 'V' },
+	{ 0, 0, 0, 0 },
+};
+
+static uint64_t count_arg(const char *opt, const char *s, uint64_t min, uint64_t max)
+{
+	uint64_t v;
+
+	if (parse_count(s, max, &v) < 0 || v < min)
+		usage_error("bad %s '%s': expected a count %llu..%llu (suffix k, M)", opt, s,
+			    (unsigned long long)min, (unsigned long long)max);
+	return v;
+}
+
+static uint64_t duration_arg(const char *opt, const char *s, uint64_t min)
+{
+	uint64_t v;
+
+	if (parse_duration_ns(s, &v) < 0 || v < min || v > DAY_NS)
+		usage_error("bad %s '%s': expected a duration such as 500ms, 10s or 2m (%s24h)",
+			    opt, s, min ? "above 0, at most " : "at most ");
+	return v;
+}
+
+static unsigned long cores(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? (unsigned long)n : 1;
+}
+
+void load_parse_options(int argc, char **argv, struct load_config *cfg)
+{
+	const char *size_arg = NULL;
+	bool threads_set = false, stream = false;
+	const char *why;
+	int opt;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->mode = MODE_CLOSED;
+	cfg->connections = 10;
+	cfg->pipeline = 1;
+	cfg->duration_ns = 10 * UINT64_C(1000000000);
+	cfg->timeout_ns = 5 * UINT64_C(1000000000);
+	cfg->seed = 1;
+	cfg->verify = true;
+	cfg->progress = isatty(STDERR_FILENO);
+
+	opterr = 0;   /* our own one-line messages, with exit 2 */
+	while ((opt = getopt_long(argc, argv, ":c:p:R:s:d:t:hV", long_opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			cfg->connections = count_arg("--connections", optarg, 1, 1000000);
+			break;
+		case 'p':
+			cfg->pipeline = count_arg("--pipeline", optarg, 1, 65536);
+			break;
+		case 'R': {
+			uint64_t r = count_arg("--rate", optarg, 1, 1000000000);
+			cfg->rate = (double)r;
+			cfg->mode = MODE_OPEN;
+			break;
+		}
+		case OPT_STREAM: stream = true; break;
+		case OPT_UDP: cfg->udp = true; break;
+		case 's':
+			size_arg = optarg;
+			if (parse_bytes_range(optarg, 64u << 20, &cfg->size_lo, &cfg->size_hi) < 0 ||
+			    cfg->size_lo < 1)
+				usage_error("bad --size '%s': expected BYTES or LO-HI, 1..64M each "
+					    "(suffix k, M)", optarg);
+			break;
+		case 'd': cfg->duration_ns = duration_arg("--duration", optarg, 1); break;
+		case OPT_WARMUP: cfg->warmup_ns = duration_arg("--warmup", optarg, 0); break;
+		case OPT_TIMEOUT:
+			cfg->timeout_ns = duration_arg("--timeout", optarg, 1000000);
+			break;
+		case 't':
+			cfg->threads = count_arg("--threads", optarg, 1, 1024);
+			threads_set = true;
+			break;
+		case OPT_CONNECT_RATE:
+			cfg->connect_rate = (double)count_arg("--connect-rate", optarg, 1, 10000000);
+			break;
+		case OPT_SEED:
+			if (parse_u64(optarg, 0, UINT64_MAX, &cfg->seed) < 0)
+				usage_error("bad --seed '%s': expected a whole number", optarg);
+			break;
+		case OPT_NO_VERIFY: cfg->verify = false; break;
+		case OPT_JSON: cfg->json_path = optarg; break;
+		case OPT_HGRM: cfg->hgrm_path = optarg; break;
+		case OPT_CSV: cfg->csv_path = optarg; break;
+		case OPT_CSV_HEADER: cfg->csv_header = true; break;
+		case OPT_PROGRESS: cfg->progress = true; break;
+		case 'h': fputs(usage_text, stdout); exit(0);
+		case 'V': printf("echo-load %s (epoll)\n", ECHOBENCH_VERSION); exit(0);
+		case ':':
+			usage_error("option '%s' needs a value", argv[optind - 1]);
+		default:
+			if (optopt && optopt < 256)
+				usage_error("unknown option '-%c' (try --help)", optopt);
+			usage_error("unknown option '%s' (try --help)", argv[optind - 1]);
+		}
+	}
+	if (optind == argc)
+		usage_error("missing TARGET, e.g. 127.0.0.1:7007 (try --help)");
+	if (optind + 1 < argc)
+		usage_error("unexpected argument '%s' after TARGET", argv[optind + 1]);
+	cfg->target_arg = argv[optind];
+	if (endpoint_parse(cfg->target_arg, &cfg->target, &why) < 0)
+		usage_error("bad address '%s': %s", cfg->target_arg, why);
+
+	if (stream && cfg->rate > 0)
+		usage_error("--stream and --rate exclude each other");
+	if (stream)
+		cfg->mode = MODE_STREAM;
+	if (cfg->mode == MODE_STREAM && cfg->udp)
+		usage_error("--stream needs a stream socket, not --udp");
+	if (cfg->udp && cfg->target.family == AF_UNIX)
+		usage_error("--udp needs an IP address, not '%s'", cfg->target_arg);
+	if (!size_arg)
+		cfg->size_lo = cfg->size_hi = cfg->mode == MODE_STREAM ? 16384 : 64;
+	if (cfg->udp && cfg->size_hi > UDP_MAX_PAYLOAD)
+		usage_error("bad --size '%s': a UDP datagram holds at most %u bytes", size_arg,
+			    UDP_MAX_PAYLOAD);
+	if (cfg->mode == MODE_OPEN && cfg->rate < (double)cfg->connections / 3600.0)
+		usage_error("--rate %.0f is too low for %llu connections (at least one message per "
+			    "connection per hour)", cfg->rate, (unsigned long long)cfg->connections);
+	/* In-flight records: 32 bytes per message slot, slots rounded up to a power of two. */
+	{
+		uint64_t slots = 1;
+		while (slots < cfg->pipeline)
+			slots <<= 1;
+		if (cfg->connections * slots * 32 > (UINT64_C(1) << 30))
+			usage_error("--connections %llu x --pipeline %llu needs more than 1 GiB of "
+				    "in-flight records; use fewer of either",
+				    (unsigned long long)cfg->connections,
+				    (unsigned long long)cfg->pipeline);
+	}
+	if (!threads_set)
+		cfg->threads = cores();
+	if (cfg->threads > cfg->connections)
+		cfg->threads = cfg->connections;
+	if (cfg->csv_header && !cfg->csv_path)
+		usage_error("--csv-header needs --csv FILE");
+}

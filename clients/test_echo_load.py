@@ -1,0 +1,420 @@
+"""echo-load end to end, against echo-server backends and small misbehaving servers written
+here: the figures are sane, a corrupted byte is caught, the open loop corrects coordinated
+omission, the outputs parse, failures give exit 1 with an incomplete marker, bad options exit 2
+with one line."""
+import csv
+import io
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import binary
+
+LATENCY_KEYS = ("p50", "p90", "p99", "p999", "p9999", "max", "mean", "stdev")
+REQUIRED = ("target", "mode", "connections", "threads", "pipeline", "size", "duration_s",
+            "messages", "bytes", "msgs_per_sec", "bytes_per_sec", "latency_us",
+            "latency_uncorrected_us", "connect_us", "errors", "mismatches", "complete")
+
+
+def run_load(*args, timeout=30, preexec_fn=None):
+    """Runs echo-load with --json - and returns (exit code, JSON object or None, stderr)."""
+    argv = [str(binary("clients/echo-load")), *[str(a) for a in args]]
+    if "--json" not in args:
+        argv += ["--json", "-"]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
+    obj = json.loads(p.stdout) if p.stdout.strip().startswith("{") else None
+    return p.returncode, obj, p.stderr
+
+
+def check_latency(lat):
+    assert set(LATENCY_KEYS) <= set(lat), lat
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["p9999"] <= \
+        lat["max"], lat
+    assert lat["min"] <= lat["mean"] <= lat["max"], lat
+    assert lat["stdev"] >= 0
+
+
+def check_sane(obj, connections):
+    for key in REQUIRED:
+        assert key in obj, key
+    assert obj["complete"] is True and obj["error"] is None, obj
+    assert obj["messages"] > 0 and obj["bytes"] > 0
+    assert obj["msgs_per_sec"] > 0 and obj["bytes_per_sec"] > 0
+    assert abs(obj["msgs_per_sec"] * obj["duration_s"] - obj["messages"]) <= 1
+    assert obj["latency_us"]["count"] == obj["messages"]
+    check_latency(obj["latency_us"])
+    assert obj["connect_us"]["count"] == connections == obj["connected"]
+    assert obj["connect_us"]["max"] > 0
+    assert obj["mismatches"] == 0 and obj["extra_bytes"] == 0
+    assert not any(obj["errors"].values()), obj["errors"]
+    # A loopback round trip takes microseconds to milliseconds, not nanoseconds or seconds.
+    assert 1 <= obj["latency_us"]["p50"] < 1e6
+
+
+def test_closed_loop_sane(backend, start_server):
+    sp = start_server(backend)
+    rc, obj, err = run_load("-c", 4, "-t", 2, "-d", "700ms", "--warmup", "200ms", sp.addr)
+    assert rc == 0, err
+    check_sane(obj, 4)
+    assert obj["mode"] == "closed" and obj["size"] == 64 and obj["bytes"] == 64 * obj["messages"]
+    assert obj["latency_uncorrected_us"] is None
+    assert 0.69 < obj["duration_s"] <= 0.71
+
+
+@pytest.mark.parametrize("args,mode", [
+    (["-p", 8, "-s", "1-9000"], "closed"),
+    (["--stream", "-s", "64k"], "stream"),
+    (["-R", "2k"], "open"),
+])
+def test_modes_sane(start_server, args, mode):
+    sp = start_server("epoll")
+    rc, obj, err = run_load("-c", 3, "-d", "600ms", *args, sp.addr)
+    assert rc == 0, err
+    check_sane(obj, 3)
+    assert obj["mode"] == mode
+    if mode == "closed":
+        assert obj["pipeline"] == 8 and obj["size"] == "1-9000"
+        assert obj["bytes"] > obj["messages"]      # sizes vary around 4.5 kB
+    if mode == "stream":
+        assert obj["bytes_per_sec"] > 1e6
+    if mode == "open":
+        assert abs(obj["messages"] - 1200) <= 3    # 2000/s for 0.6 s, on schedule
+        check_latency(obj["latency_uncorrected_us"])
+
+
+def test_udp_sane(start_server):
+    sp = start_server("epoll", "--udp")
+    udp = next(a for a in sp.listening if a.startswith("udp:"))[4:]
+    rc, obj, err = run_load("--udp", "-c", 2, "-p", 4, "-s", "1-1400", "-d", "500ms", udp)
+    assert rc == 0, err
+    check_sane(obj, 2)
+    assert obj["transport"] == "udp" and obj["lost"] == 0
+
+
+def test_unix_socket(start_server):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "echo.sock")
+        sp = start_server("epoll", "--listen", f"unix:{path}")
+        rc, obj, err = run_load("-c", 2, "-d", "400ms", f"unix:{path}")
+        assert rc == 0, err
+        check_sane(obj, 2)
+        assert obj["transport"] == "unix"
+
+
+def have_ipv6():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not have_ipv6(), reason="no IPv6 loopback here")
+def test_ipv6(start_server):
+    sp = start_server("epoll", "--listen", "[::1]:0")
+    rc, obj, err = run_load("-c", 2, "-d", "300ms", sp.addr)
+    assert rc == 0, err
+    check_sane(obj, 2)
+    assert obj["target"].startswith("[::1]:")
+
+
+def test_warmup_excluded(start_server):
+    """Open loop at 2000/s: 300 ms of warmup then 600 ms measured count 1200 messages, not 1800;
+    the measured window's length is the duration alone."""
+    sp = start_server("epoll")
+    rc, obj, err = run_load("-c", 2, "-R", "2k", "--warmup", "300ms", "-d", "600ms", sp.addr)
+    assert rc == 0, err
+    assert abs(obj["messages"] - 1200) <= 3, obj["messages"]
+    assert obj["latency_us"]["count"] == obj["messages"]
+    assert obj["warmup_s"] == 0.3 and 0.59 < obj["duration_s"] < 0.61
+
+
+def test_connect_rate_paces(start_server):
+    sp = start_server("epoll")
+    t0 = time.monotonic()
+    rc, obj, err = run_load("-c", 20, "--connect-rate", 50, "-d", "100ms", sp.addr)
+    assert rc == 0, err
+    assert time.monotonic() - t0 >= 0.38     # connection 20 is due at 19/50 s
+    assert obj["connect_us"]["count"] == 20
+
+
+class CorruptingServer:
+    """Echo over TCP or UDP that damages one byte: at stream offset `at` of every TCP connection
+    it flips a bit (how="flip"), adds a byte (how="insert") or leaves the byte out
+    (how="drop"); over UDP it flips a bit of byte 0 of datagram number `at`."""
+
+    def __init__(self, udp=False, at=777, how="flip"):
+        self.udp, self.at, self.how = udp, at, how
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else
+                                  socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        if not udp:
+            self.sock.listen(16)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.done = threading.Event()
+        self.threads = [threading.Thread(target=self.serve_udp if udp else self.accept,
+                                         daemon=True)]
+        self.threads[0].start()
+
+    def accept(self):
+        while not self.done.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            t = threading.Thread(target=self.echo, args=(c,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def echo(self, c):
+        c.settimeout(0.2)
+        off = 0
+        with c:
+            while not self.done.is_set():
+                try:
+                    data = bytearray(c.recv(65536))
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                n = len(data)
+                if off <= self.at < off + n:
+                    i = self.at - off
+                    if self.how == "flip":
+                        data[i] ^= 0x10
+                    elif self.how == "insert":
+                        data[i:i] = b"!"
+                    else:
+                        del data[i]
+                off += n
+                try:
+                    c.sendall(data)
+                except OSError:
+                    return
+
+    def serve_udp(self):
+        n = 0
+        while not self.done.is_set():
+            try:
+                data, peer = self.sock.recvfrom(65536)
+            except socket.timeout:
+                continue
+            data = bytearray(data)
+            if n == self.at and data:
+                data[0] ^= 0x10
+            n += 1
+            self.sock.sendto(data, peer)
+
+    def close(self):
+        self.done.set()
+        for t in self.threads:
+            t.join(5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("udp", [False, True], ids=["tcp", "udp"])
+def test_corrupted_byte_is_caught(udp):
+    srv = CorruptingServer(udp=udp, at=777 if not udp else 20)
+    try:
+        args = ["--udp"] if udp else []
+        rc, obj, err = run_load("-c", 2, "-d", "500ms", *args, srv.addr)
+        assert rc == 1, err
+        assert obj["mismatches"] >= 1
+        assert "mismatch" in err.strip().splitlines()[-1]
+        # The same run without verification passes: only the check saw the damage.
+        rc, obj, err = run_load("-c", 2, "-d", "300ms", "--no-verify", *args, srv.addr)
+        assert rc == 0, err
+        assert obj["mismatches"] == 0 and obj["messages"] > 0
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize("how", ["insert", "drop"])
+def test_extra_and_short_bytes(how):
+    """A byte too many shifts the stream: mismatches, and one byte beyond what was sent. A byte
+    too few leaves a message unanswered: the connection times out owing bytes."""
+    srv = CorruptingServer(at=200, how=how)
+    try:
+        rc, obj, err = run_load("-c", 2, "-d", "800ms", "--timeout", "300ms", srv.addr)
+        assert rc == 1, err
+        if how == "insert":
+            assert obj["mismatches"] >= 1 and obj["extra_bytes"] == 2   # one per connection
+        else:
+            assert obj["short_bytes"] > 0 and obj["errors"]["timeout"] == 2
+            assert obj["complete"] is False
+    finally:
+        srv.close()
+
+
+def test_open_loop_stall_is_corrected(start_server):
+    """SIGSTOP for 200 ms in the middle of a run at half the server's capacity: messages keep
+    falling due while nothing is answered, so the corrected p99 takes in the stall (about 7 %
+    of the messages fall due in it) while the uncorrected p99 does not (only the few messages
+    in flight when it began saw it)."""
+    sp = start_server("epoll")
+    rc, cap, err = run_load("-c", 8, "-d", "1s", sp.addr)
+    assert rc == 0, err
+    rate = max(1000, int(cap["msgs_per_sec"] / 2))
+
+    def stall():
+        time.sleep(1.4)
+        os.kill(sp.pid, signal.SIGSTOP)
+        time.sleep(0.2)
+        os.kill(sp.pid, signal.SIGCONT)
+
+    t = threading.Thread(target=stall)
+    t.start()
+    try:
+        rc, obj, err = run_load("-c", 8, "-R", rate, "-d", "3s", sp.addr)
+    finally:
+        t.join()
+        os.kill(sp.pid, signal.SIGCONT)
+    assert rc == 0, err
+    cor, unc = obj["latency_us"], obj["latency_uncorrected_us"]
+    assert cor["max"] >= 200000, cor
+    assert cor["p99"] >= 10 * unc["p99"], (cor, unc)
+    assert cor["p99"] >= 50000, cor
+    assert obj["unanswered"] == 0
+
+
+def test_json_hgrm_csv_outputs(start_server):
+    sp = start_server("epoll")
+    with tempfile.TemporaryDirectory() as d:
+        jp, hp, cp = (os.path.join(d, n) for n in ("r.json", "r.hgrm", "r.csv"))
+        rc, _, err = run_load("-c", 2, "-d", "400ms", "--json", jp, "--hgrm", hp, "--csv", cp,
+                              "--csv-header", sp.addr)
+        assert rc == 0, err
+        obj = json.load(open(jp))
+        check_sane(obj, 2)
+        rows = []
+        for line in open(hp):
+            if line.startswith("#") or not line.strip() or line.split()[0] == "Value":
+                continue
+            rows.append([float(x) for x in line.split()])
+        assert len(rows) > 10
+        values = [r[0] for r in rows]
+        pcts = [r[1] for r in rows]
+        counts = [r[2] for r in rows]
+        assert values == sorted(values) and pcts == sorted(pcts) and counts == sorted(counts)
+        assert pcts[-1] == 1.0 and counts[-1] == obj["messages"]
+        assert abs(values[-1] - obj["latency_us"]["max"]) < 0.01
+        assert all(len(r) == 4 for r in rows[:-1]) and len(rows[-1]) == 3
+        table = list(csv.DictReader(open(cp)))
+        assert len(table) == 1
+        assert int(table[0]["messages"]) == obj["messages"]
+        assert table[0]["complete"] == "true"
+        # A second run appends one line, no second header.
+        rc, _, err = run_load("-c", 1, "-d", "200ms", "--csv", cp, sp.addr)
+        assert rc == 0, err
+        assert len(list(csv.DictReader(open(cp)))) == 2
+
+
+def free_port():
+    """A loopback port with nothing listening (bound, then closed: refused on connect)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_no_server():
+    rc, obj, err = run_load("-c", 3, "-d", "1s", f"127.0.0.1:{free_port()}", timeout=15)
+    assert rc == 1
+    assert obj["complete"] is False and "refused" in obj["error"].lower()
+    assert obj["errors"]["refused"] == 3 and obj["messages"] == 0
+    assert len(err.strip().splitlines()) == 1 and "refused" in err.lower()
+
+
+def test_server_dies_mid_run(start_server):
+    sp = start_server("epoll")
+    threading.Timer(0.6, lambda: os.kill(sp.pid, signal.SIGKILL)).start()
+    t0 = time.monotonic()
+    rc, obj, err = run_load("-c", 4, "-d", "5s", sp.addr, timeout=20)
+    assert time.monotonic() - t0 < 4, "the run must stop when the server is gone"
+    assert rc == 1
+    assert obj["complete"] is False and "lost" in obj["error"]
+    assert obj["messages"] > 0 and 0.3 < obj["duration_s"] < 2
+    assert sum(obj["errors"].values()) == 4
+    assert "lost" in err.strip().splitlines()[-1]
+
+
+def test_sigint_stops_promptly(start_server):
+    sp = start_server("epoll")
+    p = subprocess.Popen([binary("clients/echo-load"), "-c", "2", "-d", "30s", "--json", "-",
+                          sp.addr], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.7)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=5)
+    assert p.returncode == 1
+    obj = json.loads(out)
+    assert obj["complete"] is False and "interrupted" in obj["error"]
+    assert obj["messages"] > 0
+
+
+def test_progress_lines(start_server):
+    sp = start_server("epoll")
+    rc, obj, err = run_load("-c", 1, "-d", "2.3s", "--progress", sp.addr)
+    assert rc == 0, err
+    lines = [l for l in err.splitlines() if "msgs/s" in l]
+    assert len(lines) == 2, err
+
+
+def test_fd_limit_too_low():
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    rc, obj, err = run_load("-c", 500, "-d", "1s", f"127.0.0.1:{free_port()}",
+                            preexec_fn=low_limit)
+    assert rc == 1 and obj is None
+    assert len(err.strip().splitlines()) == 1 and "RLIMIT_NOFILE" in err
+
+
+@pytest.mark.parametrize("args", [
+    [], ["-c", "0", "127.0.0.1:1"], ["-c", "x", "127.0.0.1:1"], ["--bogus", "127.0.0.1:1"],
+    ["-Z", "127.0.0.1:1"], ["-d", "soon", "127.0.0.1:1"], ["-d", "0", "127.0.0.1:1"],
+    ["-s", "0", "127.0.0.1:1"], ["-s", "9-3", "127.0.0.1:1"], ["-R", "-5", "127.0.0.1:1"],
+    ["--stream", "-R", "1k", "127.0.0.1:1"], ["--udp", "unix:/tmp/x"],
+    ["--udp", "-s", "70000", "127.0.0.1:1"], ["not-an-address"], ["127.0.0.1:99999"],
+    ["127.0.0.1:1", "extra"], ["-p"], ["--csv-header", "127.0.0.1:1"],
+    ["--json", "/nonexistent/dir/x.json", "127.0.0.1:1"], ["-t", "0", "127.0.0.1:1"],
+])
+def test_bad_options(args):
+    p = subprocess.run([binary("clients/echo-load"), *args], capture_output=True, text=True,
+                       timeout=10)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("echo-load: "), p.stderr
+
+
+def test_help_and_version():
+    p = subprocess.run([binary("clients/echo-load"), "--help"], capture_output=True, text=True,
+                       timeout=10)
+    assert p.returncode == 0 and "--rate" in p.stdout and "--hgrm" in p.stdout
+    p = subprocess.run([binary("clients/echo-load"), "--version"], capture_output=True,
+                       text=True, timeout=10)
+    assert p.returncode == 0 and p.stdout.startswith("echo-load ")
+
+
+@pytest.mark.slow
+def test_many_connections(start_server):
+    """Thousands of connections: the open-file limit is raised as needed, paced connects."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    n = 10000
+    if hard != resource.RLIM_INFINITY and hard < n + 200:
+        pytest.skip(f"hard RLIMIT_NOFILE {hard} is too low for {n} connections and a server")
+    sp = start_server("epoll")
+    rc, obj, err = run_load("-c", n, "-d", "2s", sp.addr, timeout=90)
+    assert rc == 0, err
+    check_sane(obj, n)

@@ -1,6 +1,7 @@
 #include "addr.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -14,7 +15,7 @@ static int parse_port(const char *s, int *port)
 	char *end;
 	long v;
 
-	if (*s == '\0')
+	if (!isdigit((unsigned char)*s))  /* strtol would take " 7" and "+7" */
 		return -EINVAL;
 	errno = 0;
 	v = strtol(s, &end, 10);
@@ -90,6 +91,8 @@ int endpoint_parse(const char *s, struct endpoint *ep, const char **why)
 	char portstr[8];
 
 	hints.ai_family = s[0] == '[' ? AF_INET6 : AF_UNSPEC;
+	if (s[0] == '[')
+		hints.ai_flags |= AI_NUMERICHOST;  /* brackets hold an address, never a name */
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	rc = getaddrinfo(host, portstr, &hints, &res);
 	if (rc != 0) {

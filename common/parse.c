@@ -90,7 +90,10 @@ int parse_duration_ns(const char *s, uint64_t *out)
 	char *end;
 	double v;
 
-	if (!isdigit((unsigned char)*s) && *s != '.')
+	/* Plain decimal only: strtod would also take hex ("0x10") and exponents ("1e3"). */
+	size_t digits = strspn(s, "0123456789.");
+	if (digits == 0 || strchr(s, 'x') || strchr(s, 'X') ||
+	    ((s[digits] == 'e' || s[digits] == 'E') && isdigit((unsigned char)s[digits + 1])))
 		return -EINVAL;
 	errno = 0;
 	v = strtod(s, &end);

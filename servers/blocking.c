@@ -188,8 +188,11 @@ static void accept_some(struct worker *w, struct conn_set *cs, pthread_attr_t *a
 			start_conn(w, cs, attr, fd);
 			continue;
 		}
-		if ((errno == EMFILE || errno == ENFILE) && !server_shed_on_emfile(w, lfd))
-			usleep(100000);  /* nothing could be shed: back off instead of spinning */
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if (errno != EAGAIN &&
+		    !((errno == EMFILE || errno == ENFILE) && server_shed_on_emfile(w, lfd)))
+			usleep(100000);  /* a lasting error: back off instead of spinning */
 		return;
 	}
 }

@@ -157,13 +157,14 @@ static void on_listener(struct loop *l, int lfd)
 		}
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
-		if ((errno == EMFILE || errno == ENFILE) && !server_shed_on_emfile(l->w, lfd)) {
-			/* Nothing could be shed: stop watching the listeners for a while instead of
-			 * waking for a readable listener we cannot accept from. */
-			set_accepting(l, false);
-			l->accept_resume_ns = now_ns() + ACCEPT_PAUSE_NS;
-		}
-		return;  /* EAGAIN, a shed connection, or a pause */
+		if (errno == EAGAIN ||
+		    ((errno == EMFILE || errno == ENFILE) && server_shed_on_emfile(l->w, lfd)))
+			return;
+		/* Out of fds with nothing to shed, or ENOBUFS/ENOMEM/...: the listener stays
+		 * readable, so stop watching it for a while instead of waking to fail again. */
+		set_accepting(l, false);
+		l->accept_resume_ns = now_ns() + ACCEPT_PAUSE_NS;
+		return;
 	}
 }
 
@@ -246,7 +247,8 @@ static int loop_run(struct worker *w, const struct mux_ops *mux)
 			uint64_t deadline = server_drain_deadline_ns(w->srv);
 			if (l.live == 0 || now >= deadline)
 				break;
-			timeout = (int)((deadline - now) / 1000000) + 1;
+			uint64_t ms = (deadline - now) / 1000000 + 1;
+			timeout = ms > 1000 ? 1000 : (int)ms;  /* long drains: wake once a second */
 		}
 		if (l.accept_resume_ns) {
 			if (now >= l.accept_resume_ns) {

@@ -147,10 +147,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "echo-server: backend %s cannot run here: %s\n", cfg.backend, why);
 		return 1;
 	}
+	cfg.failure_signal = SIGTERM;  /* a dying worker wakes the sigwait() below */
 	rc = server_open(&cfg, &srv, &why);
 	if (rc < 0) {
 		fprintf(stderr, "echo-server: %s\n", why);
-		return rc == -EINVAL ? EXIT_USAGE : 1;
+		return 1;
 	}
 	/* Blocked before the workers start so they inherit the mask and only sigwait() below
 	 * sees SIGTERM/SIGINT. */
@@ -171,6 +172,7 @@ int main(int argc, char **argv)
 	while (sigwait(&stop_signals, &sig) != 0)
 		;
 	server_stop(srv);
+	rc = server_failure(srv);
 	server_get_stats(srv, &st);
 	fprintf(stderr, "echo-server: stopped: backend=%s accepted=%llu refused=%llu resets=%llu "
 		"bytes_in=%llu bytes_out=%llu datagrams=%llu dropped=%llu\n", cfg.backend,
@@ -179,5 +181,5 @@ int main(int argc, char **argv)
 		(unsigned long long)st.bytes_out, (unsigned long long)st.datagrams,
 		(unsigned long long)st.dropped);
 	server_close(srv);
-	return 0;
+	return rc < 0 ? 1 : 0;
 }

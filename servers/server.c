@@ -8,12 +8,14 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -44,6 +46,8 @@ struct server {
 	_Atomic uint64_t drain_deadline_ns;
 	_Atomic unsigned live;
 	pthread_mutex_t log_lock;
+	pthread_mutex_t shed_lock;
+	_Atomic int failed;            /* first -errno a worker died with */
 	const char *logged[LOG_ONCE_KEYS];
 	char why[256];
 };
@@ -152,19 +156,26 @@ bool udp_source_allowed(const struct sockaddr *sa)
 
 bool server_shed_on_emfile(struct worker *w, int listen_fd)
 {
-	int fd;
+	struct server *s = w->srv;
+	int fd = -1;
 
-	server_log_once(w->srv, "emfile",
+	server_log_once(s, "emfile",
 			"accept: out of file descriptors; shedding new connections until some close");
-	if (w->reserve_fd < 0)
-		return false;
-	close(w->reserve_fd);
-	fd = accept(listen_fd, NULL, NULL);
-	if (fd >= 0) {
-		close(fd);
-		stat_add(&w->stats.refused, 1);
+	/* One worker at a time: the fd freed by close() goes to whichever thread opens next, so
+	 * two workers shedding at once could take each other's reserve. */
+	pthread_mutex_lock(&s->shed_lock);
+	if (w->reserve_fd < 0)  /* lost in an earlier round: take it back when fds allow */
+		w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (w->reserve_fd >= 0) {
+		close(w->reserve_fd);
+		fd = accept(listen_fd, NULL, NULL);
+		if (fd >= 0) {
+			close(fd);
+			stat_add(&w->stats.refused, 1);
+		}
+		w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	}
-	w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	pthread_mutex_unlock(&s->shed_lock);
 	return fd >= 0;
 }
 
@@ -181,16 +192,27 @@ static int set_why(struct server *s, const char *what, const char *addr, int err
 static int unix_claim(struct server *s, const struct endpoint *ep)
 {
 	const struct sockaddr_un *un = (const struct sockaddr_un *)&ep->sa;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), rc;
+	struct stat st;
+	int fd, rc, err;
 
+	if (lstat(un->sun_path, &st) < 0)
+		return 0;  /* nothing there: bind() will say what else may be wrong */
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(s->why, sizeof(s->why), "bind %s: the path exists and is not a socket",
+			 ep->text);
+		return -EEXIST;
+	}
+	/* Non-blocking: a live server with a full backlog answers EAGAIN instead of making us
+	 * wait; anything but "refused" means somebody is there. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
+		return set_why(s, "socket", ep->text, errno);
 	rc = connect(fd, (const struct sockaddr *)un, ep->len);
+	err = errno;
 	close(fd);
-	if (rc == 0)
+	if (rc == 0 || err != ECONNREFUSED)
 		return set_why(s, "bind", ep->text, EADDRINUSE);
-	if (errno == ECONNREFUSED)
-		unlink(un->sun_path);
+	unlink(un->sun_path);
 	return 0;
 }
 
@@ -317,6 +339,7 @@ int server_open(const struct server_config *cfg, struct server **out, const char
 		s->cfg.nlisten = 1;
 	}
 	pthread_mutex_init(&s->log_lock, NULL);
+	pthread_mutex_init(&s->shed_lock, NULL);
 	s->backend = find_backend(cfg->backend);
 	s->nworkers = cfg->threads ? (int)cfg->threads : 1;
 	if (!s->backend || s->nworkers > SERVER_MAX_THREADS || cfg->bufsize == 0) {
@@ -365,9 +388,15 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	int rc = w->srv->backend->run(w);
 
-	if (rc < 0)
+	if (rc < 0) {
+		int none = 0;
 		fprintf(stderr, "echo-server: %s worker %d failed: %s\n", w->srv->backend->name,
 			w->index, strerror(-rc));
+		/* Its listener would keep queueing connections nobody accepts: stop everything. */
+		if (atomic_compare_exchange_strong(&w->srv->failed, &none, rc) &&
+		    w->srv->cfg.failure_signal)
+			kill(getpid(), w->srv->cfg.failure_signal);
+	}
 	return (void *)(intptr_t)rc;
 }
 
@@ -393,12 +422,13 @@ int server_start(struct server *s, const char **why)
 			else
 				w->tcp_fds[w->ntcp++] = l->fd;
 		}
+		w->reserve_fd = -1;
 		w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (w->wake_fd < 0) {
 			*why = "eventfd failed";
 			return -errno;
 		}
+		w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	}
 	for (; s->started < s->nworkers; s->started++) {
 		rc = pthread_create(&s->tids[s->started], NULL, worker_main, &s->workers[s->started]);
@@ -422,6 +452,11 @@ void server_stop(struct server *s)
 	for (int i = 0; i < s->started; i++)
 		pthread_join(s->tids[i], NULL);
 	s->started = 0;
+}
+
+int server_failure(const struct server *s)
+{
+	return atomic_load(&s->failed);
 }
 
 void server_get_stats(const struct server *s, struct server_stats *out)
@@ -449,12 +484,13 @@ void server_close(struct server *s)
 	for (int i = 0; i < s->nunix; i++)
 		unlink(s->unix_paths[i]);
 	for (int i = 0; s->workers && i < s->nworkers; i++) {
-		if (s->workers[i].wake_fd > 0)
+		if (s->workers[i].wake_fd >= 0)
 			close(s->workers[i].wake_fd);
-		if (s->workers[i].reserve_fd > 0)
+		if (s->workers[i].reserve_fd >= 0)
 			close(s->workers[i].reserve_fd);
 	}
 	pthread_mutex_destroy(&s->log_lock);
+	pthread_mutex_destroy(&s->shed_lock);
 	free(s->workers);
 	free(s->tids);
 	free(s->ls);

@@ -26,6 +26,7 @@ struct server_config {
 	unsigned max_conns;              /* 0: no limit beyond the fd limit */
 	size_t bufsize;                  /* per-connection echo buffer */
 	uint64_t drain_timeout_ns;       /* how long server_stop() waits for pending echo */
+	int failure_signal;              /* raised on the process when a worker dies (0: none) */
 };
 
 void server_config_defaults(struct server_config *cfg);
@@ -51,6 +52,9 @@ int server_listener_count(const struct server *s);
 const char *server_listener_text(const struct server *s, int i);
 int server_start(struct server *s, const char **why);
 void server_stop(struct server *s);
+/* 0, or the -errno a worker died with (the server then no longer serves everything it
+ * listens on, and should be stopped). */
+int server_failure(const struct server *s);
 void server_get_stats(const struct server *s, struct server_stats *out);
 void server_close(struct server *s);
 

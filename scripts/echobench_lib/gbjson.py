@@ -1,0 +1,223 @@
+"""run.json in Google Benchmark's JSON schema, and reading any Google Benchmark JSON back.
+
+Google Benchmark's compare.py and the dashboards that read its JSON compare `real_time` and
+`cpu_time`, where lower is better. So each echobench metric is written as a time in which lower
+is better, and its natural value sits beside it:
+  msgs_per_sec  -> real_time = ns per message (1e9 / msgs_per_sec), cpu_time = server CPU ns per
+                   message; items_per_second / bytes_per_second carry the rates themselves
+  bytes_per_sec -> real_time = us per MiB echoed
+  *_us          -> real_time = cpu_time = the latency in us
+  *_ns_per_*    -> real_time = cpu_time = the CPU time in ns
+and every entry carries an `echobench` object: backend, connections, size, mode, metric, value,
+unit, higher_is_better (and offered_rate for open loop), which is what echobench compare and the
+report read.
+"""
+import json
+import math
+import pathlib
+import statistics
+
+from .matrix import parse_name
+from .metrics import gated_metrics, higher_is_better, unit
+from .util import UsageError
+
+_TO_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+
+def encode(metric, value):
+    """(real_time, time_unit) for a metric value, or None when it cannot be a time (rate 0)."""
+    if metric == "msgs_per_sec":
+        return (1e9 / value, "ns") if value > 0 else None
+    if metric == "bytes_per_sec":
+        return ((1 << 20) / value * 1e6, "us") if value > 0 else None
+    if metric.endswith("_us"):
+        return value, "us"
+    return value, "ns"
+
+
+def _iteration(name, family, rep, reps, sample, metric):
+    value = sample["metrics"][metric]
+    enc = encode(metric, value)
+    if enc is None:
+        return None
+    real, tu = enc
+    cpu = real
+    if metric == "msgs_per_sec" and "server_cpu_ns_per_msg" in sample["metrics"]:
+        cpu = sample["metrics"]["server_cpu_ns_per_msg"]
+    cell = sample["cell"]
+    entry = {
+        "name": name, "family_index": family, "per_family_instance_index": 0,
+        "run_name": name, "run_type": "iteration", "repetitions": reps,
+        "repetition_index": rep, "threads": 1,
+        "iterations": int(sample.get("messages") or 1),
+        "real_time": real, "cpu_time": cpu, "time_unit": tu,
+    }
+    if metric == "msgs_per_sec":
+        entry["items_per_second"] = value
+        if "bytes_per_sec" in sample["metrics"]:
+            entry["bytes_per_second"] = sample["metrics"]["bytes_per_sec"]
+    if metric == "bytes_per_sec":
+        entry["bytes_per_second"] = value
+    entry["label"] = f"{metric} {unit(metric)}"
+    eb = {"backend": cell.backend, "connections": cell.connections, "size": cell.size,
+          "mode": cell.mode, "metric": metric, "value": value, "unit": unit(metric),
+          "higher_is_better": higher_is_better(metric)}
+    if "offered_rate" in sample["metrics"]:
+        eb["offered_rate"] = sample["metrics"]["offered_rate"]
+    entry["echobench"] = eb
+    return entry
+
+
+def _aggregates(entries):
+    """mean/median/stddev entries over repetitions, as Google Benchmark writes them."""
+    first = entries[0]
+    out = []
+    funcs = (("mean", statistics.fmean), ("median", statistics.median),
+             ("stddev", lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0))
+    for agg, fn in funcs:
+        e = {k: first[k] for k in ("family_index", "per_family_instance_index", "run_name",
+                                    "repetitions", "threads", "time_unit", "label")}
+        e.update({"name": f"{first['name']}_{agg}", "run_type": "aggregate",
+                  "aggregate_name": agg, "aggregate_unit": "time",
+                  "iterations": len(entries),
+                  "real_time": fn([x["real_time"] for x in entries]),
+                  "cpu_time": fn([x["cpu_time"] for x in entries])})
+        for counter in ("items_per_second", "bytes_per_second"):
+            if all(counter in x for x in entries):
+                e[counter] = fn([x[counter] for x in entries])
+        eb = dict(first["echobench"])
+        eb["value"] = fn([x["echobench"]["value"] for x in entries])
+        eb.pop("offered_rate", None)
+        e["echobench"] = eb
+        out.append(e)
+    return out
+
+
+def build_run_json(context, samples, repetitions):
+    """context: dict; samples: [{cell, repetition, metrics, messages}] -> the run.json object."""
+    by_name = {}
+    order = []
+    for s in samples:
+        for metric in gated_metrics(s["cell"].mode):
+            if metric not in s["metrics"]:
+                continue
+            name = s["cell"].name(metric)
+            if name not in by_name:
+                by_name[name] = []
+                order.append(name)
+            by_name[name].append((s, metric))
+    benchmarks = []
+    for family, name in enumerate(order):
+        entries = [e for e in (_iteration(name, family, s["repetition"], repetitions, s, m)
+                               for s, m in sorted(by_name[name],
+                                                  key=lambda t: t[0]["repetition"]))
+                   if e is not None]
+        benchmarks += entries
+        if len(entries) > 1:
+            benchmarks += _aggregates(entries)
+    return {"context": context, "benchmarks": benchmarks}
+
+
+def run_json_path(path):
+    """A run directory or a JSON file -> the JSON file's path (UsageError if neither)."""
+    p = pathlib.Path(path)
+    if p.is_dir():
+        p = p / "run.json"
+    if not p.is_file():
+        raise UsageError(f"no results at '{path}': expected a run directory or a JSON file")
+    return p
+
+
+def load(path):
+    """Reads a Google Benchmark JSON file (ours or any other). UsageError when it is not one."""
+    p = run_json_path(path)
+    try:
+        with open(p) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read '{p}': {e}") from e
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise UsageError(f"'{p}' is not Google Benchmark JSON (no 'benchmarks' list)")
+    return data
+
+
+class Series:
+    """Repeated measurements of one metric of one benchmark."""
+
+    def __init__(self, name, unit_, higher, from_aggregate=False):
+        self.name, self.unit, self.higher = name, unit_, higher
+        self.values = []
+        self.from_aggregate = from_aggregate
+
+
+# Google Benchmark fields that are not user counters.
+_GB_FIELDS = {"name", "family_index", "per_family_instance_index", "run_name", "run_type",
+              "repetitions", "repetition_index", "threads", "iterations", "real_time",
+              "cpu_time", "time_unit", "aggregate_name", "aggregate_unit", "label",
+              "error_occurred", "error_message", "big_o", "rms", "complexity_n",
+              "echobench"}
+_KNOWN_COUNTERS = {"items_per_second": True, "bytes_per_second": True}
+
+
+def series(data):
+    """{series name: Series} from a loaded JSON object. Our entries give one series per
+    benchmark (its natural value); plain Google Benchmark entries give `NAME real_time`,
+    `NAME cpu_time` (in ns, lower is better) and one per counter (items/bytes_per_second higher
+    is better; other counters have no known direction and are shown, never judged). When a
+    benchmark has only aggregates (--benchmark_report_aggregates_only), its mean is one sample."""
+    out = {}
+    iter_names = {e.get("run_name", e["name"]) for e in data["benchmarks"]
+                  if e.get("run_type", "iteration") == "iteration"}
+
+    def add(name, unit_, higher, value, agg=False):
+        if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return
+        s = out.get(name)
+        if s is None:
+            s = out[name] = Series(name, unit_, higher, agg)
+        s.values.append(float(value))
+
+    for e in data["benchmarks"]:
+        if e.get("error_occurred") or "name" not in e:
+            continue
+        run_type = e.get("run_type", "iteration")
+        base = e.get("run_name", e["name"])
+        if run_type == "aggregate":
+            if base in iter_names or e.get("aggregate_name") != "mean":
+                continue
+            agg = True
+        else:
+            agg = False
+        eb = e.get("echobench")
+        if isinstance(eb, dict) and "value" in eb:
+            add(base, eb.get("unit", ""), eb.get("higher_is_better"), eb["value"], agg)
+            continue
+        scale = _TO_NS.get(e.get("time_unit", "ns"), 1.0)
+        if "real_time" in e:
+            add(f"{base} real_time", "ns", False, e["real_time"] * scale, agg)
+        if "cpu_time" in e:
+            add(f"{base} cpu_time", "ns", False, e["cpu_time"] * scale, agg)
+        for k, v in e.items():
+            if k in _GB_FIELDS or isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            add(f"{base} {k}", "/s" if k.endswith("_per_second") else "",
+                _KNOWN_COUNTERS.get(k), v, agg)
+    return out
+
+
+def iterations(data):
+    """Our iteration entries as flat rows: [{backend, connections, size, mode, metric, value,
+    repetition, offered_rate}] (entries written by other tools are ignored)."""
+    rows = []
+    for e in data["benchmarks"]:
+        eb = e.get("echobench")
+        if e.get("run_type") != "iteration" or not isinstance(eb, dict):
+            continue
+        parsed = parse_name(e["name"])
+        if parsed is None:
+            continue
+        rows.append({"backend": eb["backend"], "connections": eb["connections"],
+                     "size": eb["size"], "mode": eb["mode"], "metric": eb["metric"],
+                     "value": eb["value"], "repetition": e.get("repetition_index", 0),
+                     "offered_rate": eb.get("offered_rate")})
+    return rows

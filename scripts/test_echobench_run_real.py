@@ -1,0 +1,78 @@
+"""End to end with the real programs: `echobench check` and `echobench run` on two backends x
+one cell, then compare and Google Benchmark's compare.py on the result. Skipped (with the
+reason) until echo-server and echo-load are built in $ECHOBENCH_BUILD."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "fixtures"))
+from echobench_testlib import HERE, echobench  # noqa: E402
+
+BUILD = pathlib.Path(os.environ.get("ECHOBENCH_BUILD", HERE.parent / "build")).resolve()
+SERVER = BUILD / "servers" / "echo-server"
+LOAD = BUILD / "clients" / "echo-load"
+
+pytestmark = pytest.mark.skipif(not (SERVER.exists() and LOAD.exists()),
+                                reason=f"echo-server and echo-load are not both built in {BUILD}")
+
+
+def usable():
+    out = subprocess.run([SERVER, "--list-backends"], capture_output=True, text=True,
+                         timeout=10).stdout
+    return [ln.split()[0] for ln in out.splitlines() if ln.endswith(" usable")]
+
+
+def test_check_real_backends():
+    r = echobench("check", "--build", BUILD, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert {ln.split(":")[0] for ln in lines} >= set(usable())
+    for b in usable():
+        assert f"{b}: ok (echo verified, 3 sizes)" in lines
+
+
+@pytest.mark.slow
+def test_run_two_backends_one_cell(tmp_path):
+    names = usable()
+    backends = [b for b in ("epoll", "poll", "select") if b in names][:2]
+    if len(backends) < 2:
+        pytest.skip(f"fewer than two of epoll/poll/select usable: {names}")
+    out = tmp_path / "results"
+    # quick: --must-only without the cases that wait seconds by design (about 5 s a backend).
+    conform = "quick" if (BUILD / "conformance" / "echo-conform").exists() else "none"
+    r = echobench("run", "--build", BUILD, "--out", out, "--backends", ",".join(backends),
+                  "--connections", "4", "--sizes", "64", "--modes", "closed",
+                  "--duration", "1s", "--warmup", "200ms", "--repetitions", "2",
+                  "--conform", conform, "--conform-timeout", "90s", timeout=400)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = out / "latest"
+    data = json.loads((run_dir / "run.json").read_text())
+    assert data["context"]["failed_cells"] == []
+    for b in backends:
+        tput = [e for e in data["benchmarks"]
+                if e["name"] == f"echo/{b}/c:4/s:64/closed/msgs_per_sec"]
+        assert len(tput) == 2 and all(e["echobench"]["value"] > 100 for e in tput), tput
+        cpu = [e for e in data["benchmarks"]
+               if e["name"] == f"echo/{b}/c:4/s:64/closed/server_cpu_ns_per_msg"]
+        assert cpu and all(0 < e["echobench"]["value"] < 1e7 for e in cpu)
+        assert (run_dir / "hgrm" / f"{b}_c4_s64_closed_r0.hgrm").is_file()
+        print(f"{b}: {tput[0]['echobench']['value']:.0f} msgs/s, "
+              f"{cpu[0]['echobench']['value']:.0f} ns server CPU/msg")
+    html = (run_dir / "report.html").read_text()
+    assert html.count("<svg") >= 3
+    conf = json.loads((run_dir / "conform.json").read_text())
+    if conform == "quick":
+        assert all(conf[b]["verdict"] == "pass" for b in backends), conf
+    # A run compared with itself: nothing changed.
+    c = echobench("compare", run_dir, run_dir)
+    assert c.returncode == 0 and "0 regression(s)" in c.stdout
+    gb = "/usr/share/benchmark/compare.py"
+    if os.path.exists(gb):
+        g = subprocess.run(["/usr/bin/python3", gb, "--no-color", "benchmarks",
+                            run_dir / "run.json", run_dir / "run.json"],
+                           capture_output=True, text=True, timeout=60)
+        assert g.returncode == 0 and "OVERALL_GEOMEAN" in g.stdout, g.stderr

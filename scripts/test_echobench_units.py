@@ -1,0 +1,160 @@
+"""The driver's small pieces: TAP and .hgrm parsing, modes, names, placement, number parsing,
+the Google Benchmark encoding of each metric."""
+import os
+import pathlib
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "fixtures"))
+import echobench_testlib  # noqa: E402,F401  (puts echobench_lib on sys.path)
+
+from echobench_lib import conform, gbjson, hgrm, matrix, metrics, runner, util  # noqa: E402
+
+TAP = """TAP version 13
+1..5
+ok 1 - echo.bytes-256 all 256 byte values come back
+not ok 2 - halfclose.n5 5 bytes then SHUT_WR
+  ---
+  expected: 5 bytes then EOF
+  seen: 0 bytes then EOF
+  ...
+ok 3 - whitebox.fd-baseline fd count back to baseline # SKIP no server pid
+ok 4 - limits.churn # TODO flaky on VMs
+not ok 5 - reset.rst-mid-stream server survives
+"""
+
+
+def test_parse_tap_counts_and_ids():
+    t = conform.parse_tap(TAP)
+    assert (t["plan"], t["passed"], t["failed"], t["skipped"], t["todo"]) == (5, 1, 2, 1, 1)
+    assert t["failed_ids"] == ["halfclose.n5", "reset.rst-mid-stream"]
+    assert t["skipped_ids"] == ["whitebox.fd-baseline"]
+
+
+def test_verdict_of_a_truncated_run_is_error(tmp_path):
+    script = tmp_path / "conf"
+    script.write_text("#!/bin/sh\necho 'TAP version 13'\necho '1..3'\necho 'ok 1 - a x'\n"
+                      "exit 0\n")
+    script.chmod(0o755)
+    r = conform.run_one(script, target="127.0.0.1:1")
+    assert r["verdict"] == "error" and "only 1 of 3" in r["note"]
+
+
+def test_conform_timeout_kills_and_says_so(tmp_path):
+    script = tmp_path / "conf"
+    script.write_text("#!/bin/sh\necho 'TAP version 13'\nsleep 30\n")
+    script.chmod(0o755)
+    r = conform.run_one(script, target="127.0.0.1:1", timeout=0.5)
+    assert r["verdict"] == "error" and "timed out" in r["note"]
+
+
+HGRM = """       Value     Percentile TotalCount 1/(1-Percentile)
+
+      21.695 0.000000000000          1           1.00
+      35.935 0.500000000000       6905           2.00
+      80.000 0.990000000000      13624         100.00
+    6983.679 0.999963378906      13761       27306.67
+    7774.681 1.000000000000      13762
+#[Mean    =       72.488, StdDeviation   =      325.876]
+#[Max     =     7774.681, Total count    =        13762]
+"""
+
+
+def test_hgrm_parse_and_unit_detection():
+    pts = hgrm.parse(HGRM)
+    assert pts[0] == (21.695, 0.0) and pts[-1] == (7774.681, 1.0) and len(pts) == 5
+    assert hgrm.value_at(pts, 0.99) == 80.0
+    assert hgrm.scale_to_us(pts, 80.0) == 1.0
+    assert hgrm.scale_to_us(pts, 0.081) == 1e-3     # the file was in ns
+    assert hgrm.scale_to_us(pts, 79000.0) == 1e3    # the file was in ms
+
+
+@pytest.mark.parametrize("text, modes", [
+    ("closed", ["closed"]),
+    ("open", ["open25", "open50", "open75"]),
+    ("closed,open:90,stream,open90", ["closed", "open90", "stream"]),
+    ("OPEN50%", ["open50"]),
+])
+def test_parse_modes(text, modes):
+    assert matrix.parse_modes(text) == modes
+
+
+@pytest.mark.parametrize("text", ["open0", "open101", "half", ",", ""])
+def test_bad_modes(text):
+    with pytest.raises(util.UsageError):
+        matrix.parse_modes(text)
+
+
+def test_matrix_order_puts_closed_before_open_and_names_round_trip():
+    cells = matrix.build_matrix(["epoll", "poll"], [1, 16], [64],
+                                ["stream", "open75", "closed", "open25"])
+    assert len(cells) == 16
+    assert [c.mode for c in cells[:4]] == ["closed", "open25", "open75", "stream"]
+    c = cells[5]
+    name = c.name("p99_us")
+    assert name == "echo/poll/c:1/s:64/open25/p99_us"
+    assert matrix.parse_name(name) == (c, "p99_us")
+    assert c.key == "poll_c1_s64_open25" and c.open_pct == 25
+    with pytest.raises(util.UsageError):
+        matrix.build_matrix([], [1], [64], ["closed"])
+
+
+def test_number_parsing():
+    assert util.parse_duration("500ms") == 0.5 and util.parse_duration("2") == 2.0
+    assert util.parse_duration("1.5m") == 90.0
+    assert util.duration_arg(0.25) == "250ms"
+    assert util.parse_size("4k") == 4096 and util.parse_count("1k") == 1000
+    assert util.parse_cpus("0,2-3", "x") == [0, 2, 3]
+    for bad in ("fast", "-1s", "0"):
+        with pytest.raises(util.UsageError):
+            util.parse_duration(bad)
+    with pytest.raises(util.UsageError):
+        util.parse_cpus("3-1", "x")
+
+
+def test_default_placement_separates_server_and_client():
+    allowed = sorted(os.sched_getaffinity(0))
+    s, c, note = runner.placement(None, None)
+    if len(allowed) >= 2:
+        assert s == [allowed[0]] and c == [allowed[1]] and "separate" in note
+    else:
+        assert s == c == allowed and "share" in note
+    s, c, _ = runner.placement([allowed[0]], None)
+    assert s == [allowed[0]] and (c == [x for x in allowed if x != allowed[0]] or c == allowed)
+
+
+def test_metrics_from_echo_load_json():
+    load = {"msgs_per_sec": 20000.0, "bytes_per_sec": 1280000.0, "messages": 20000,
+            "latency_us": {"p50": 40.0, "p90": 50.0, "p99": 90.0, "p999": 200.0,
+                           "p9999": 400.0, "max": 900.0, "mean": 45.0, "stdev": 5.0},
+            "latency_uncorrected_us": {"p99": 80.0}, "connect_us": {"p99": 60.0},
+            "errors": {"refused": 1, "reset": 2}, "mismatches": 0}
+    m = metrics.from_load_json(load, server_cpu_s=0.4, cpu_window_s=0.8, offered_rate=20000)
+    assert m["p99_us"] == 90.0 and m["p99_uncorrected_us"] == 80.0 and m["errors"] == 3.0
+    # 0.5 s of CPU per second at 20k msgs/s = 25 us per message.
+    assert m["server_cpu_ns_per_msg"] == pytest.approx(25000.0)
+    stream = metrics.from_load_json({"bytes_per_sec": 1e9, "latency_us": {"p50": 0.0}})
+    assert "p50_us" not in stream    # zero means "not measured"
+
+
+def test_google_benchmark_encoding_is_lower_is_better():
+    assert gbjson.encode("msgs_per_sec", 50000.0) == (20000.0, "ns")
+    assert gbjson.encode("bytes_per_sec", float(1 << 20)) == (1e6, "us")
+    assert gbjson.encode("p99_us", 87.5) == (87.5, "us")
+    assert gbjson.encode("server_cpu_ns_per_msg", 900.0) == (900.0, "ns")
+    assert gbjson.encode("msgs_per_sec", 0.0) is None
+
+
+def test_cpu_sample_sees_cpu_time_below_one_clock_tick():
+    from echobench_lib.server import CpuSample
+    a = CpuSample.take(os.getpid())
+    t_end = time.thread_time() + 0.004     # 4 ms of CPU: under one 10 ms tick
+    while time.thread_time() < t_end:
+        pass
+    b = CpuSample.take(os.getpid())
+    seconds, method = a.delta(b)
+    assert method == "schedstat"
+    assert 0.003 < seconds < 0.5
+    assert CpuSample.take(2 ** 22 + 12345) is None    # no such process

@@ -6,14 +6,16 @@ and hand it over, that races.
 """
 import os
 import pathlib
-import select
 import signal
 import subprocess
-import time
+import sys
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from echobench_lib.server import Server  # noqa: E402
+from echobench_lib.util import RunError  # noqa: E402
 BUILD = pathlib.Path(os.environ.get("ECHOBENCH_BUILD", ROOT / "build")).resolve()
 ALL_BACKENDS = ["blocking", "select", "poll", "epoll", "uring"]
 
@@ -48,43 +50,16 @@ def usable_backends():
     return [b for b, (ok, _) in _BACKENDS.items() if ok]
 
 
-class ServerProcess:
-    """An echo-server (or any program honouring the `listening ADDR` contract) run for a test."""
+class ServerProcess(Server):
+    """An echo-server (or any program honouring the `listening ADDR` contract) run for a test:
+    the driver's own Server (scripts/echobench_lib/server.py), so tests and benchmarks start
+    servers the same way. Adds host_port(); a server that never gets ready is a RuntimeError."""
 
-    def __init__(self, argv, ready_timeout=10.0, env=None):
-        self.argv = [str(a) for a in argv]
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        self.listening = []
-        self.stderr_text = None
-        deadline = time.monotonic() + ready_timeout
-        buf = b""
-        # Every listener prints its line before the server accepts; the first line may come
-        # before the rest, so wait a moment for the others once one has arrived.
-        while time.monotonic() < deadline:
-            wait = deadline - time.monotonic() if not self.listening else 0.2
-            r, _, _ = select.select([self.proc.stdout], [], [], max(wait, 0))
-            if not r:
-                if self.listening:
-                    break
-                continue
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                if line.startswith(b"listening "):
-                    self.listening.append(line[len(b"listening "):].decode())
-        if not self.listening:
-            self.stop(signal.SIGKILL)
-            raise RuntimeError(f"{self.argv} printed no 'listening' line; stderr: "
-                               f"{self.stderr_text!r}")
-
-    @property
-    def addr(self):
-        """The first TCP listener ("127.0.0.1:40123", "[::1]:40123" or "unix:/path")."""
-        return next(a for a in self.listening if not a.startswith("udp:"))
+    def __init__(self, argv, ready_timeout=10.0):
+        try:
+            super().__init__(argv, ready_timeout=ready_timeout)
+        except RunError as e:
+            raise RuntimeError(f"{[str(a) for a in argv]}: {e}") from e
 
     def host_port(self, which=None):
         """(host, port) of the first TCP listener, or of `which` (a listening text)."""
@@ -93,25 +68,6 @@ class ServerProcess:
             a = a[4:]
         host, _, port = a.rpartition(":")
         return host.strip("[]"), int(port)
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def stop(self, sig=signal.SIGTERM, timeout=10.0):
-        """Sends sig and waits; returns (exit code, stderr text)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.stderr_text is None:
-            self.stderr_text = self.proc.stderr.read().decode(errors="replace")
-            self.proc.stderr.close()
-            self.proc.stdout.close()
-        return self.proc.returncode, self.stderr_text
 
 
 @pytest.fixture

@@ -292,6 +292,15 @@ static int open_endpoint(struct server *s, const struct endpoint *want)
 			 ((struct sockaddr_un *)&ep.sa)->sun_path);
 		return add_listener(s, fd, false, true, 0, ep.text);
 	}
+	if (reuse && !any_port) {
+		/* SO_REUSEPORT would let our workers join a port that another server (of the same
+		 * user, also with SO_REUSEPORT) already serves: try the port alone first, so a port in
+		 * use fails here as it does with one worker. */
+		int probe;
+		if ((rc = open_socket(s, &ep, false, false, &probe)) < 0)
+			return rc;
+		close(probe);
+	}
 	for (int attempt = 0; attempt < 20; attempt++) {
 		rc = 0;
 		ep = *want;

@@ -1,0 +1,221 @@
+"""echo-server's command line: --list-backends, --help, --version, and bad input (exit 2 for
+usage errors, 1 for run-time failures, always exactly one line on stderr naming the problem)."""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import ALL_BACKENDS, ROOT, usable_backends
+from test_server_support import run_cli
+
+OPTIONS = ["--backend", "--list-backends", "--listen", "--udp", "--threads", "--max-conns",
+           "--bufsize", "--drain-timeout", "--help", "--version"]
+
+
+def project_version():
+    m = re.search(r"version\s*:\s*'([^']+)'", (ROOT / "meson.build").read_text())
+    assert m, "no version in meson.build"
+    return m[1]
+
+
+def one_line(text):
+    lines = text.splitlines()
+    assert len(lines) == 1, f"expected exactly one line on stderr, got {text!r}"
+    assert lines[0].strip(), "the one stderr line is empty"
+    return lines[0]
+
+
+def a_backend():
+    b = usable_backends()
+    if not b:
+        pytest.skip("no usable backend")
+    return "epoll" if "epoll" in b else b[0]
+
+
+def test_list_backends():
+    r = run_cli("--list-backends")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    names = []
+    for line in lines:
+        m = re.fullmatch(r"(\w+) (usable|unusable: \S.*)", line)
+        assert m, f"bad --list-backends line {line!r}"
+        names.append(m[1])
+    assert names == [b for b in ALL_BACKENDS if b in names], f"unknown or misordered: {names}"
+    # These need nothing beyond POSIX and Linux 2.6: always compiled in, always usable.
+    for b in ("blocking", "select", "poll", "epoll"):
+        assert f"{b} usable" in lines, lines
+
+
+def test_help_lists_every_option():
+    r = run_cli("--help")
+    assert r.returncode == 0, r.stderr
+    missing = [o for o in OPTIONS if not re.search(re.escape(o) + r"\b", r.stdout)]
+    assert not missing, f"--help does not mention {missing}"
+    for b in ALL_BACKENDS:
+        assert b in r.stdout, f"--help does not name backend {b}"
+
+
+def test_version():
+    r = run_cli("--version")
+    assert r.returncode == 0, r.stderr
+    assert "echo-server" in r.stdout and project_version() in r.stdout, r.stdout
+
+
+# (arguments after --backend B, words of which at least one must appear in the message)
+BAD_USAGE = [
+    (["--backend", "nosuch"], ["nosuch"]),
+    (["--listen", "300.1.1.1:5"], ["300.1.1.1:5"]),
+    (["--listen", "127.0.0.1:99999"], ["127.0.0.1:99999"]),
+    (["--listen", "127.0.0.1"], ["127.0.0.1"]),
+    (["--listen", "::1:80"], ["::1:80"]),
+    (["--listen", "unix:"], ["unix:"]),
+    (["--listen", "unix:/" + "x" * 120], ["unix:"]),
+    (["--frobnicate"], ["--frobnicate"]),
+    (["-Q"], ["-Q"]),
+    (["--listen"], ["--listen"]),
+    (["--threads", "abc"], ["--threads", "abc"]),
+    (["--threads", "0"], ["--threads"]),
+    (["--max-conns", "-3"], ["--max-conns", "-3"]),
+    (["--bufsize", "12x"], ["--bufsize", "12x"]),
+    (["--drain-timeout", "soon"], ["--drain-timeout", "soon"]),
+    (["stray-argument"], ["stray-argument"]),
+]
+
+
+@pytest.mark.parametrize("args,words", BAD_USAGE,
+                         ids=[" ".join(a) if len(" ".join(a)) < 40 else "unix-path-too-long"
+                              for a, _ in BAD_USAGE])
+def test_bad_usage_exits_2_with_one_line(args, words):
+    argv = args if args[0] == "--backend" else ["--backend", a_backend(), *args]
+    if "--listen" not in argv:
+        argv = [*argv, "--listen", "127.0.0.1:0"]   # a server that starts anyway must not
+    elif argv[-1] == "--listen":                   # take a fixed port; run_cli times it out
+        argv = ["--listen", "127.0.0.1:0", *argv]
+    try:
+        r = run_cli(*argv, timeout=5)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"echo-server {' '.join(argv)} started serving instead of refusing")
+    assert r.returncode == 2, f"exit {r.returncode}, stderr {r.stderr!r}"
+    line = one_line(r.stderr)
+    assert any(w in line for w in words), f"{line!r} does not name {words}"
+    assert "listening" not in r.stdout
+
+
+def test_port_in_use_exits_1(backend):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            r = run_cli("--backend", backend, "--listen", f"127.0.0.1:{port}", timeout=5)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the server started on a port that is in use")
+    assert r.returncode == 1, f"exit {r.returncode}, stderr {r.stderr!r}"
+    line = one_line(r.stderr)
+    assert "in use" in line.lower(), line
+    assert str(port) in line, f"{line!r} does not name the address"
+
+
+def test_port_in_use_by_another_server_with_threads(backend, start_server):
+    """--threads N uses SO_REUSEPORT listeners; a second server with --threads on the same port
+    must still fail with "in use" instead of silently sharing the port with the first."""
+    from test_server_support import EVENT_LOOP_BACKENDS
+    if backend not in EVENT_LOOP_BACKENDS:
+        pytest.skip("--threads is for the event-loop backends")
+    first = start_server(backend, "--threads", "2")
+    port = first.host_port()[1]
+    try:
+        r = run_cli("--backend", backend, "--threads", "2", "--listen", f"127.0.0.1:{port}",
+                    timeout=2)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"a second server started on port {port}, which the first one serves")
+    assert r.returncode == 1, f"exit {r.returncode}, stderr {r.stderr!r}"
+    assert "in use" in one_line(r.stderr).lower()
+
+
+def test_unix_socket_in_use_exits_1(backend, start_server):
+    d = tempfile.mkdtemp(prefix="echo-inuse-", dir="/tmp")
+    path = os.path.join(d, "x.sock")
+    try:
+        first = start_server(backend, "--listen", f"unix:{path}")
+        try:
+            r = run_cli("--backend", backend, "--listen", f"unix:{path}", timeout=5)
+        except subprocess.TimeoutExpired:
+            pytest.fail("a second server took over a live unix socket")
+        assert r.returncode == 1, f"exit {r.returncode}, stderr {r.stderr!r}"
+        line = one_line(r.stderr)
+        assert "in use" in line.lower() and path in line, line
+        # The first server still owns it.
+        from test_server_support import connect, roundtrip
+        with connect(first) as s:
+            assert roundtrip(s, b"mine") == b"mine"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_stale_unix_socket_is_taken_over(backend, start_server):
+    """A socket file left by a server that died (nobody answers on it) is not "in use"."""
+    d = tempfile.mkdtemp(prefix="echo-stale-", dir="/tmp")
+    path = os.path.join(d, "x.sock")
+    try:
+        with socket.socket(socket.AF_UNIX) as dead:
+            dead.bind(path)          # bound, never listening, then closed: a stale file
+        assert os.path.exists(path)
+        sp = start_server(backend, "--listen", f"unix:{path}")
+        assert sp.listening == [f"unix:{path}"]
+        from test_server_support import connect, roundtrip
+        with connect(sp) as s:
+            assert roundtrip(s, b"taken over") == b"taken over"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def as_nobody():
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+
+
+@pytest.fixture
+def readonly_dir():
+    d = tempfile.mkdtemp(prefix="echo-ro-", dir="/tmp")
+    os.chmod(d, 0o555)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def run_unprivileged(*args):
+    """Runs echo-server as nobody when we are root (root bypasses the permission checks)."""
+    kw = {"preexec_fn": as_nobody} if os.geteuid() == 0 else {}
+    return run_cli(*args, timeout=5, **kw)
+
+
+def test_permission_denied_unix_socket_exits_1(readonly_dir):
+    path = os.path.join(readonly_dir, "x.sock")
+    try:
+        r = run_unprivileged("--backend", a_backend(), "--listen", f"unix:{path}")
+    except subprocess.TimeoutExpired:
+        pytest.fail("the server started in a directory it cannot write")
+    assert r.returncode == 1, f"exit {r.returncode}, stderr {r.stderr!r}"
+    line = one_line(r.stderr)
+    assert "permission denied" in line.lower(), line
+    assert path in line, f"{line!r} does not name the address"
+
+
+def test_permission_denied_privileged_port_exits_1():
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        start = int(f.read())
+    if start <= 80:
+        pytest.skip("ports below 1024 are not privileged here")
+    try:
+        r = run_unprivileged("--backend", a_backend(), "--listen", "127.0.0.1:80")
+    except subprocess.TimeoutExpired:
+        pytest.fail("the server started on a privileged port")
+    assert r.returncode == 1, f"exit {r.returncode}, stderr {r.stderr!r}"
+    line = one_line(r.stderr)
+    assert "permission denied" in line.lower(), line

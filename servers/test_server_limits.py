@@ -1,0 +1,246 @@
+"""echo-server under pressure, every usable backend: a client that does not read stalls only
+itself and server memory stays bounded; --max-conns; running out of fds (EMFILE) without a busy
+spin; select's FD_SETSIZE limit."""
+import os
+import resource
+import select
+import signal
+import socket
+import time
+
+import pytest
+
+from test_server_support import (Stream, alive, closed_by_server, connect, cpu_seconds,
+                                 echo_many, fd_count, payload, roundtrip, rss_kib,
+                                 start_limited, stop_summary, summary, wait_for)
+
+RTT_BOUND = 2.0          # liveness, not speed: a stalled loop takes forever, not 2 s
+PUSH_LIMIT = 256 << 20   # far beyond what kernel buffers and a bounded server can absorb
+RSS_GROWTH_MAX = 64 << 10   # KiB
+
+
+class Timed:
+    """Round trips on one connection, timed, with a count of the bytes echoed."""
+
+    def __init__(self, s):
+        self.s, self.bytes = s, 0
+
+    def __call__(self, data):
+        t0 = time.monotonic()
+        assert roundtrip(self.s, data, timeout=10) == data
+        self.bytes += len(data)
+        return time.monotonic() - t0
+
+
+def test_nonreading_client_stalls_only_itself(backend, start_server):
+    """Client A sends as fast as it can and never reads. A must end up stalled by flow control
+    (the server stops reading it), the server's memory must not grow with what A pushes, client
+    B's round trips must stay fast all along, and when A finally reads, every byte it sent
+    comes back intact and in order."""
+    sp = start_server(backend)
+    stream = Stream(seed=21)
+    b = connect(sp)
+    a = connect(sp)
+    rt = Timed(b)
+    for i in range(20):        # warm up: lazily allocated buffers, threads, rings
+        rt(payload(1000, seed=i))
+    rss0 = rss_kib(sp.pid)
+
+    slowest = 0.0
+    pushed = 0
+    a.setblocking(False)
+    deadline = time.monotonic() + 15
+    last_rtt = 0.0
+    while pushed < PUSH_LIMIT and time.monotonic() < deadline:
+        _, w, _ = select.select([], [a], [], 1.0)
+        if not w:
+            break              # not writable for a second: stalled
+        try:
+            pushed += a.send(stream.at(pushed, 65536))
+        except BlockingIOError:
+            pass
+        if time.monotonic() - last_rtt > 0.05:
+            slowest = max(slowest, rt(b"ping" * 25))
+            last_rtt = time.monotonic()
+    a.setblocking(True)
+    a.settimeout(10)
+    assert pushed < PUSH_LIMIT and time.monotonic() < deadline, (
+        f"client A pushed {pushed >> 20} MiB without stalling: the server keeps reading a "
+        "client that does not read")
+
+    # A is stalled now; B goes on.
+    for i in range(20):
+        slowest = max(slowest, rt(payload(100, seed=100 + i)))
+    assert slowest < RTT_BOUND, f"B's slowest round trip took {slowest:.2f}s beside A"
+    grown = rss_kib(sp.pid) - rss0
+    print(f"A pushed {pushed >> 10} KiB before stalling; server RSS grew {grown} KiB; "
+          f"B's slowest round trip {slowest * 1000:.1f} ms")
+    assert grown < RSS_GROWTH_MAX, (
+        f"server RSS grew {grown >> 10} MiB while A pushed {pushed >> 20} MiB")
+
+    # A reads at last: all of it, in order, then a clean end.
+    got = 0
+    while got < pushed:
+        chunk = a.recv(1 << 20)
+        assert chunk, f"EOF after {got} of {pushed} bytes"
+        assert chunk == stream.at(got, len(chunk)), f"echo differs at offset {got}"
+        got += len(chunk)
+    a.shutdown(socket.SHUT_WR)
+    assert a.recv(1) == b""
+    assert rt(b"after") < RTT_BOUND
+    a.close()
+    b.close()
+    st = stop_summary(sp)
+    assert st["bytes_in"] == st["bytes_out"] == pushed + rt.bytes, st
+    assert st["accepted"] == 2 and st["resets"] == 0, st
+
+
+def test_max_conns(backend, start_server):
+    sp = start_server(backend, "--max-conns", "2")
+    a, b = connect(sp), connect(sp)
+    assert roundtrip(a, b"a") == b"a" and roundtrip(b, b"b") == b"b"
+    refused = 0
+    c = connect(sp)            # the third: accepted and closed at once
+    assert closed_by_server(c, timeout=3), "the connection beyond --max-conns was served"
+    refused += 1
+    c.close()
+    assert roundtrip(a, b"a2") == b"a2" and roundtrip(b, b"b2") == b"b2"
+    a.close()
+    # A's slot comes free once the server has seen A go (asynchronous): retry until served.
+    served = None
+    deadline = time.monotonic() + 5
+    while served is None and time.monotonic() < deadline:
+        d = connect(sp)
+        try:
+            served = d if roundtrip(d, b"d", timeout=3) == b"d" else None
+        except (AssertionError, ConnectionResetError, BrokenPipeError):
+            refused += 1
+            d.close()
+            time.sleep(0.05)
+    assert served, "no connection served after one of the two closed"
+    served.close()
+    b.close()
+    st = stop_summary(sp)
+    assert st["accepted"] == 3 and st["refused"] == refused, st
+
+
+def test_connect_burst_while_server_is_busy(backend, start_server):
+    """The listen backlog is large (SOMAXCONN), not 5: 300 clients connecting while the server
+    is not accepting at all (stopped) all complete their handshake at once, and all are served
+    once it runs again."""
+    sp = start_server(backend)
+    os.kill(sp.pid, signal.SIGSTOP)
+    socks = []
+    try:
+        for i in range(300):
+            try:
+                socks.append(connect(sp, timeout=2))
+            except socket.timeout:
+                pytest.fail(f"connect #{i} did not complete while the server was busy: "
+                            "listen backlog too small")
+    finally:
+        os.kill(sp.pid, signal.SIGCONT)
+    try:
+        datas = [b"%03d" % i for i in range(300)]
+        assert echo_many(socks, datas, timeout=30) == datas
+    finally:
+        for s in socks:
+            s.close()
+    st = stop_summary(sp)
+    assert st["accepted"] == 300 and st["refused"] == 0, st
+
+
+def test_emfile_no_busy_spin_and_recovery(backend):
+    """The server runs with 64 fds and gets 100 connections. It must not spin while it cannot
+    accept (CPU over an idle second stays low), must keep serving the connections it has,
+    and must serve new clients again once fds are free."""
+    sp = start_limited(backend, 64)
+    socks = []
+    try:
+        held = [connect(sp) for _ in range(10)]
+        for i, s in enumerate(held):
+            assert roundtrip(s, b"%d" % i) == b"%d" % i
+        for _ in range(100):
+            socks.append(connect(sp, timeout=5))   # completes in the backlog if not accepted
+        time.sleep(0.5)
+        cpu0 = cpu_seconds(sp.pid)
+        time.sleep(1.0)
+        used = cpu_seconds(sp.pid) - cpu0
+        assert used < 0.3, f"server used {used:.2f}s of CPU in an idle second at EMFILE"
+        assert alive(sp)
+        for i, s in enumerate(held):
+            assert roundtrip(s, b"again %d" % i) == b"again %d" % i
+        for s in socks + held:
+            s.close()
+        socks = []
+        served = False
+        deadline = time.monotonic() + 10
+        while not served and time.monotonic() < deadline:
+            with connect(sp) as s:
+                s.settimeout(1)
+                try:
+                    served = roundtrip(s, b"back", timeout=1) == b"back"
+                except (AssertionError, ConnectionResetError):
+                    time.sleep(0.1)
+        assert served, "the server did not serve again after fds were freed"
+        st = stop_summary(sp)
+        assert st["refused"] >= 1, st
+    finally:
+        for s in socks:
+            s.close()
+        sp.stop(signal.SIGKILL)
+
+
+def test_select_refuses_fds_beyond_fd_setsize(start_server):
+    """select cannot watch fds >= FD_SETSIZE (1024). With a limit that allows more, connections
+    that land on such fds are refused (closed), counted, logged once, and everything else is
+    served, before and after."""
+    from conftest import _BACKENDS
+    if not _BACKENDS.get("select", (False,))[0]:
+        pytest.skip("select backend not usable")
+    total = 1100
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < total + 200:
+        pytest.skip(f"fd hard limit {hard} is too low for {total} client sockets")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, total + 200), hard))
+    sp = start_limited("select", 1500)
+    socks = []
+    try:
+        for _ in range(total):
+            socks.append(connect(sp, timeout=5))
+        time.sleep(0.5)
+        served, refused = [], []
+        for s in socks:      # refused ones have EOF waiting (select.select cannot take
+            (served if stays_open_poll(s) else refused).append(s)   # fds >= 1024: poll)
+        for s in refused:
+            assert closed_by_server(s, timeout=2)
+        for i, s in enumerate(served):
+            assert roundtrip(s, b"%d" % i, timeout=5) == b"%d" % i
+        assert len(refused) >= total - 1024 + 1, (len(served), len(refused))
+        assert len(served) >= 900, (len(served), len(refused))
+        assert alive(sp)
+        # Freeing low fds makes room again.
+        for s in served[:50]:
+            s.close()
+        ok = wait_for(lambda: fd_count(sp.pid) <= 1024 - 40, 5)
+        assert ok, f"server holds {fd_count(sp.pid)} fds after 50 clients left"
+        with connect(sp) as s:
+            assert roundtrip(s, b"room again") == b"room again"
+        rc, err = sp.stop(signal.SIGTERM)
+        assert rc == 0, err
+        st = summary(err)
+        assert st["refused"] == len(refused), (st, len(refused))
+        assert st["accepted"] == len(served) + 1
+        others = [l for l in err.splitlines() if not l.startswith("echo-server: stopped:")]
+        assert len(others) <= 1, f"refusals should be logged once, stderr: {others[:5]}"
+    finally:
+        for s in socks:
+            s.close()
+        sp.stop(signal.SIGKILL)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def stays_open_poll(s, seconds=0.0):
+    p = select.poll()
+    p.register(s, select.POLLIN)
+    return not p.poll(seconds * 1000)

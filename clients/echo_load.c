@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -17,6 +16,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "die.h"
 #include "load.h"
 #include "sock.h"
 
@@ -30,21 +30,6 @@ struct out {
 	FILE *f;
 };
 
-static void fatal(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3),
-								 noreturn));
-
-static void fatal(int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("echo-load: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(code);
-}
-
 static void open_out(struct out *o, const char *path, const char *opt, const char *mode)
 {
 	o->path = path;
@@ -57,7 +42,7 @@ static void open_out(struct out *o, const char *path, const char *opt, const cha
 	}
 	o->f = fopen(path, mode);
 	if (!o->f)
-		fatal(2, "cannot write %s '%s': %s", opt, path, strerror(errno));
+		die(2, "cannot write %s '%s': %s", opt, path, strerror(errno));
 }
 
 static void *worker_thread(void *arg)
@@ -291,13 +276,13 @@ int main(int argc, char **argv)
 	sigfd = load_signal_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (sigfd < 0 || done_fd < 0)
-		fatal(1, "cannot set up signals: %s", strerror(errno));
+		die(1, "cannot set up signals: %s", strerror(errno));
 
 	/* One fd per connection, two per worker, and a few for stdio and outputs. */
 	need = (long)(cfg.connections + 2 * cfg.threads + 16);
 	got = sock_raise_nofile((uint64_t)need);
 	if (got >= 0 && got < need)
-		fatal(1, "%llu connections need %ld open files but RLIMIT_NOFILE allows at most %ld "
+		die(1, "%llu connections need %ld open files but RLIMIT_NOFILE allows at most %ld "
 		      "(hard limit); raise it (ulimit -Hn) or use fewer connections",
 		      (unsigned long long)cfg.connections, need, got);
 
@@ -309,7 +294,7 @@ int main(int argc, char **argv)
 	fds = calloc(cfg.connections, sizeof(*fds));
 	ids = calloc(cfg.connections, sizeof(*ids));
 	if (!res.connect || !res.lat || (cfg.mode == MODE_OPEN && !res.lat_unc) || !fds || !ids)
-		fatal(1, "out of memory");
+		die(1, "out of memory");
 
 	connected = load_connect_all(&cfg, fds, res.connect, &res.c);
 	res.connected = connected > 0 ? (uint64_t)connected : 0;
@@ -342,7 +327,7 @@ int main(int argc, char **argv)
 		nthreads = cfg.threads < n ? cfg.threads : n;
 		ws = calloc(nthreads, sizeof(*ws));
 		if (!ws)
-			fatal(1, "out of memory");
+			die(1, "out of memory");
 		/* Worker t takes connections t, t+T, t+2T...: shares differ by one at most. */
 		for (uint64_t t = 0; t < nthreads && !err; t++) {
 			uint64_t m = 0;
@@ -350,7 +335,7 @@ int main(int argc, char **argv)
 			uint64_t *wi = malloc(((n + nthreads - 1) / nthreads) * sizeof(*wi));
 
 			if (!wf || !wi)
-				fatal(1, "out of memory");
+				die(1, "out of memory");
 			for (uint64_t j = t; j < n; j += nthreads) {
 				wf[m] = fds[j];
 				wi[m++] = ids[j];
@@ -360,7 +345,7 @@ int main(int argc, char **argv)
 			free(wi);
 		}
 		if (err)
-			fatal(1, "cannot set up the workers: %s", strerror(-err));
+			die(1, "cannot set up the workers: %s", strerror(-err));
 		res.threads = nthreads;
 		res.pipeline = ws[0].pipeline;
 		t0 = now_ns();
@@ -373,7 +358,7 @@ int main(int argc, char **argv)
 				stop_workers(ws, t);
 				for (uint64_t u = 0; u < t; u++)
 					pthread_join(ws[u].thread, NULL);
-				fatal(1, "cannot start a thread: %s", strerror(err));
+				die(1, "cannot start a thread: %s", strerror(err));
 			}
 		}
 		merge_run(&cfg, &res, ws, nthreads, wait_workers(&cfg, ws, nthreads, sigfd, t0));

@@ -1,10 +1,10 @@
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "die.h"
 #include "load.h"
 #include "parse.h"
 
@@ -44,19 +44,6 @@ static const char usage_text[] =
 "Exit status: 0 success, 1 run-time failure (no server, server lost, echo mismatch),\n"
 "2 bad usage.\n";
 
-static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("echo-load: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(2);
-}
 
 enum {
 	OPT_STREAM = 256, OPT_UDP, OPT_WARMUP, OPT_CONNECT_RATE, OPT_SEED, OPT_NO_VERIFY,
@@ -92,7 +79,7 @@ static uint64_t count_arg(const char *opt, const char *s, uint64_t min, uint64_t
 	uint64_t v;
 
 	if (parse_count(s, max, &v) < 0 || v < min)
-		usage_error("bad %s '%s': expected a count %llu..%llu (suffix k, M)", opt, s,
+		die(2, "bad %s '%s': expected a count %llu..%llu (suffix k, M)", opt, s,
 			    (unsigned long long)min, (unsigned long long)max);
 	return v;
 }
@@ -102,7 +89,7 @@ static uint64_t duration_arg(const char *opt, const char *s, uint64_t min)
 	uint64_t v;
 
 	if (parse_duration_ns(s, &v) < 0 || v < min || v > DAY_NS)
-		usage_error("bad %s '%s': expected a duration such as 500ms, 10s or 2m (%s24h)",
+		die(2, "bad %s '%s': expected a duration such as 500ms, 10s or 2m (%s24h)",
 			    opt, s, min ? "above 0, at most " : "at most ");
 	return v;
 }
@@ -152,7 +139,7 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 			size_arg = optarg;
 			if (parse_bytes_range(optarg, 64u << 20, &cfg->size_lo, &cfg->size_hi) < 0 ||
 			    cfg->size_lo < 1)
-				usage_error("bad --size '%s': expected BYTES or LO-HI, 1..64M each "
+				die(2, "bad --size '%s': expected BYTES or LO-HI, 1..64M each "
 					    "(suffix k, M)", optarg);
 			break;
 		case 'd': cfg->duration_ns = duration_arg("--duration", optarg, 1); break;
@@ -169,7 +156,7 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 			break;
 		case OPT_SEED:
 			if (parse_u64(optarg, 0, UINT64_MAX, &cfg->seed) < 0)
-				usage_error("bad --seed '%s': expected a whole number", optarg);
+				die(2, "bad --seed '%s': expected a whole number", optarg);
 			break;
 		case OPT_NO_VERIFY: cfg->verify = false; break;
 		case OPT_JSON: cfg->json_path = optarg; break;
@@ -180,36 +167,36 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 		case 'h': fputs(usage_text, stdout); exit(0);
 		case 'V': printf("echo-load %s (epoll)\n", ECHOBENCH_VERSION); exit(0);
 		case ':':
-			usage_error("option '%s' needs a value", argv[optind - 1]);
+			die(2, "option '%s' needs a value", argv[optind - 1]);
 		default:
 			if (optopt && optopt < 256)
-				usage_error("unknown option '-%c' (try --help)", optopt);
-			usage_error("unknown option '%s' (try --help)", argv[optind - 1]);
+				die(2, "unknown option '-%c' (try --help)", optopt);
+			die(2, "unknown option '%s' (try --help)", argv[optind - 1]);
 		}
 	}
 	if (optind == argc)
-		usage_error("missing TARGET, e.g. 127.0.0.1:7007 (try --help)");
+		die(2, "missing TARGET, e.g. 127.0.0.1:7007 (try --help)");
 	if (optind + 1 < argc)
-		usage_error("unexpected argument '%s' after TARGET", argv[optind + 1]);
+		die(2, "unexpected argument '%s' after TARGET", argv[optind + 1]);
 	cfg->target_arg = argv[optind];
 	if (endpoint_parse(cfg->target_arg, &cfg->target, &why) < 0)
-		usage_error("bad address '%s': %s", cfg->target_arg, why);
+		die(2, "bad address '%s': %s", cfg->target_arg, why);
 
 	if (stream && cfg->rate > 0)
-		usage_error("--stream and --rate exclude each other");
+		die(2, "--stream and --rate exclude each other");
 	if (stream)
 		cfg->mode = MODE_STREAM;
 	if (cfg->mode == MODE_STREAM && cfg->udp)
-		usage_error("--stream needs a stream socket, not --udp");
+		die(2, "--stream needs a stream socket, not --udp");
 	if (cfg->udp && cfg->target.family == AF_UNIX)
-		usage_error("--udp needs an IP address, not '%s'", cfg->target_arg);
+		die(2, "--udp needs an IP address, not '%s'", cfg->target_arg);
 	if (!size_arg)
 		cfg->size_lo = cfg->size_hi = cfg->mode == MODE_STREAM ? 16384 : 64;
 	if (cfg->udp && cfg->size_hi > UDP_MAX_PAYLOAD)
-		usage_error("bad --size '%s': a UDP datagram holds at most %u bytes", size_arg,
+		die(2, "bad --size '%s': a UDP datagram holds at most %u bytes", size_arg,
 			    UDP_MAX_PAYLOAD);
 	if (cfg->mode == MODE_OPEN && cfg->rate < (double)cfg->connections / 3600.0)
-		usage_error("--rate %.0f is too low for %llu connections (at least one message per "
+		die(2, "--rate %.0f is too low for %llu connections (at least one message per "
 			    "connection per hour)", cfg->rate, (unsigned long long)cfg->connections);
 	/* In-flight records: 32 bytes per message slot, slots rounded up to a power of two. */
 	{
@@ -217,7 +204,7 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 		while (slots < cfg->pipeline)
 			slots <<= 1;
 		if (cfg->connections * slots * 32 > (UINT64_C(1) << 30))
-			usage_error("--connections %llu x --pipeline %llu needs more than 1 GiB of "
+			die(2, "--connections %llu x --pipeline %llu needs more than 1 GiB of "
 				    "in-flight records; use fewer of either",
 				    (unsigned long long)cfg->connections,
 				    (unsigned long long)cfg->pipeline);
@@ -227,5 +214,5 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 	if (cfg->threads > cfg->connections)
 		cfg->threads = cfg->connections;
 	if (cfg->csv_header && !cfg->csv_path)
-		usage_error("--csv-header needs --csv FILE");
+		die(2, "--csv-header needs --csv FILE");
 }

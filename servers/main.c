@@ -1,6 +1,7 @@
 /* echo-server: an RFC 862 echo server with interchangeable I/O backends. Options, the ready
  * lines and signals live here; serving is server.c and the backends. */
 #include "server.h"
+#include "die.h"
 #include "parse.h"
 #include "sock.h"
 
@@ -30,13 +31,8 @@ static const char usage_text[] =
 	"SIGINT it stops accepting, drains, prints one summary line on stderr and exits 0.\n"
 	"Exit status: 0 stopped cleanly, 1 run-time failure (bind, backend), 2 usage error.\n";
 
-static void usage_error(const char *fmt, const char *arg)
-{
-	fprintf(stderr, "echo-server: ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, " (see --help)\n");
-	exit(EXIT_USAGE);
-}
+/* Every usage error is one line that points at --help. */
+#define usage_error(fmt, ...) die(EXIT_USAGE, fmt " (see --help)", __VA_ARGS__)
 
 static int list_backends(void)
 {
@@ -55,12 +51,10 @@ static uint64_t number_arg(const char *opt, const char *s, uint64_t min, uint64_
 	uint64_t v;
 	int rc = bytes ? parse_bytes(s, max, &v) : parse_u64(s, min, max, &v);
 
-	if (rc < 0 || v < min) {
-		fprintf(stderr, "echo-server: bad value '%s' for %s: expected %s from %llu to %llu "
-			"(see --help)\n", s, opt, bytes ? "a byte size" : "a whole number",
-			(unsigned long long)min, (unsigned long long)max);
-		exit(EXIT_USAGE);
-	}
+	if (rc < 0 || v < min)
+		usage_error("bad value '%s' for %s: expected %s from %llu to %llu", s, opt,
+			    bytes ? "a byte size" : "a whole number", (unsigned long long)min,
+			    (unsigned long long)max);
 	return v;
 }
 
@@ -95,10 +89,8 @@ static void parse_args(int argc, char **argv, struct server_config *cfg)
 		case 'l':
 			if (cfg->nlisten == SERVER_MAX_LISTEN)
 				usage_error("too many --listen addresses (at most %s)", "16");
-			if (endpoint_parse(optarg, &cfg->listen[cfg->nlisten], &why) < 0) {
-				fprintf(stderr, "echo-server: bad address '%s': %s\n", optarg, why);
-				exit(EXIT_USAGE);
-			}
+			if (endpoint_parse(optarg, &cfg->listen[cfg->nlisten], &why) < 0)
+				die(EXIT_USAGE, "bad address '%s': %s", optarg, why);
 			cfg->nlisten++;
 			break;
 		case 'u': cfg->udp = true; break;
@@ -143,10 +135,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	/* Thousands of clients need thousands of fds: take what the hard limit allows. */
 	sock_raise_nofile(UINT64_MAX);
-	if (server_backend_probe(cfg.backend, &why) < 0) {
-		fprintf(stderr, "echo-server: backend %s cannot run here: %s\n", cfg.backend, why);
-		return 1;
-	}
+	if (server_backend_probe(cfg.backend, &why) < 0)
+		die(1, "backend %s cannot run here: %s", cfg.backend, why);
 	cfg.failure_signal = SIGTERM;  /* a dying worker wakes the sigwait() below */
 	rc = server_open(&cfg, &srv, &why);
 	if (rc < 0) {

@@ -1,0 +1,8 @@
+/* The one-line error every echobench program ends with: "PROGRAM: message" on stderr, then
+ * exit(status) (2 for usage errors, 1 for run-time failures; see docs/CONTRACTS.md). */
+#ifndef ECHOBENCH_DIE_H
+#define ECHOBENCH_DIE_H
+
+void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
+#endif

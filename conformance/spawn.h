@@ -1,0 +1,34 @@
+/* --exec: echo-conform starts the server under test itself, so it knows its pid (white-box
+ * cases) and its address (the `listening ADDR` lines of the start-up contract). */
+#ifndef ECHOBENCH_SPAWN_H
+#define ECHOBENCH_SPAWN_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SPAWN_MAX_LINES 16
+
+struct spawned {
+	pid_t pid;
+	int out_fd;                   /* the server's stdout */
+	pthread_t drain;              /* keeps reading it, so a chatty server never blocks */
+	bool draining;
+	atomic_bool stop_drain;
+	char lines[SPAWN_MAX_LINES][160];   /* the ADDR of each `listening ADDR` line */
+	int nlines;
+};
+
+/* Runs `/bin/sh -c 'exec CMD'` (exec: the pid we hold is the server's, not a shell's) with
+ * stdin from /dev/null and stdout piped to us. With want_lines, waits up to timeout_ns for the
+ * first `listening` line (then 200 ms for more). 0, or -errno with *why set. */
+int spawn_server(const char *cmd, bool want_lines, uint64_t timeout_ns, struct spawned *s,
+	const char **why);
+/* SIGTERM to its process group, up to 5 s for the server to exit, then SIGKILL to what is left
+ * of the group. Describes how the server ended ("exited 0", "killed by signal 6") in buf. */
+void spawn_stop(struct spawned *s, char *buf, size_t n);
+
+#endif

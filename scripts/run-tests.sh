@@ -14,7 +14,7 @@ meson test -C build --print-errorlogs --no-rebuild
 meson test -C build-asan --print-errorlogs --no-rebuild --suite unit
 
 echo "== pytest on build-asan (sanitizers; the long suites run once, below)"
-ECHOBENCH_BUILD=build-asan /usr/bin/python3 -m pytest -q -m "not slow" servers clients
+ECHOBENCH_BUILD=build-asan /usr/bin/python3 -m pytest -q -m "not slow" servers clients conformance
 
 echo "== pytest on build (everything)"
 ECHOBENCH_BUILD=build exec /usr/bin/python3 -m pytest -q

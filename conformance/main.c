@@ -416,14 +416,16 @@ int main(int argc, char **argv)
 	static struct spawned sp;
 	static struct target t;
 	static char server_exit[96];
-	bool *run_it = calloc((size_t)conf_ncases, sizeof(*run_it));
-	struct run_item *items;
+	/* Static, so it stays reachable (not a leak) on every early return from main. */
+	static bool *run_it;
+	static struct run_item *items;
 	struct run_info info = { 0 };
 	const char *why;
 	FILE *json = NULL;
 	int nrun = 0, err, failed_counted = 0, failed_must = 0, failed_should = 0, skipped = 0;
 	uint64_t t0;
 
+	run_it = calloc((size_t)conf_ncases, sizeof(*run_it));
 	if (!run_it)
 		return 1;
 	parse_args(argc, argv);

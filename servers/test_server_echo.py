@@ -141,33 +141,7 @@ def test_half_close_slow_reader(backend, start_server):
     pause: all of it still arrives, then EOF."""
     data = payload(4 << 20, seed=5)
     sp = start_server(backend)
-    with connect(sp) as s:
-        s.setblocking(False)
-        sent, got = 0, bytearray()
-        deadline = time.monotonic() + 30
-        while sent < len(data):
-            assert time.monotonic() < deadline, f"stuck at {sent} sent, {len(got)} received"
-            try:
-                sent += s.send(data[sent:sent + 65536])
-            except BlockingIOError:
-                # Read only a trickle, and only when sending is stuck.
-                select.select([s], [], [], 0.5)
-                try:
-                    got += s.recv(16384)
-                except BlockingIOError:
-                    pass
-        s.shutdown(socket.SHUT_WR)
-        time.sleep(0.5)
-        s.setblocking(True)
-        s.settimeout(10)
-        while True:
-            b = s.recv(1 << 20)
-            if not b:
-                break
-            got += b
-            assert len(got) <= len(data)
-        assert len(got) == len(data)
-        assert got == data
+    assert push_then_half_close(sp, data, trickle=16384, pause=0.5) == data
 
 
 def test_half_close_with_echo_pending_in_server(backend, start_server):
@@ -175,32 +149,8 @@ def test_half_close_with_echo_pending_in_server(backend, start_server):
     still in its own buffer (the client has not read yet): none of it may be dropped."""
     data = payload(6 << 20, seed=9)
     sp = start_server(backend, "--bufsize", "8M")
-    with connect(sp) as s:
-        s.setblocking(False)
-        sent, got = 0, bytearray()
-        deadline = time.monotonic() + 30
-        while sent < len(data):
-            assert time.monotonic() < deadline, f"stuck at {sent} sent, {len(got)} received"
-            try:
-                sent += s.send(data[sent:sent + 65536])
-            except BlockingIOError:
-                # Backends that cannot buffer that much (blocking) need the client to read.
-                select.select([s], [], [], 0.5)
-                try:
-                    got += s.recv(65536)
-                except BlockingIOError:
-                    pass
-        s.shutdown(socket.SHUT_WR)
-        time.sleep(0.3)
-        s.setblocking(True)
-        s.settimeout(10)
-        while True:
-            b = s.recv(1 << 20)
-            if not b:
-                break
-            got += b
-        assert len(got) == len(data)
-        assert got == data
+    # Backends that cannot buffer that much (blocking) need the client to read a little.
+    assert push_then_half_close(sp, data, trickle=65536, pause=0.3) == data
 
 
 @needs_ipv6
@@ -291,3 +241,34 @@ def test_small_bufsize(backend, start_server, bufsize):
     data = payload(256 * 1024 if bufsize == "1k" else 20000, seed=8)
     with connect(sp) as s:
         assert pump(s, data, timeout=30, shut_wr=True) == data
+
+
+def push_then_half_close(sp, data, trickle, pause):
+    """Sends all of data without blocking, reading at most `trickle` bytes at a time and only
+    when sending is stuck, then SHUT_WR, waits `pause` s, and reads to EOF. Returns what came
+    back (asserting it never exceeds what was sent)."""
+    with connect(sp) as s:
+        s.setblocking(False)
+        sent, got = 0, bytearray()
+        deadline = time.monotonic() + 30
+        while sent < len(data):
+            assert time.monotonic() < deadline, f"stuck at {sent} sent, {len(got)} received"
+            try:
+                sent += s.send(data[sent:sent + 65536])
+            except BlockingIOError:
+                select.select([s], [], [], 0.5)
+                try:
+                    got += s.recv(trickle)
+                except BlockingIOError:
+                    pass
+        s.shutdown(socket.SHUT_WR)
+        time.sleep(pause)
+        s.setblocking(True)
+        s.settimeout(10)
+        while True:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            got += b
+            assert len(got) <= len(data)
+        return bytes(got)

@@ -6,13 +6,13 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "die.h"
 #include "addr.h"
 #include "clock.h"
 #include "conform.h"
@@ -70,18 +70,8 @@ static const char usage_text[] =
 "2 usage error.\n";
 
 /* Exactly one line on stderr, exit 2. */
-static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("echo-conform: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(2);
-}
+/* Usage errors: one line on stderr, exit 2 (docs/CONTRACTS.md). */
+#define usage_error(...) die(2, __VA_ARGS__)
 
 /* Marks the cases an --only/--skip list names. Every item must match at least one case. */
 static void select_cases(const char *list, const char *opt, bool *mark)

@@ -9,25 +9,15 @@ Only prints: a benchmark, not a pass/fail test. Exit 1 only when a program fails
 """
 import argparse
 import json
-import select
-import signal
+import pathlib
 import statistics
 import subprocess
 import sys
-import time
 
-
-def start_server(exe):
-    p = subprocess.Popen([exe, "--backend", "epoll", "--listen", "127.0.0.1:0"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         stdin=subprocess.DEVNULL, text=True)
-    r, _, _ = select.select([p.stdout], [], [], 10)
-    line = p.stdout.readline() if r else ""
-    if not line.startswith("listening "):
-        p.kill()
-        p.wait()
-        sys.exit("overhead.py: echo-server printed no 'listening' line")
-    return p, line.split()[1]
+# The driver's Server: the one way this tree starts a server and reads its `listening` line.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "scripts"))
+from echobench_lib.server import Server  # noqa: E402
+from echobench_lib.util import RunError  # noqa: E402
 
 
 def run(argv, timeout):
@@ -58,7 +48,11 @@ def main():
     ap.add_argument("--reps", type=int, default=5, help="pairs of runs per case")
     a = ap.parse_args()
 
-    srv, addr = start_server(a.server)
+    try:
+        srv = Server([a.server, "--backend", "epoll", "--listen", "127.0.0.1:0"])
+    except RunError as e:
+        sys.exit(f"overhead.py: echo-server: {e}")
+    addr = srv.addr
     try:
         print(f"echo-load vs echo-minclient: echo-server epoll at {addr}, 64 B, "
               f"{a.duration:g} s runs, {a.reps} alternating pairs; ratios are medians of the "
@@ -92,12 +86,7 @@ def main():
         print(f"  ratio p50/minimal {r_p50:.3f} (target <= 1.10); mean/minimal {r_mean:.3f} "
               f"(the like-for-like figure: the minimal client can only time the average)")
     finally:
-        srv.send_signal(signal.SIGTERM)
-        try:
-            srv.wait(10)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            srv.wait()
+        srv.stop()
     return 0
 
 

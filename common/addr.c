@@ -52,6 +52,15 @@ int endpoint_parse(const char *s, struct endpoint *ep, const char **why)
 	int port, rc;
 
 	memset(ep, 0, sizeof(*ep));
+	if (strncmp(s, "udp:", 4) == 0) {
+		rc = endpoint_parse(s + 4, ep, why);
+		if (rc == 0 && ep->family == AF_UNIX) {
+			*why = "udp: takes an IP address, not unix:";
+			return -EINVAL;
+		}
+		ep->udp = rc == 0;
+		return rc;
+	}
 	*why = "address must look like 127.0.0.1:PORT, [::1]:PORT, HOST:PORT or unix:/path";
 	if (strncmp(s, "unix:", 5) == 0) {
 		rc = parse_unix(s + 5, ep, why);

@@ -6,6 +6,8 @@
  *   [::]:PORT        IPv6 any; a listener on it is dual stack (IPV6_V6ONLY off)
  *   HOST:PORT        a name, resolved through getaddrinfo (first result)
  *   unix:/path       a unix-domain stream socket
+ *   udp:ADDR         any IP form above, meaning its UDP port (the form echo-server prints for
+ *                    its UDP listeners); the address itself is parsed as without the prefix
  * PORT is 0..65535; 0 asks the kernel for an ephemeral port.
  */
 #ifndef ECHOBENCH_ADDR_H
@@ -20,7 +22,8 @@ struct endpoint {
 	struct sockaddr_storage sa;
 	socklen_t len;
 	int family;                    /* AF_INET, AF_INET6 or AF_UNIX */
-	char text[ENDPOINT_TEXT_MAX];  /* canonical text, e.g. "[::1]:7007" */
+	int udp;                       /* written as udp:ADDR (never with unix:) */
+	char text[ENDPOINT_TEXT_MAX];  /* canonical text without udp:, e.g. "[::1]:7007" */
 };
 
 /* Parses s into *ep. Returns 0, or -EINVAL with *why set to a static sentence that names what is

@@ -28,13 +28,26 @@ int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	return 0;
 }
 
+/* A number with an optional fraction and suffix: "10k", "1.5k", "0.5M". The result must be a whole
+ * number ("1.5k" counts 1500; "1.5" alone, or "1.0001k", is rejected rather than rounded). */
 static int scaled(const char *s, uint64_t base, uint64_t max, uint64_t *out)
 {
-	uint64_t v, mult = 1;
+	uint64_t v, mult = 1, frac = 0, scale = 1;
 	char *end;
 
 	if (leading_u64(s, &v, &end) < 0)
 		return -EINVAL;
+	if (*end == '.') {
+		end++;
+		if (!isdigit((unsigned char)*end))
+			return -EINVAL;
+		for (; isdigit((unsigned char)*end); end++) {
+			if (scale >= UINT64_C(100000000000000000))  /* 18 fraction digits at most */
+				return -EINVAL;
+			frac = frac * 10 + (uint64_t)(*end - '0');
+			scale *= 10;
+		}
+	}
 	switch (*end) {
 	case '\0': break;
 	case 'k': case 'K': mult = base; end++; break;
@@ -44,6 +57,27 @@ static int scaled(const char *s, uint64_t base, uint64_t max, uint64_t *out)
 	}
 	if (*end != '\0' || (v && mult > UINT64_MAX / v) || v * mult > max)
 		return -EINVAL;
+	if (frac) {
+		/* frac / scale * mult must be whole; mult <= 2^30 and frac < 10^18 would overflow in
+		 * a plain product, so divide first by what scale and mult share. */
+		uint64_t a = scale, b = mult;
+		while (b) {
+			uint64_t t = a % b;
+			a = b;
+			b = t;
+		}
+		uint64_t s2 = scale / a, m2 = mult / a;
+		if (frac % s2 != 0)
+			return -EINVAL;
+		uint64_t add = frac / s2;
+		if (m2 && add > UINT64_MAX / m2)
+			return -EINVAL;
+		add *= m2;
+		if (add > max - v * mult)
+			return -EINVAL;
+		*out = v * mult + add;
+		return 0;
+	}
 	*out = v * mult;
 	return 0;
 }

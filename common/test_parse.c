@@ -12,6 +12,14 @@ static void test_numbers(void)
 	uint64_t v, lo, hi;
 
 	CHECK_EQ(parse_count("10k", UINT64_MAX, &v), 0); CHECK_EQ(v, 10000);
+	CHECK_EQ(parse_count("1.5k", UINT64_MAX, &v), 0); CHECK_EQ(v, 1500);
+	CHECK_EQ(parse_count("0.25M", UINT64_MAX, &v), 0); CHECK_EQ(v, 250000);
+	CHECK_EQ(parse_count("2.000", UINT64_MAX, &v), 0); CHECK_EQ(v, 2);
+	CHECK_EQ(parse_count("1.5", UINT64_MAX, &v), -EINVAL);
+	CHECK_EQ(parse_count("1.0001k", UINT64_MAX, &v), -EINVAL);
+	CHECK_EQ(parse_count("1.k", UINT64_MAX, &v), -EINVAL);
+	CHECK_EQ(parse_bytes("1.5k", UINT64_MAX, &v), 0); CHECK_EQ(v, 1536);
+	CHECK_EQ(parse_bytes("0.5M", UINT64_MAX, &v), 0); CHECK_EQ(v, 524288);
 	CHECK_EQ(parse_bytes("64k", UINT64_MAX, &v), 0); CHECK_EQ(v, 65536);
 	CHECK_EQ(parse_bytes("1M", UINT64_MAX, &v), 0); CHECK_EQ(v, 1 << 20);
 	CHECK_EQ(parse_bytes("-1", UINT64_MAX, &v), -EINVAL);
@@ -52,6 +60,17 @@ static void test_addresses(void)
 	CHECK(strstr(why, "brackets") != NULL);
 	CHECK_EQ(endpoint_parse("[zz]:80", &ep, &why), -EINVAL);
 	CHECK_EQ(endpoint_parse("unix:", &ep, &why), -EINVAL);
+	CHECK_EQ(ep.udp, 0);
+	/* udp:ADDR, the form echo-server prints for its UDP listeners. */
+	CHECK_EQ(endpoint_parse("udp:127.0.0.1:7", &ep, &why), 0);
+	CHECK_EQ(ep.udp, 1); CHECK_EQ(ep.family, AF_INET); CHECK(strcmp(ep.text, "127.0.0.1:7") == 0);
+	CHECK_EQ(endpoint_parse("udp:[::1]:9", &ep, &why), 0);
+	CHECK_EQ(ep.udp, 1); CHECK_EQ(ep.family, AF_INET6);
+	CHECK_EQ(endpoint_parse("udp:unix:/tmp/x", &ep, &why), -EINVAL);
+	CHECK(strstr(why, "udp") != NULL);
+	CHECK_EQ(endpoint_parse("udp:", &ep, &why), -EINVAL);
+	CHECK_EQ(endpoint_parse("127.0.0.1:7", &ep, &why), 0);
+	CHECK_EQ(ep.udp, 0);
 }
 
 int main(void)

@@ -13,7 +13,6 @@ only one up at a time), so drift in the machine's load hits both sides alike; it
 the median ratio with its range. Only prints: a benchmark, never pass/fail. Exit 0 unless a
 program failed to run (1), 2 for bad usage.
 """
-import argparse
 import json
 import os
 import pathlib
@@ -28,6 +27,7 @@ import time
 # processes on CPUs and starts a server and reads its `listening` line.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
 from echobench_lib.build import build_dir, list_backends  # noqa: E402
+from echobench_lib.cli import Parser  # noqa: E402
 from echobench_lib.runner import placement  # noqa: E402
 from echobench_lib.server import Server, pinned  # noqa: E402
 from echobench_lib.util import RunError, UsageError, duration_arg, parse_duration  # noqa: E402
@@ -266,7 +266,8 @@ def load_has_engine(load):
 
 
 def parse_args():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    # The driver's parser: a usage error is one line on stderr and exit 2.
+    ap = Parser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--build", help="build directory (default: $ECHOBENCH_BUILD or <repo>/build)")
     ap.add_argument("--server", help="echo-server (default: BUILD/servers/echo-server)")
     ap.add_argument("--minserver", help="echo-minserver (default: BUILD/bench/minserver/...)")
@@ -282,7 +283,7 @@ def parse_args():
                     help="idle connections for the RSS figure (default 5000, bounded by "
                          "RLIMIT_NOFILE; 0 skips it)")
     try:
-        a = ap.parse_args()
+        a = ap.parse_args()  # raises UsageError
         a.duration = parse_duration(a.duration, "--duration")
         if not 1 <= a.rounds <= 100:
             raise UsageError(f"bad --rounds {a.rounds}: 1..100")

@@ -122,11 +122,12 @@ class Bench:
                 raise Failed(f"{pathlib.Path(argv[0]).name} {' '.join(map(str, argv[1:3]))} "
                              f"exited {rc} on SIGTERM: {err.strip()[-200:]}")
 
-    def engines(self, cpus):
+    def engines(self, where, cpus):
         """echo-load --engine epoll against --engine uring on one epoll server."""
         srv_cpus, cli_cpus, threads = cpus
         print(f"\nload engines: echo-load --engine uring vs --engine epoll against echo-server "
-              f"epoll   (goal CPU/msg ratio {GOAL_ENGINE_CPU})")
+              f"epoll, {where.replace('minclient', 'echo-load')}   "
+              f"(goal CPU/msg ratio {GOAL_ENGINE_CPU})")
         srv = start([self.a.server, "--backend", "epoll", "--listen", "127.0.0.1:0"], srv_cpus)
         try:
             print(f"  {'round':>5} {'epoll msgs/s':>13} {'us CPU/msg':>11} {'uring msgs/s':>13} "
@@ -356,8 +357,7 @@ def main():
     elif not usable.get("epoll"):
         print("\nload engines: skipped: the epoll backend is not usable here")
     else:
-        cpus = placements[0][1]
-        b.section(b.engines, (cpus[0], cpus[1], cpus[2]))
+        b.section(b.engines, *placements[0])
 
     if a.idle:
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]

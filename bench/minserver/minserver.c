@@ -161,7 +161,8 @@ int main(int argc, char **argv)
 	sigset_t stop;
 	int opt, lfd, sfd;
 
-	while ((opt = getopt_long(argc, argv, "l:h", longopts, NULL)) != -1) {
+	opterr = 0;     /* one line of our own instead of getopt's two */
+	while ((opt = getopt_long(argc, argv, ":l:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'l':
 			listen_text = optarg;
@@ -173,8 +174,11 @@ int main(int argc, char **argv)
 			       "Prints `listening ADDR` once it accepts; SIGTERM or SIGINT stops it "
 			       "(exit 0).\n");
 			return 0;
+		case ':':
+			die(2, "option '%s' needs a value", argv[optind - 1]);
 		default:
-			die(2, "usage: echo-minserver [--listen ADDR]");
+			die(2, "bad option '%s' (usage: echo-minserver [--listen ADDR])",
+			    argv[optind - 1]);
 		}
 	}
 	if (optind != argc)

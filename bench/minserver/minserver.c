@@ -154,6 +154,7 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
 	const char *listen_text = "127.0.0.1:7007";
@@ -162,17 +163,24 @@ int main(int argc, char **argv)
 	int opt, lfd, sfd;
 
 	opterr = 0;     /* one line of our own instead of getopt's two */
-	while ((opt = getopt_long(argc, argv, ":l:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":l:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'l':
 			listen_text = optarg;
 			break;
 		case 'h':
 			printf("Usage: echo-minserver [--listen ADDR]\n"
+			       "  -l, --listen ADDR   127.0.0.1:PORT, [::1]:PORT, HOST:PORT or "
+			       "unix:/path; PORT 0 = ephemeral (default 127.0.0.1:7007)\n"
+			       "  -h, --help          this text\n"
+			       "  -V, --version       the version\n"
 			       "A minimal single-threaded level-triggered epoll echo server, the "
 			       "yardstick for echo-server's epoll backend.\n"
 			       "Prints `listening ADDR` once it accepts; SIGTERM or SIGINT stops it "
 			       "(exit 0).\n");
+			return 0;
+		case 'V':
+			printf("echo-minserver %s (epoll, level-triggered)\n", ECHOBENCH_VERSION);
 			return 0;
 		case ':':
 			die(2, "option '%s' needs a value", argv[optind - 1]);

@@ -115,12 +115,16 @@ class Bench:
         srv_cpus, cli_cpus, threads = cpus
         srv = start(argv, srv_cpus)
         try:
-            return self.minclient(srv.addr, cli_cpus, threads)
+            rate = self.minclient(srv.addr, cli_cpus, threads)
         finally:
             rc, err = srv.stop()
-            if rc != 0:
-                raise Failed(f"{pathlib.Path(argv[0]).name} {' '.join(map(str, argv[1:3]))} "
-                             f"exited {rc} on SIGTERM: {err.strip()[-200:]}")
+        if rc != 0:
+            raise Failed(f"{pathlib.Path(argv[0]).name} {' '.join(map(str, argv[1:3]))} "
+                         f"exited {rc} on SIGTERM: {err.strip()[-200:]}")
+        if not rate > 0:
+            raise Failed(f"{pathlib.Path(argv[0]).name} {' '.join(map(str, argv[1:3]))}: "
+                         f"no message echoed in {self.a.duration:g} s")
+        return rate
 
     def engines(self, where, cpus):
         """echo-load --engine epoll against --engine uring on one epoll server."""

@@ -132,7 +132,7 @@ def test_units_in_headers_not_in_cells(run_dir):
 
 def test_summary_names_winner_with_margin_and_its_interval(run_dir):
     md = (run_dir / "summary.md").read_text()
-    assert "| cell | epoll (msgs/s) / epoll | poll (msgs/s) / epoll | uring (msgs/s) / epoll " \
+    assert "| cell | epoll (msgs/s) | poll (msgs/s; × epoll) | uring (msgs/s; × epoll) " \
         "| winner | margin (×) | p |" in md
     line = md_row(md, "| c=16 s=64 closed |")
     m = re.search(r"\| \*\*uring\*\* \| ([0-9.]+)× \[([0-9.]+), ([0-9.]+)\] \| ([0-9.]+) \|$",

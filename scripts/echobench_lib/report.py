@@ -441,8 +441,9 @@ def summary_markdown(d):
     for title, metric, cells in _kind_groups(d):
         is_open = cells[0][2].startswith("open")
         head = ["cell"] + (["offered (msgs/s)"] if is_open else []) + \
-            [entry_header(d, b, metric) + f" / {d.reference}" for b in d.backends] + \
-            ["winner", "margin (×)", "p"]
+            [entry_header(d, b, metric)[:-1] + ("" if b == d.reference else
+                                                f"; × {d.reference}") + ")"
+             for b in d.backends] + ["winner", "margin (×)", "p"]
         lines += [f"### {title}", "", "| " + " | ".join(head) + " |",
                   "|" + "---|" * len(head)]
         for s, c, m, p in cells:

@@ -253,7 +253,7 @@ def test_user_entries_beside_backends_and_target_has_no_cpu(tmp_path):
     assert "mine (server: my-server --port {port}" in html
     assert "far (target: 127.0.0.1:9)" in html
     md = (d / "summary.md").read_text()
-    assert "far [target] (msgs/s)" in md and "far is a target" in md
+    assert "far [target] (msgs/s; × epoll)" in md and "far is a target" in md
 
 
 def test_incomplete_run_and_until_ci_are_said_at_the_top(tmp_path):

@@ -262,3 +262,42 @@ def test_decide_winner_a_a_false_winners_at_most_5_percent():
          "b": [rng.lognormvariate(0, 0.1) for _ in range(5)]}, True,
         direction_chosen=False)["winner"])
     assert loose > wins
+
+
+def test_run_json_fields_have_defaults_for_old_runners_and_carry_the_new_ones():
+    old = {"cell": matrix.Cell("epoll", 16, 64, "open50"), "repetition": 0,
+           "metrics": {"msgs_per_sec": 1000.0, "p99_us": 80.0, "offered_rate": 1000.0}}
+    f = gbjson.sample_fields(old)
+    assert f == {"backend": "epoll", "entry": "epoll", "entry_kind": "backend",
+                 "connections": 16, "size": 64, "mode": "open50", "placement": None,
+                 "offered_rate": 1000.0, "valid": True, "invalid_reasons": []}
+
+    class NewCell(matrix.Cell):
+        placement, offered_rate, entry_kind = "shared", 2500.0, "target"
+    new = dict(old, cell=NewCell("mine", 16, 64, "open50"),
+               load={"valid": False, "invalid_reasons": ["rate: 61 % of target"]})
+    f = gbjson.sample_fields(new)
+    assert (f["entry"], f["entry_kind"], f["placement"], f["offered_rate"], f["valid"],
+            f["invalid_reasons"]) == ("mine", "target", "shared", 2500.0, False,
+                                      ["rate: 61 % of target"])
+    data = gbjson.build_run_json({"echobench": {"incomplete": "SIGTERM"}}, [old, new], 1)
+    eb = data["context"]["echobench"]
+    assert eb["incomplete"] == "SIGTERM" and eb["sweep"] == {} and eb["until_ci"] is None
+    assert eb["entries"] == [{"name": "epoll", "kind": "backend"},
+                             {"name": "mine", "kind": "target"}]
+    rows = {r["entry"]: r for r in gbjson.iterations(data) if r["metric"] == "p99_us"}
+    assert rows["mine"]["valid"] is False and rows["epoll"]["valid"] is True
+    s = gbjson.series(data)["echo/mine/c:16/s:64/open50/p99_us"]
+    assert s.invalid == 1 and s.invalid_reasons == ["rate: 61 % of target"]
+
+
+def test_self_check_figures_go_to_cells_csv_metrics():
+    load = {"msgs_per_sec": 900.0, "latency_us": {"p99": 90.0}, "rate_target": 1000.0,
+            "rate_achieved": 900.0, "send_lag_us": {"p50": 3.0, "p99": 12.0, "max": 50.0},
+            "client_cpu": {"user_s": 0.1, "sys_s": 0.1, "busiest_thread": 0.42}}
+    m = metrics.from_load_json(load, offered_rate=1000.0)
+    assert (m["rate_achieved"], m["send_lag_p99_us"], m["client_cpu_busiest"]) == \
+        (900.0, 12.0, 0.42)
+    assert "rate_achieved" not in metrics.from_load_json({"msgs_per_sec": 5.0,
+                                                          "rate_target": None,
+                                                          "rate_achieved": 5.0})

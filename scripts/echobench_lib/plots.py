@@ -57,7 +57,8 @@ def _y(ax, log=False, label=None):
     labels, so that panels side by side read the same way."""
     if log:
         ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(base=10))
+        # 1-2-5 per decade: a panel spanning less than a decade still gets labels
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     else:
         ax.set_ylim(bottom=0)
     ax.yaxis.set_major_formatter(SI)
@@ -257,7 +258,6 @@ def knee(d):
         ax.axhline(limit, color="#444", linewidth=1.2, label=f"SLO {_si(limit)} µs")
     _y(ax, log=True, label="corrected latency (µs)")
     _x_rate(ax, "offered rate (msgs/s)")
-    ax.set_title("knee: latency against offered rate")
     _legend(fig, axes)
     return _svg(fig)
 

@@ -73,7 +73,6 @@ def _iteration(name, family, rep, reps, sample, metric):
     cpu = real
     if metric == "msgs_per_sec" and "server_cpu_ns_per_msg" in sample["metrics"]:
         cpu = sample["metrics"]["server_cpu_ns_per_msg"]
-    cell = sample["cell"]
     entry = {
         "name": name, "family_index": family, "per_family_instance_index": 0,
         "run_name": name, "run_type": "iteration", "repetitions": reps,

@@ -46,6 +46,14 @@ STATS_LEGEND = (
     "it takes part in no winner.")
 
 
+def _mode_key(mode):
+    """matrix.mode_order, tolerant of mode names it does not know (sorted after, by name)."""
+    try:
+        return (0, mode_order(mode), "")
+    except (ValueError, TypeError):
+        return (1, (0, 0), str(mode))
+
+
 def primary_metric(mode):
     """What decides the winner of a cell: throughput for closed loop and streaming, p99 for open
     loop (where every entry of the cell is offered the same rate)."""
@@ -118,7 +126,7 @@ class RunData:
         self.entries = self.backends
         self.conns = sorted({k[1] for k in self.values})
         self.sizes = sorted({k[2] for k in self.values})
-        self.modes = sorted({k[3] for k in self.values}, key=mode_order)
+        self.modes = sorted({k[3] for k in self.values}, key=_mode_key)
         self.placements = sorted({k[4] for k in self.values}, key=lambda p: (p is None,
                                                                             str(p)))
         self.main_placement = self.placements[0] if self.placements else None

@@ -12,9 +12,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-# One colour per backend, the same in every figure.
+# One colour per entry, the same in every figure.
 COLOURS = {"blocking": "#8c564b", "select": "#9467bd", "poll": "#2ca02c", "epoll": "#1f77b4",
            "uring": "#d62728"}
 _SPARE = ["#ff7f0e", "#17becf", "#bcbd22", "#e377c2", "#7f7f7f"]
@@ -47,6 +47,49 @@ def _si(v, _pos=None):
         if abs(v) >= div:
             return f"{v / div:g}{suf}"
     return f"{v:g}"
+
+
+SI = FuncFormatter(_si)
+
+
+def _y(ax, log=False, label=None):
+    """The one tick style of every panel: SI labels (k, M), decades on log axes, no minor
+    labels, so that panels side by side read the same way."""
+    if log:
+        ax.set_yscale("log")
+        # 1-2-5 per decade: a panel spanning less than a decade still gets labels
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    else:
+        ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(SI)
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    if label:
+        ax.set_ylabel(label)
+
+
+def _x_rate(ax, label):
+    ax.set_xlim(left=0)
+    ax.xaxis.set_major_formatter(SI)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(label)
+
+
+def _line(ax, d, b, pts, metric, mode_key, scale=1.0, **kw):
+    """A median line with its 95 % CI as error bars: pts [(x, c, size, mode)]."""
+    xs, ys, lo, hi = [], [], [], []
+    for x, c, size, mode in pts:
+        med = d.med.get((b, c, size, mode), {}).get(metric)
+        if med is None:
+            continue
+        ci = (d.ci.get((b, c, size, mode), {}).get(metric) or (med, med))
+        xs.append(x)
+        ys.append(med * scale)
+        lo.append(max(0.0, (med - ci[0]) * scale))
+        hi.append(max(0.0, (ci[1] - med) * scale))
+    if xs:
+        ax.errorbar(xs, ys, yerr=[lo, hi], capsize=2, label=b, color=colour(b, d.backends),
+                    **kw)
+    return bool(xs)
 
 
 def _panels(n, width=3.6, height=2.9, max_cols=3):
@@ -82,24 +125,21 @@ def _log2_x(ax, values):
 
 
 def throughput_vs_connections(d):
-    """Closed-loop msgs/s (and streaming bytes/s) against connections, one panel per size."""
-    rows = [(mode, metric, label) for mode, metric, label in
-            (("closed", "msgs_per_sec", "closed loop: msgs/s"),
-             ("stream", "bytes_per_sec", "streaming: bytes/s"))
+    """Closed-loop msgs/s (and streaming MB/s) against connections, one panel per size."""
+    rows = [(mode, metric, label, scale) for mode, metric, label, scale in
+            (("closed", "msgs_per_sec", "closed loop", 1.0),
+             ("stream", "bytes_per_sec", "streaming", 1e-6))
             if any(k[3] == mode and metric in v for k, v in d.med.items())]
     if not rows:
         return None
     panels = [(r, s) for r in rows for s in d.sizes]
     fig, axes = _panels(len(panels))
-    for ax, ((mode, metric, label), size) in zip(axes, panels):
+    for ax, ((mode, metric, label, scale), size) in zip(axes, panels):
         for b in d.backends:
-            pts = [(c, d.med[(b, c, size, mode)][metric]) for c in d.conns
-                   if metric in d.med.get((b, c, size, mode), {})]
-            if pts:
-                ax.plot(*zip(*pts), marker="o", label=b, color=colour(b, d.backends))
+            _line(ax, d, b, [(c, c, size, mode) for c in d.conns], metric, mode, scale,
+                  marker="o")
         _log2_x(ax, d.conns)
-        ax.set_ylim(bottom=0)
-        ax.yaxis.set_major_formatter(FuncFormatter(_si))
+        _y(ax, label="msgs/s" if metric == "msgs_per_sec" else "MB/s")
         ax.set_title(f"{label}, {size} B")
         ax.set_xlabel("connections (log2)")
     _legend(fig, axes)
@@ -108,7 +148,7 @@ def throughput_vs_connections(d):
 
 def latency_spectrum(d):
     """Closed-loop latency percentile spectrum, one panel per connection count (smallest size),
-    one line per backend. The x axis counts nines: 90 %, 99 %, 99.9 %, 99.99 %."""
+    one line per entry. The x axis counts nines: 90 %, 99 %, 99.9 %, 99.99 %."""
     size = d.sizes[0] if d.sizes else None
     panels = [c for c in d.conns
               if any((b, c, size, "closed") in d.spectra for b in d.backends)]
@@ -123,23 +163,22 @@ def latency_spectrum(d):
             if pts:
                 top = max(top, pts[-1][0])
                 ax.plot(*zip(*pts), label=b, color=colour(b, d.backends), linewidth=1.4)
-        ax.set_yscale("log")
+        _y(ax, log=True, label="latency (µs)")
         ax.set_title(f"closed loop, c={c}, {size} B")
         ax.set_xlabel("percentile")
-        ax.set_ylabel("latency (us)")
-        ax.yaxis.set_major_formatter(FuncFormatter(_si))
     for ax in axes:
         ticks = [(x, lab) for x, lab in NINES if x <= max(top, 4.0) + 0.01]
         ax.set_xticks([x for x, _ in ticks])
-        ax.set_xticklabels([lab for _, lab in ticks], rotation=30)
+        ax.set_xticklabels([lab for _, lab in ticks])
         ax.set_xlim(0, max(top, 4.0))
     _legend(fig, axes)
     return _svg(fig)
 
 
 def p99_vs_rate(d):
-    """Open-loop p99 against offered rate (the hockey stick), one panel per connection count
-    (smallest size); the closed-loop point (hollow) marks each backend's peak."""
+    """Open-loop p99 against offered rate, one panel per connection count (smallest size);
+    every entry of a cell is offered the same rate; the closed-loop point (hollow) marks each
+    entry's peak."""
     size = d.sizes[0] if d.sizes else None
     open_modes = [m for m in d.modes if m.startswith("open")]
     panels = [c for c in d.conns if any("p99_us" in d.med.get((b, c, size, m), {})
@@ -149,65 +188,110 @@ def p99_vs_rate(d):
     fig, axes = _panels(len(panels))
     for ax, c in zip(axes, panels):
         for b in d.backends:
-            pts = []
-            for m in open_modes:
-                v = d.med.get((b, c, size, m), {})
-                if "p99_us" in v and v.get("offered_rate"):
-                    pts.append((v["offered_rate"], v["p99_us"]))
-            col = colour(b, d.backends)
-            if pts:
-                ax.plot(*zip(*sorted(pts)), marker="o", label=b, color=col)
+            pts = sorted((d.med[(b, c, size, m)].get("offered_rate"), c, size, m)
+                         for m in open_modes
+                         if d.med.get((b, c, size, m), {}).get("offered_rate") and
+                         "p99_us" in d.med.get((b, c, size, m), {}))
+            _line(ax, d, b, pts, "p99_us", None, marker="o")
             closed = d.med.get((b, c, size, "closed"), {})
             if "p99_us" in closed and closed.get("msgs_per_sec"):
                 ax.plot([closed["msgs_per_sec"]], [closed["p99_us"]], marker="o",
-                        markerfacecolor="none", color=col, linestyle="none")
-        ax.set_yscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(_si))
-        ax.yaxis.set_major_formatter(FuncFormatter(_si))
-        ax.set_xlim(left=0)
+                        markerfacecolor="none", color=colour(b, d.backends), linestyle="none")
+        _y(ax, log=True, label="p99 latency (µs)")
+        _x_rate(ax, "offered rate (msgs/s); hollow: closed-loop peak")
         ax.set_title(f"open loop p99, c={c}, {size} B")
-        ax.set_xlabel("offered rate (msgs/s); hollow: closed-loop peak")
-        ax.set_ylabel("p99 latency (us)")
     _legend(fig, axes)
     return _svg(fig)
 
 
 def cpu_per_message(d):
-    """Server CPU time per message in closed loop against connections, one panel per size."""
+    """Server CPU time per message in closed loop against connections, one panel per size.
+    Targets (servers echobench did not start) have no CPU figure and no line."""
+    entries = [b for b in d.backends if d.kind(b) != "target"]
     panels = [s for s in d.sizes if any("server_cpu_ns_per_msg" in d.med.get((b, c, s, "closed"),
                                                                             {})
-                                        for b in d.backends for c in d.conns)]
+                                        for b in entries for c in d.conns)]
     if not panels:
         return None
     fig, axes = _panels(len(panels))
     for ax, size in zip(axes, panels):
-        for b in d.backends:
-            pts = [(c, d.med[(b, c, size, "closed")]["server_cpu_ns_per_msg"] / 1e3)
-                   for c in d.conns
-                   if "server_cpu_ns_per_msg" in d.med.get((b, c, size, "closed"), {})]
-            if pts:
-                ax.plot(*zip(*pts), marker="s", label=b, color=colour(b, d.backends))
+        for b in entries:
+            _line(ax, d, b, [(c, c, size, "closed") for c in d.conns],
+                  "server_cpu_ns_per_msg", "closed", marker="s")
         _log2_x(ax, d.conns)
-        ax.set_ylim(bottom=0)
+        _y(ax, label="CPU ns / message")
         ax.set_title(f"server CPU per message, {size} B")
         ax.set_xlabel("connections (log2)")
-        ax.set_ylabel("CPU us / message")
     _legend(fig, axes)
     return _svg(fig)
+
+
+def knee(d):
+    """The hockey stick of each entry's sweep: corrected p50 (dashed) and p99 (solid) against
+    offered rate, one colour per entry, the SLO as a horizontal line; a cross marks a step
+    whose rate check failed, a vertical dotted line each entry's max_rate_at_slo."""
+    knees = d.knees()
+    if not any(k.get("steps") for k in knees.values()):
+        return None
+    fig, axes = _panels(1, width=6.4, height=3.8)
+    ax = axes[0]
+    slos = set()
+    for b, k in knees.items():
+        steps = sorted((s for s in k.get("steps") or [] if s.get("offered_rate")),
+                       key=lambda s: s["offered_rate"])
+        col = colour(b, d.backends)
+        for key, style, lab in (("p99_us", "-", f"{b} p99"), ("p50_us", "--", f"{b} p50")):
+            pts = [(s["offered_rate"], s[key]) for s in steps if s.get(key)]
+            if pts:
+                ax.plot(*zip(*pts), linestyle=style, marker="o", markersize=3, color=col,
+                        label=lab)
+        bad = [(s["offered_rate"], s["p99_us"]) for s in steps
+               if s.get("valid") is False and s.get("p99_us")]
+        if bad:
+            ax.plot(*zip(*bad), marker="x", color=col, linestyle="none", markersize=7)
+        if k.get("max_rate_at_slo"):
+            ax.axvline(k["max_rate_at_slo"], color=col, linestyle=":", linewidth=1)
+        limit = _slo_us(k.get("slo"))
+        if limit:
+            slos.add(limit)
+    for limit in sorted(slos):
+        ax.axhline(limit, color="#444", linewidth=1.2, label=f"SLO {_si(limit)} µs")
+    _y(ax, log=True, label="corrected latency (µs)")
+    _x_rate(ax, "offered rate (msgs/s)")
+    _legend(fig, axes)
+    return _svg(fig)
+
+
+def _slo_us(slo):
+    from .report import slo_us    # the one parser of SLO forms
+    return slo_us(slo)
+
+
+def _cpu_caption(d):
+    text = ("CPU time of the server process (all threads) over the measured window, divided by "
+            "the messages echoed in it: /proc/PID/task/*/schedstat (ns), or utime+stime from "
+            "/proc/PID/stat (10 ms ticks) when a thread came or went. Median with 95 % CI.")
+    targets = [b for b in d.backends if d.kind(b) == "target"]
+    if targets:
+        text += (" Not shown: " + ", ".join(targets) + " (target: a server echobench did "
+                 "not start, so it has no CPU figure).")
+    return text
 
 
 FIGURES = [
     ("plot-throughput", "Throughput vs connections", throughput_vs_connections,
      "Closed loop: each connection sends its next message when the previous one is back. "
-     "Streaming: each connection writes continuously. Medians over repetitions."),
+     "Streaming: each connection writes continuously. Medians with 95 % CI as error bars."),
     ("plot-latency", "Latency percentile spectrum", latency_spectrum,
      "From the .hgrm files of the closed-loop cells (the repetition with the median p99). "
      "Each step right is one more nine."),
     ("plot-p99-rate", "p99 latency vs offered rate", p99_vs_rate,
-     "Open loop at fractions of each backend's own closed-loop peak; latency counts from each "
-     "message's scheduled send time (coordinated omission corrected)."),
-    ("plot-cpu", "Server CPU per message", cpu_per_message,
-     "CPU time of the server process (all threads) over the measured window, divided by the "
-     "messages echoed in it: /proc/PID/task/*/schedstat (ns), or utime+stime from "
-     "/proc/PID/stat (10 ms ticks) when a thread came or went."),
+     "Open loop: every entry of a cell is offered the same absolute rate; latency counts from "
+     "each message's scheduled send time (coordinated omission corrected). Medians with 95 % "
+     "CI."),
+    ("plot-knee", "Knee: latency vs offered rate (sweep)", knee,
+     "Sweep per entry: corrected p50 (dashed) and p99 (solid) against offered rate; the "
+     "horizontal line is the SLO, the dotted vertical line each entry's max_rate_at_slo, a "
+     "cross a step whose rate check failed. One measurement per step."),
+    ("plot-cpu", "Server CPU per message", cpu_per_message, _cpu_caption),
 ]

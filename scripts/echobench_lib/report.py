@@ -1,6 +1,13 @@
 """report.html (self-contained: inline SVG, inline CSS, no network) and summary.md from a
-results directory: run.json for the context, cells.csv for the figures, hgrm/ for the latency
-spectra, conform.json for the conformance verdicts. `echobench report DIR` calls write()."""
+results directory: run.json for the figures and every per-sample and run-level field
+(docs/RESULTS.md), cells.csv for the metrics run.json does not gate on, hgrm/ for the latency
+spectra, conform.json for the conformance verdicts. `echobench report DIR` calls write().
+
+How far a figure can be trusted is said next to it: every figure is the median over
+repetitions with its 95 % confidence interval (stats.median_ci), every ratio to the reference
+carries its interval (stats.ratio_ci), and a cell's winner is named only by stats.decide_winner;
+cells where echo-load's self-checks failed are marked and take part in no winner.
+"""
 import csv
 import datetime
 import html
@@ -9,17 +16,47 @@ import pathlib
 import statistics
 
 from . import conform as conform_mod
-from . import gbjson, hgrm, plots
+from . import gbjson, hgrm, plots, stats
 from .matrix import Cell, mode_order
 from .metrics import higher_is_better
-from .util import UsageError, human, human_us
+from .util import UsageError, human
 
 REFERENCE = "epoll"
+ALPHA, MIN_EFFECT = 0.05, 0.05
+
+# metric -> (unit shown in column headers, factor from the stored value). One system, SI.
+UNITS = {"msgs_per_sec": ("msgs/s", 1.0), "bytes_per_sec": ("MB/s", 1e-6),
+         "offered_rate": ("msgs/s", 1.0), "rate_achieved": ("msgs/s", 1.0),
+         "server_cpu_ns_per_msg": ("ns/msg", 1.0), "server_cpu_ns_per_kib": ("ns/KiB", 1.0),
+         "errors": ("count", 1.0), "client_cpu_busiest": ("%", 100.0)}
+
+UNIT_LEGEND = ("Units: SI throughout, as in echo-load, cells.csv and run.json: k = 10³, "
+               "M = 10⁶, G = 10⁹; MB/s = 10⁶ B/s; latencies in µs; CPU time in ns; message "
+               "sizes in B. Each column's unit is in its header.")
+STATS_LEGEND = (
+    "Every figure is the median over repetitions with its 95 % confidence interval [lo, hi] "
+    "from order statistics (binomial, distribution-free). † fewer than 6 repetitions: no "
+    "interval can reach 95 %, so [lo, hi] is the range (min, max), which covers less (75 % at "
+    "3 repetitions); ‡ one repetition: no interval. Ratios are ratios of medians with a 95 % "
+    "percentile-bootstrap interval (2000 resamples, fixed seed). A cell's winner is named only "
+    "when it beats the runner-up in a one-sided Mann-Whitney test at p ≤ 0.025 (α = 0.05 halved "
+    "because the leader is picked from the data) and by at least 5 %; otherwise the cell says "
+    "'tie (within noise)'. Its margin is leader / runner-up (runner-up / leader for latency) "
+    "with its interval. ✗ marks an entry whose echo-load self-checks failed in a repetition: "
+    "it takes part in no winner.")
+
+
+def _mode_key(mode):
+    """matrix.mode_order, tolerant of mode names it does not know (sorted after, by name)."""
+    try:
+        return (0, mode_order(mode), "")
+    except (ValueError, TypeError):
+        return (1, (0, 0), str(mode))
 
 
 def primary_metric(mode):
     """What decides the winner of a cell: throughput for closed loop and streaming, p99 for open
-    loop (where throughput is fixed by the offered rate)."""
+    loop (where every entry of the cell is offered the same rate)."""
     if mode == "stream":
         return "bytes_per_sec"
     if mode.startswith("open"):
@@ -27,22 +64,46 @@ def primary_metric(mode):
     return "msgs_per_sec"
 
 
-def fmt(metric, value):
+def unit_of(metric):
+    if metric in UNITS:
+        return UNITS[metric][0]
+    return "µs" if metric.endswith("_us") else ""
+
+
+def num(metric, value):
+    """A value in its column's unit, without the unit (SI prefix k/M/G for large values)."""
     if value is None:
         return "-"
-    if metric.endswith("_us"):
-        return human_us(value)
-    if metric == "bytes_per_sec":
-        return human(value, "B/s")
-    if metric == "msgs_per_sec":
-        return human(value, "/s")
-    if metric.startswith("server_cpu_ns"):
-        return human_us(value / 1e3)
-    return human(value)
+    return human(value * UNITS.get(metric, ("", 1.0))[1])
+
+
+def fig_text(metric, fig):
+    """'12.3k [11.9k, 12.6k]' with † (range: fewer than 6 repetitions) or ‡ (one)."""
+    if fig is None:
+        return "-"
+    med, lo, hi, n = fig
+    if n == 1:
+        return f"{num(metric, med)} ‡"
+    mark = "" if stats.ci_level_reachable(n) else " †"
+    return f"{num(metric, med)} [{num(metric, lo)}, {num(metric, hi)}]{mark}"
+
+
+def ratio_text(r):
+    if r is None:
+        return "-"
+    ratio, lo, hi = r
+    return f"{ratio:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def margin_text(dec):
+    if dec.get("margin") is None:
+        return "-"
+    return f"{dec['margin']:.2f}× [{dec['margin_lo']:.2f}, {dec['margin_hi']:.2f}]"
 
 
 class RunData:
-    """A results directory read back, with medians over repetitions."""
+    """A results directory read back: per-repetition values of every (entry, connections,
+    size, mode, placement) cell, their medians with intervals, and the run-level fields."""
 
     def __init__(self, run_dir):
         self.dir = pathlib.Path(run_dir)
@@ -50,25 +111,38 @@ class RunData:
             raise UsageError(f"'{run_dir}' is not a results directory")
         data = gbjson.load(self.dir)
         self.context = data.get("context", {})
-        self.rows = self._rows(data)
+        self.run = gbjson.run_fields(self.context)
         self.conform = self._json("conform.json") or {}
-        order = self.context.get("backends") or []
-        seen = [r["backend"] for r in self.rows]
-        self.backends = [b for b in order if b in seen or b in self.conform] + \
-            [b for b in dict.fromkeys(seen) if b not in order]
-        self.conns = sorted({r["connections"] for r in self.rows})
-        self.sizes = sorted({r["size"] for r in self.rows})
-        self.modes = sorted({r["mode"] for r in self.rows}, key=mode_order)
-        self.values = {}
-        for r in self.rows:
-            key = (r["backend"], r["connections"], r["size"], r["mode"])
-            self.values.setdefault(key, {}).setdefault(r["metric"], []).append(
-                (r["repetition"], r["value"]))
-        self.med = {k: {m: statistics.median(v for _, v in vals) for m, vals in ms.items()}
-                    for k, ms in self.values.items()}
+        self.values = {}     # key5 -> {metric: [(rep, value)]}
+        self.samples = {}    # key5 -> {rep: {"valid", "reasons", "offered"}}
+        self.kinds = {e.get("name"): e.get("kind", "backend")
+                      for e in self.run.get("entries") or [] if isinstance(e, dict)}
+        self._read(data)
+        order = [e.get("name") for e in self.run.get("entries") or [] if isinstance(e, dict)]
+        order += list(self.context.get("backends") or [])
+        seen = list(dict.fromkeys(k[0] for k in self.values))
+        self.backends = [b for b in dict.fromkeys(order) if b in seen or b in self.conform] + \
+            [b for b in seen if b not in order]
+        self.entries = self.backends
+        self.conns = sorted({k[1] for k in self.values})
+        self.sizes = sorted({k[2] for k in self.values})
+        self.modes = sorted({k[3] for k in self.values}, key=_mode_key)
+        self.placements = sorted({k[4] for k in self.values}, key=lambda p: (p is None,
+                                                                            str(p)))
+        self.main_placement = self.placements[0] if self.placements else None
+        self._figs = {}
+        self.med5 = {k: {m: statistics.median(v for _, v in vals) for m, vals in ms.items()}
+                     for k, ms in self.values.items()}
+        # The plots' view: the first placement, keyed (entry, connections, size, mode).
+        self.med = {k[:4]: v for k, v in self.med5.items() if k[4] == self.main_placement}
+        self.ci = {k[:4]: {m: self.fig(k, m)[1:3] for m in v}
+                   for k, v in self.med5.items() if k[4] == self.main_placement}
         self.spectra = self._spectra()
         self.reference = REFERENCE if REFERENCE in self.backends else \
             (self.backends[0] if self.backends else None)
+
+    def kind(self, entry):
+        return self.kinds.get(entry, "backend")
 
     def _json(self, name):
         try:
@@ -77,54 +151,215 @@ class RunData:
         except (OSError, ValueError):
             return None
 
-    def _rows(self, data):
+    def _read(self, data):
+        have = set()
+        for r in gbjson.iterations(data):
+            key = (r["entry"], r["connections"], r["size"], r["mode"], r["placement"])
+            self.kinds.setdefault(r["entry"], r["entry_kind"])
+            self.values.setdefault(key, {}).setdefault(r["metric"], []).append(
+                (r["repetition"], r["value"]))
+            have.add((key, r["repetition"], r["metric"]))
+            smp = self.samples.setdefault(key, {}).setdefault(
+                r["repetition"], {"valid": True, "reasons": [], "offered": None})
+            if not r["valid"]:
+                smp["valid"] = False
+                for why in r["invalid_reasons"] or ["echo-load's self-checks failed"]:
+                    if why not in smp["reasons"]:
+                        smp["reasons"].append(why)
+            if r["offered_rate"]:
+                smp["offered"] = r["offered_rate"]
+        places = {k[4] for k in self.values}
+        only_place = next(iter(places)) if len(places) == 1 else None
         path = self.dir / "cells.csv"
         if not path.is_file():
-            return gbjson.iterations(data)
-        rows = []
+            return
         with open(path, newline="") as f:
             for r in csv.DictReader(f):
                 try:
-                    rows.append({"backend": r["backend"], "connections": int(r["connections"]),
-                                 "size": int(r["size"]), "mode": r["mode"],
-                                 "repetition": int(r["repetition"]), "metric": r["metric"],
-                                 "value": float(r["value"])})
+                    place = r.get("placement") or only_place
+                    key = (r["backend"], int(r["connections"]), int(r["size"]), r["mode"],
+                           place)
+                    rep, metric, value = int(r["repetition"]), r["metric"], r["value"]
+                    if value in ("", None):
+                        continue
+                    value = float(value)
                 except (KeyError, ValueError) as e:
                     raise UsageError(f"{path}: bad row {r}: {e}") from e
-        return rows
+                if (key, rep, metric) in have:
+                    continue
+                have.add((key, rep, metric))
+                self.values.setdefault(key, {}).setdefault(metric, []).append((rep, value))
+                smp = self.samples.setdefault(key, {}).setdefault(
+                    rep, {"valid": True, "reasons": [], "offered": None})
+                if metric == "offered_rate" and smp["offered"] is None:
+                    smp["offered"] = value
 
     def _spectra(self):
-        """(backend, c, size, mode) -> [(us, percentile)] from the repetition with the median
+        """(entry, c, size, mode) -> [(us, percentile)] from the repetition with the median
         p99 (a spectrum cannot be averaged; the middle one is the honest pick)."""
         out = {}
         for key, ms in self.values.items():
+            if key[4] != self.main_placement:
+                continue
             reps = sorted(ms.get("p99_us", []), key=lambda t: t[1])
             if not reps:
                 continue
             rep, p99 = reps[(len(reps) - 1) // 2]
-            cell = Cell(*key)
+            cell = Cell(*key[:4])
             points = hgrm.read(self.dir / "hgrm" / f"{cell.key}_r{rep}.hgrm")
+            if not points and key[4]:
+                points = hgrm.read(self.dir / "hgrm" / f"{cell.key}_{key[4]}_r{rep}.hgrm")
             if points:
                 scale = hgrm.scale_to_us(points, p99)
-                out[key] = [(v * scale, p) for v, p in points]
+                out[key[:4]] = [(v * scale, p) for v, p in points]
         return out
 
+    # ---- per cell ------------------------------------------------------------------------
+
     def cells(self):
-        """(size, connections, mode) in report order."""
-        return [(s, c, m) for s in self.sizes for c in self.conns for m in self.modes
-                if any((b, c, s, m) in self.med for b in self.backends)]
+        """(size, connections, mode, placement) in report order."""
+        return [(s, c, m, p) for p in self.placements for s in self.sizes for c in self.conns
+                for m in self.modes
+                if any((b, c, s, m, p) in self.values for b in self.backends)]
 
-    def winner(self, s, c, m, metric):
-        vals = {b: self.med.get((b, c, s, m), {}).get(metric) for b in self.backends}
-        vals = {b: v for b, v in vals.items() if v is not None}
-        if not vals:
-            return None, vals
-        pick = max if higher_is_better(metric) else min
-        return pick(vals, key=vals.get), vals
+    def label(self, s, c, m, p):
+        more = f" {p}" if len(self.placements) > 1 else ""
+        return f"c={c} s={s} {m}{more}"
+
+    def fig(self, key, metric):
+        """(median, lo, hi, n) over the repetitions of key5, or None."""
+        k = (key, metric)
+        if k not in self._figs:
+            vals = [v for _, v in self.values.get(key, {}).get(metric, [])]
+            if metric.startswith("server_cpu") and self.kind(key[0]) == "target":
+                vals = []      # a target was not started by echobench: no CPU of its own
+            self._figs[k] = (*stats.median_ci(vals), len(vals)) if vals else None
+        return self._figs[k]
+
+    def reps(self, key, metric):
+        return [v for _, v in self.values.get(key, {}).get(metric, [])]
+
+    def validity(self, key):
+        """(valid, reasons): invalid when any repetition failed echo-load's self-checks."""
+        smp = self.samples.get(key, {})
+        reasons = []
+        for rep in sorted(smp):
+            for why in smp[rep]["reasons"]:
+                if why not in reasons:
+                    reasons.append(why)
+        return all(x["valid"] for x in smp.values()), reasons
+
+    def offered(self, key):
+        rates = [x["offered"] for x in self.samples.get(key, {}).values() if x["offered"]]
+        return statistics.median(rates) if rates else None
+
+    def group_offered(self, s, c, m, p):
+        """The open-loop rate offered to the entries of a cell: (rate, same for all)."""
+        rates = [self.offered((b, c, s, m, p)) for b in self.backends]
+        rates = [r for r in rates if r]
+        if not rates:
+            return None, True
+        same = max(rates) <= min(rates) * 1.01
+        return statistics.median(rates), same
+
+    def decide(self, s, c, m, p, metric=None):
+        """stats.decide_winner over the valid entries of a cell, plus the invalid ones left
+        out; open loop: no winner when the entries were offered different rates."""
+        metric = metric or primary_metric(m)
+        groups, invalid = {}, []
+        for b in self.backends:
+            key = (b, c, s, m, p)
+            vals = self.reps(key, metric)
+            if not vals:
+                continue
+            if self.validity(key)[0]:
+                groups[b] = vals
+            else:
+                invalid.append(b)
+        dec = stats.decide_winner(groups, higher_is_better(metric), ALPHA, MIN_EFFECT)
+        dec["invalid"] = invalid
+        if m.startswith("open") and dec["winner"]:
+            _, same = self.group_offered(s, c, m, p)
+            if not same:
+                dec.update(winner=None, label=stats.TIE,
+                           reason="the entries were offered different rates: not comparable")
+        return dec
+
+    def ratio(self, key, metric):
+        """(ratio, lo, hi) of an entry to the reference in the same cell, or None."""
+        ref = (self.reference,) + key[1:]
+        a, b = self.reps(key, metric), self.reps(ref, metric)
+        if not a or not b:
+            return None
+        if metric.startswith("server_cpu") and "target" in (self.kind(key[0]),
+                                                            self.kind(self.reference)):
+            return None
+        try:
+            return stats.ratio_ci(a, b)
+        except ValueError:
+            return None
+
+    def invalid_cells(self):
+        out = []
+        for (s, c, m, p) in self.cells():
+            for b in self.backends:
+                key = (b, c, s, m, p)
+                if key in self.samples:
+                    ok, reasons = self.validity(key)
+                    if not ok:
+                        bad = sum(1 for x in self.samples[key].values() if not x["valid"])
+                        out.append((b, self.label(s, c, m, p), bad, len(self.samples[key]),
+                                    reasons))
+        return out
+
+    def until_ci_misses(self):
+        """[(cell text, half-width %, repetitions)] where --until-ci did not reach its target:
+        the runner's list when it gave one, else computed from the headline figures."""
+        uc = self.run.get("until_ci")
+        if not isinstance(uc, dict) or not uc.get("target_pct"):
+            return None, []
+        if isinstance(uc.get("not_reached"), list):
+            return uc, [(x.get("cell", "?"), x.get("half_width_pct"), x.get("repetitions"))
+                        for x in uc["not_reached"] if isinstance(x, dict)]
+        out = []
+        for (s, c, m, p) in self.cells():
+            metric = primary_metric(m)
+            for b in self.backends:
+                f = self.fig((b, c, s, m, p), metric)
+                if f and f[0]:
+                    half = max(f[0] - f[1], f[2] - f[0]) / abs(f[0]) * 100
+                    if half > uc["target_pct"]:
+                        out.append((f"{b} {self.label(s, c, m, p)}", half, f[3]))
+        return uc, out
+
+    def knees(self):
+        """{entry: sweep} for entries with a sweep (context.echobench.sweep)."""
+        sw = self.run.get("sweep") or {}
+        return {e: v for e, v in sw.items() if isinstance(v, dict)}
 
 
-def ratio(v, ref):
-    return v / ref if v is not None and ref else None
+def slo_text(slo):
+    """'p99 ≤ 1000 µs' from {metric, limit_us}, a string like 'p99:1ms', or a number (µs)."""
+    if isinstance(slo, dict):
+        metric = str(slo.get("metric", "p99_us")).replace("_us", "")
+        return f"{metric} ≤ {human(slo.get('limit_us'))} µs"
+    if isinstance(slo, (int, float)):
+        return f"p99 ≤ {human(slo)} µs"
+    return str(slo) if slo else "-"
+
+
+def slo_us(slo):
+    if isinstance(slo, dict):
+        return slo.get("limit_us")
+    if isinstance(slo, (int, float)):
+        return float(slo)
+    if isinstance(slo, str) and ":" in slo:
+        from .util import parse_duration
+        try:
+            return parse_duration(slo.split(":", 1)[1]) * 1e6
+        except (UsageError, ValueError):
+            return None
+    return None
 
 
 def notes(d):
@@ -137,51 +372,154 @@ def notes(d):
     if load > 0.5 * cpus:
         out.append(f"the machine was busy when the run started (load average {load:.1f} on "
                    f"{cpus} CPUs): other work competed with server and client, so the figures "
-                   f"are noisy and ratios between backends unreliable")
+                   f"are noisy and ratios between entries unreliable")
+    targets = [b for b in d.backends if d.kind(b) == "target"]
+    if targets:
+        out.append(", ".join(targets) + (" is a target" if len(targets) == 1 else
+                                         " are targets") +
+                   " (an already running server, not started by echobench): no server-CPU "
+                   "figure, and its state carries over from cell to cell")
+    uc, misses = d.until_ci_misses()
+    if misses:
+        out.append(f"--until-ci {uc['target_pct']:g} % was not reached for {len(misses)} "
+                   f"cell(s) within {uc.get('max_repetitions', '?')} repetitions: " +
+                   "; ".join(f"{c} (±{h:.1f} % after {n} repetitions)" if h is not None
+                             else str(c) for c, h, n in misses[:8]) +
+                   (" ..." if len(misses) > 8 else ""))
     return out
 
 
-def summary_markdown(d):
-    """The winner per cell and each backend's ratio to the reference, as a markdown table."""
+def placement_text(d):
     ctx = d.context
-    place = ctx.get("placement", {})
-    lines = [f"## echobench: {ctx.get('host_name', '?')}, {ctx.get('utc_start', '?')}", "",
-             f"{ctx.get('num_cpus', '?')} CPUs ({ctx.get('cpu_model', '?')}), "
-             f"{ctx.get('kernel', '?').split(' #')[0]}; server on CPU "
-             f"{_cpus(place.get('server_cpus'))}, client on CPU {_cpus(place.get('client_cpus'))}; "
-             f"{ctx.get('repetitions', '?')} repetition(s) of {ctx.get('duration_s', '?')} s "
-             f"({ctx.get('preset', '?')} preset). Medians; ratios are vs {d.reference}.", ""]
+    place = ctx.get("placement") or {}
+    what = d.run.get("placement")
+    if isinstance(what, list):
+        what = ", ".join(map(str, what))
+    return (f"{what or 'split'}: server CPUs {_cpus(place.get('server_cpus'))}, client CPUs "
+            f"{_cpus(place.get('client_cpus'))}" +
+            (f" ({place.get('note')})" if place.get("note") else ""))
+
+
+def incomplete_text(d):
+    why = d.run.get("incomplete")
+    if not why and not d.context.get("interrupted"):
+        return None
+    return (f"This run is incomplete ({why or 'interrupted'}): some cells or repetitions are "
+            f"missing, and the figures cover only what was measured.")
+
+
+def entry_header(d, b, metric):
+    kind = d.kind(b)
+    return f"{b}{'' if kind == 'backend' else f' [{kind}]'} ({unit_of(metric)})"
+
+
+# ---- summary.md ----------------------------------------------------------------------------
+
+def _kind_groups(d):
+    """[(title, metric, [(s, c, m, p)])]: one table per headline metric, so that each column
+    has one unit."""
+    groups = []
+    for title, pred in (("Closed loop: throughput", lambda m: m == "closed"),
+                        ("Open loop: p99 latency at the same offered rate",
+                         lambda m: m.startswith("open")),
+                        ("Streaming: throughput", lambda m: m == "stream")):
+        cells = [x for x in d.cells() if pred(x[2])]
+        if cells:
+            groups.append((title, primary_metric(cells[0][2]), cells))
+    return groups
+
+
+def summary_markdown(d):
+    """Per headline metric a table: each entry's median [95 % CI] and ratio to the reference
+    [CI], the winner with its margin or 'tie (within noise)'; then knees, invalid cells."""
+    ctx = d.context
+    lines = [f"## echobench: {ctx.get('host_name', '?')}, {ctx.get('utc_start', '?')}", ""]
+    inc = incomplete_text(d)
+    if inc:
+        lines += [f"**{inc}**", ""]
+    lines += [f"{ctx.get('num_cpus', '?')} CPUs ({ctx.get('cpu_model', '?')}), "
+              f"{str(ctx.get('kernel', '?')).split(' #')[0]}; placement {placement_text(d)}; "
+              f"{ctx.get('repetitions', '?')} repetition(s) of {ctx.get('duration_s', '?')} s "
+              f"({ctx.get('preset', '?')} preset). Ratios are vs {d.reference}.", "",
+              STATS_LEGEND, "", UNIT_LEGEND, ""]
     lines += [f"**Note:** {n}." for n in notes(d)] + ([""] if notes(d) else [])
     if not d.backends:
         return "\n".join(lines + ["No cell was measured."])
-    head = "| cell | metric | " + " | ".join(d.backends) + " | winner |"
-    lines += [head, "|" + "---|" * (len(d.backends) + 3)]
-    for s, c, m in d.cells():
-        metric = primary_metric(m)
-        win, vals = d.winner(s, c, m, metric)
-        if win is None:
-            continue
-        ref = vals.get(d.reference)
-        cols = []
-        for b in d.backends:
-            v = vals.get(b)
-            r = ratio(v, ref)
-            cols.append("-" if v is None else
-                        f"{fmt(metric, v)} ({r:.2f}x)" if r is not None else fmt(metric, v))
-        lines.append(f"| c={c} s={s} {m} | {metric} | " + " | ".join(cols) +
-                     f" | **{win}** |")
-    bad = ctx.get("failed_cells") or []
+    untestable = 0
+    for title, metric, cells in _kind_groups(d):
+        is_open = cells[0][2].startswith("open")
+        head = ["cell"] + (["offered (msgs/s)"] if is_open else []) + \
+            [entry_header(d, b, metric)[:-1] + ("" if b == d.reference else
+                                                f"; × {d.reference}") + ")"
+             for b in d.backends] + ["winner", "margin (×)", "p"]
+        lines += [f"### {title}", "", "| " + " | ".join(head) + " |",
+                  "|" + "---|" * len(head)]
+        for s, c, m, p in cells:
+            dec = d.decide(s, c, m, p)
+            untestable += not dec["testable"] and dec["leader"] is not None and \
+                dec["runner_up"] is not None
+            row = [d.label(s, c, m, p)]
+            if is_open:
+                rate, same = d.group_offered(s, c, m, p)
+                row.append(num("offered_rate", rate) + ("" if same else " (differs)"))
+            for b in d.backends:
+                key = (b, c, s, m, p)
+                f = d.fig(key, metric)
+                if f is None:
+                    row.append("-")
+                    continue
+                txt = fig_text(metric, f)
+                if b != d.reference:
+                    txt += f", {ratio_text(d.ratio(key, metric))}×"
+                if not d.validity(key)[0]:
+                    txt += " ✗"
+                row.append(txt)
+            row += [f"**{dec['winner']}**" if dec["winner"] else dec["label"],
+                    margin_text(dec) if dec["winner"] else "-",
+                    "-" if dec["p_value"] is None else f"{dec['p_value']:.3f}"]
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    if untestable:
+        lines += [f"{untestable} cell(s) had too few repetitions to name any winner: "
+                  f"{stats.min_reps_to_test(ALPHA / 2)} per entry are needed at α = "
+                  f"{ALPHA:g}.", ""]
+    knees = d.knees()
+    if knees:
+        lines += ["### Knee: highest offered rate that meets the SLO", "",
+                  "| entry | SLO | max_rate_at_slo (msgs/s) | steps |", "|---|---|---|---|"]
+        for b, k in knees.items():
+            lines.append(f"| {b} | {slo_text(k.get('slo'))} | "
+                         f"{knee_text(k)} | {len(k.get('steps') or [])} |")
+        lines.append("")
+    bad = d.invalid_cells()
     if bad:
-        lines += ["", f"{len(bad)} cell run(s) failed: " +
+        lines += ["### Invalid cells (✗: echo-load's self-checks failed; in no winner)", ""]
+        lines += [f"- {b} {cell}: {n} of {tot} repetition(s): {'; '.join(r)}"
+                  for b, cell, n, tot, r in bad]
+        lines.append("")
+    failed = ctx.get("failed_cells") or []
+    if failed:
+        lines += [f"{len(failed)} cell run(s) failed: " +
                   "; ".join(f"{f['cell']} rep {f['repetition']}: {f['reason']}"
-                            for f in bad[:5]) + (" ..." if len(bad) > 5 else "")]
+                            for f in failed[:5]) + (" ..." if len(failed) > 5 else ""), ""]
     unusable = ctx.get("unusable_backends") or {}
     if unusable:
-        lines += ["", "Not measured (unusable here): " +
-                  "; ".join(f"{k}: {v}" for k, v in unusable.items())]
+        lines += ["Not measured (unusable here): " +
+                  "; ".join(f"{k}: {v}" for k, v in unusable.items()), ""]
     verdicts = [f"{b}: {conform_mod.verdict_text(d.conform.get(b))}" for b in d.backends]
-    lines += ["", "Conformance: " + "; ".join(verdicts)]
+    lines += ["Conformance: " + "; ".join(verdicts)]
     return "\n".join(lines)
+
+
+def knee_text(k):
+    v = k.get("max_rate_at_slo")
+    if v is None:
+        return "none (no step met the SLO)"
+    ci = k.get("max_rate_at_slo_ci")
+    if isinstance(ci, list) and len(ci) == 2:
+        return f"{num('offered_rate', v)} [{num('offered_rate', ci[0])}, " \
+               f"{num('offered_rate', ci[1])}]"
+    return f"{num('offered_rate', v)} ‡"
 
 
 def _cpus(cpus):
@@ -201,8 +539,9 @@ def _table(tid, header, rows, caption=None):
     for row in rows:
         cells = []
         for cell in row:
-            if isinstance(cell, tuple):       # (text, css class)
-                cells.append(f'<td class="{cell[1]}">{_e(cell[0])}</td>')
+            if isinstance(cell, tuple):       # (text, css class[, title])
+                title = f' title="{_e(cell[2])}"' if len(cell) > 2 and cell[2] else ""
+                cells.append(f'<td class="{cell[1]}"{title}>{_e(cell[0])}</td>')
             else:
                 cells.append(f"<td>{_e(cell)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
@@ -211,57 +550,120 @@ def _table(tid, header, rows, caption=None):
 
 
 def winners_table(d):
-    rows = []
-    for s, c, m in d.cells():
-        metric = primary_metric(m)
-        win, vals = d.winner(s, c, m, metric)
-        if win is None:
-            continue
-        rows.append([f"c={c} s={s} {m}", metric] +
-                    [(fmt(metric, vals.get(b)), "win" if b == win else "")
-                     for b in d.backends] + [win])
-    return _table("table-winners", ["cell", "metric"] + d.backends + ["winner"], rows)
+    """One table per headline metric (one unit per column), inside #table-winners."""
+    parts = ['<div id="table-winners">']
+    for title, metric, cells in _kind_groups(d):
+        is_open = cells[0][2].startswith("open")
+        rows = []
+        for s, c, m, p in cells:
+            dec = d.decide(s, c, m, p)
+            row = [d.label(s, c, m, p)]
+            if is_open:
+                rate, same = d.group_offered(s, c, m, p)
+                row.append(num("offered_rate", rate) + ("" if same else " (differs)"))
+            for b in d.backends:
+                key = (b, c, s, m, p)
+                f = d.fig(key, metric)
+                ok, reasons = d.validity(key)
+                cls = "invalid" if not ok else ("win" if b == dec["winner"] else "")
+                row.append((fig_text(metric, f) + ("" if ok else " ✗"), cls,
+                            "; ".join(reasons)))
+            row.append((dec["label"], "win" if dec["winner"] else "tie",
+                        dec.get("reason") or ""))
+            row.append(margin_text(dec) if dec["winner"] else "-")
+            row.append("-" if dec["p_value"] is None else f"{dec['p_value']:.3f}")
+            rows.append(row)
+        head = ["cell"] + (["offered (msgs/s)"] if is_open else []) + \
+            [entry_header(d, b, metric) for b in d.backends] + \
+            ["winner", "margin (×) [95 % CI]", "p (one-sided)"]
+        kind = "open" if is_open else cells[0][2]
+        parts.append(f"<h3>{_e(title)}</h3>")
+        parts.append(_table(f"table-winners-{kind}", head, rows))
+    parts.append("</div>")
+    return "\n".join(parts)
 
 
 def ratios_table(d):
-    """Each backend's figure divided by the reference's, for throughput, p99 and CPU/message;
-    shaded by whether it is better or worse than the reference by more than 5 %."""
+    """Each entry's figure divided by the reference's, with its bootstrap interval; shaded when
+    the interval lies wholly more than 5 % on the better (green) or worse (red) side."""
     rows = []
-    for s, c, m in d.cells():
+    for s, c, m, p in d.cells():
         metrics = [primary_metric(m)]
         if m == "closed":
             metrics += ["p99_us", "server_cpu_ns_per_msg"]
         for metric in metrics:
-            vals = {b: d.med.get((b, c, s, m), {}).get(metric) for b in d.backends}
-            ref = vals.get(d.reference)
-            if ref is None or all(v is None for v in vals.values()):
+            if not d.reps((d.reference, c, s, m, p), metric):
                 continue
-            row = [f"c={c} s={s} {m}", metric]
+            row = [d.label(s, c, m, p), metric]
             for b in d.backends:
-                r = ratio(vals[b], ref)
+                key = (b, c, s, m, p)
+                if b == d.reference:
+                    row.append("1 (reference)")
+                    continue
+                r = d.ratio(key, metric)
                 if r is None:
                     row.append("-")
                     continue
-                better = r > 1 if higher_is_better(metric) else r < 1
-                cls = "" if abs(r - 1) < 0.05 else ("better" if better else "worse")
-                row.append((f"{r:.2f}x", cls))
+                ok = d.validity(key)[0] and d.validity((d.reference,) + key[1:])[0]
+                if not ok:
+                    row.append((ratio_text(r) + " ✗", "invalid"))
+                    continue
+                hib = higher_is_better(metric)
+                better = r[1] > 1.05 if hib else r[2] < 1 / 1.05
+                worse = r[2] < 1 / 1.05 if hib else r[1] > 1.05
+                row.append((ratio_text(r), "better" if better else ("worse" if worse else "")))
             rows.append(row)
-    return _table("table-ratios", ["cell", "metric"] + [f"{b} / {d.reference}"
+    return _table("table-ratios", ["cell", "metric"] + [f"{b} / {d.reference} (×)"
                                                          for b in d.backends], rows)
 
 
+CELL_COLS = ["msgs_per_sec", "bytes_per_sec", "p50_us", "p99_us", "p999_us", "max_us",
+             "server_cpu_ns_per_msg", "offered_rate", "errors"]
+
+
 def cells_table(d):
-    cols = ["msgs_per_sec", "bytes_per_sec", "p50_us", "p99_us", "p999_us", "max_us",
-            "server_cpu_ns_per_msg", "offered_rate", "errors"]
     rows = []
-    for s, c, m in d.cells():
+    for s, c, m, p in d.cells():
         for b in d.backends:
-            v = d.med.get((b, c, s, m))
-            if v is None:
+            key = (b, c, s, m, p)
+            if key not in d.values:
                 continue
-            nrep = max(len(x) for x in d.values[(b, c, s, m)].values())
-            rows.append([b, c, s, m, nrep] + [fmt(k, v.get(k)) for k in cols])
-    return _table("table-cells", ["backend", "conns", "size", "mode", "reps"] + cols, rows)
+            nrep = max(len(x) for x in d.values[key].values())
+            ok, reasons = d.validity(key)
+            row = [b, d.kind(b), c, s, m, p or "-", nrep,
+                   ("yes", "") if ok else ("no ✗", "invalid", "; ".join(reasons))]
+            for k in CELL_COLS:
+                if k.startswith("server_cpu") and d.kind(b) == "target":
+                    row.append("n/a (target)")
+                else:
+                    row.append(fig_text(k, d.fig(key, k)))
+            rows.append(row)
+    return _table("table-cells", ["entry", "kind", "connections", "size (B)", "mode",
+                                  "placement", "repetitions", "valid"] +
+                  [f"{k} ({unit_of(k)})" for k in CELL_COLS], rows)
+
+
+def invalid_table(d):
+    bad = d.invalid_cells()
+    if not bad:
+        return '<p id="table-invalid">Every cell passed echo-load\'s self-checks.</p>'
+    return _table("table-invalid", ["entry", "cell", "invalid repetitions", "reasons"],
+                  [[b, cell, f"{n} of {tot}", ("; ".join(r), "invalid")]
+                   for b, cell, n, tot, r in bad])
+
+
+def knee_table(d):
+    knees = d.knees()
+    if not knees:
+        return None
+    rows = []
+    for b, k in knees.items():
+        steps = k.get("steps") or []
+        bad = sum(1 for x in steps if x.get("valid") is False)
+        rows.append([b, d.kind(b), slo_text(k.get("slo")), knee_text(k), len(steps),
+                     f"{bad} step(s) failed the rate check" if bad else ""])
+    return _table("table-knee", ["entry", "kind", "SLO", "max_rate_at_slo (msgs/s)", "steps",
+                                 "note"], rows)
 
 
 def conform_table(d):
@@ -280,9 +682,9 @@ def conform_table(d):
         if r.get("left_out"):
             note += ("; " if note else "") + "left out for time: " + ", ".join(r["left_out"])
         rows.append([b, (r["verdict"], cls), r["passed"], r["failed"], r["skipped"], note,
-                     f"{r.get('seconds', '-')} s ({r.get('suite', '?')})"])
-    return _table("table-conform", ["backend", "verdict", "passed", "failed", "skipped",
-                                    "failed cases / note", "time"], rows)
+                     f"{r.get('seconds', '-')} ({r.get('suite', '?')})"])
+    return _table("table-conform", ["entry", "verdict", "passed", "failed", "skipped",
+                                    "failed cases / note", "time (s)"], rows)
 
 
 def machine_table(d):
@@ -298,9 +700,12 @@ def machine_table(d):
                        f"sanitize={ctx.get('sanitize')})"),
              ("git commit", f"{ctx.get('git_commit')}" + (" (uncommitted changes)"
                                                           if ctx.get("git_dirty") else "")),
-             ("placement", f"server CPUs {_cpus(place.get('server_cpus'))}, client CPUs "
-                           f"{_cpus(place.get('client_cpus'))} via {place.get('method', '?')}; "
-                           f"{place.get('note', '')}"),
+             ("placement", f"{placement_text(d)} via {place.get('method', '?')}"),
+             ("entries", "; ".join(
+                 f"{e.get('name')} ({e.get('kind', 'backend')}"
+                 + (f": {e['command']}" if e.get("command") else "")
+                 + (f": {e['address']}" if e.get("address") else "") + ")"
+                 for e in d.run.get("entries") or [] if isinstance(e, dict)) or "-"),
              ("server threads", ctx.get("server_threads")),
              ("client threads", ctx.get("client_threads")),
              ("pipeline", ctx.get("pipeline")),
@@ -338,6 +743,9 @@ table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 th,td{border:1px solid #ddd;padding:.2em .5em;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 td.win{font-weight:bold}td.better{background:#e4f3e6}td.worse{background:#fbe6e3}
+td.invalid{background:#f3f3f3;color:#888;text-decoration:line-through}td.tie{color:#666}
+.banner{background:#fff3cd;border:1px solid #e0c060;padding:.5em .8em;font-weight:bold}
+h3{font-size:1em;margin:1em 0 .2em}
 figure{margin:1em 0}figure svg{max-width:100%;height:auto}figcaption{font-size:.85em;color:#555}
 .note{color:#555;font-size:.9em}p.empty{color:#999;font-style:italic}
 #table-machine td{text-align:left}
@@ -350,40 +758,56 @@ def html_report(d):
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>echobench report: {_e(ctx.get('host_name', ''))} "
              f"{_e(ctx.get('utc_start', ''))}</title>",
-             f"<style>{CSS}</style></head><body>",
-             "<h1>echobench: echo-server backends under load</h1>",
-             f'<p class="note">{_e(ctx.get("host_name"))}, {_e(ctx.get("utc_start"))} UTC; '
-             f"{_e(ctx.get('repetitions'))} repetition(s) x {_e(ctx.get('duration_s'))} s per "
-             f"cell; figures are medians over repetitions; reference backend "
-             f"<b>{_e(d.reference)}</b>.</p>"]
+             f"<style>{CSS}</style></head><body>"]
+    inc = incomplete_text(d)
+    if inc:
+        parts.append(f'<p class="banner" id="incomplete">{_e(inc)}</p>')
+    parts += ["<h1>echobench: echo servers under load</h1>",
+              f'<p class="note">{_e(ctx.get("host_name"))}, {_e(ctx.get("utc_start"))} UTC; '
+              f"{_e(ctx.get('repetitions'))} repetition(s) x {_e(ctx.get('duration_s'))} s per "
+              f"cell; reference <b>{_e(d.reference)}</b>.</p>",
+              f'<p class="note" id="placement"><b>Placement:</b> {_e(placement_text(d))}.</p>',
+              f'<p class="note" id="legend"><b>How to read the figures.</b> '
+              f'{_e(STATS_LEGEND)} {_e(UNIT_LEGEND)}</p>']
     for note in notes(d):
         parts.append(f'<p class="note"><b>Note:</b> {_e(note)}</p>')
-    if ctx.get("interrupted"):
-        parts.append('<p class="note"><b>This run was interrupted</b>: the matrix is '
-                     'incomplete.</p>')
     parts += ["<h2>Winner per cell</h2>",
-              '<p class="note">closed loop and streaming: highest throughput wins; open loop: '
-              'lowest p99 wins.</p>', winners_table(d)]
+              '<p class="note">Closed loop and streaming: highest throughput; open loop: '
+              'lowest p99 at the same offered rate for every entry.</p>', winners_table(d)]
+    knee = knee_table(d)
+    if knee:
+        parts += ["<h2>Knee: highest rate that meets the SLO</h2>",
+                  '<p class="note">max_rate_at_slo: the highest offered rate whose corrected '
+                  'latency met the SLO while echo-load\'s rate check held.</p>', knee]
     for fid, title, fn, caption in plots.FIGURES:
         svg = fn(d)
+        if fid == "plot-knee" and svg is None:
+            continue
         parts.append(f'<h2>{_e(title)}</h2><figure id="{fid}">')
         parts.append(svg or '<p class="empty">No cells of this kind in this run.</p>')
-        parts.append(f"<figcaption>{_e(caption)}</figcaption></figure>")
+        cap = caption(d) if callable(caption) else caption
+        parts.append(f"<figcaption>{_e(cap)}</figcaption></figure>")
     parts += [f"<h2>Ratios vs {_e(d.reference)}</h2>",
-              '<p class="note">Backend figure / reference figure. Shaded when more than 5 % '
-              'better (green) or worse (red), whichever way is better for the metric.</p>',
+              '<p class="note">Entry / reference, ratio of medians [95 % bootstrap interval]. '
+              'Shaded when the whole interval is more than 5 % better (green) or worse (red), '
+              'whichever way is better for the metric.</p>',
               ratios_table(d),
+              "<h2>Invalid cells</h2>",
+              '<p class="note">Cells where echo-load\'s self-checks failed (it did not '
+              'achieve the rate, sent late, was itself saturated, saw mismatches or starved '
+              'connections): their figures measure something else and take part in no '
+              'winner.</p>', invalid_table(d),
               "<h2>Conformance</h2>",
-              '<p class="note">echo-conform per backend (MUST cases unless the run asked for '
+              '<p class="note">echo-conform per entry (MUST cases unless the run asked for '
               'all); TAP in conform/.</p>', conform_table(d),
               "<h2>Failed cells and warnings</h2>", problems_table(d),
-              "<h2>All cells (medians)</h2>", cells_table(d),
+              "<h2>All cells (medians [95 % CI])</h2>", cells_table(d),
               "<h2>Machine and placement</h2>", machine_table(d),
               "<h2>Files</h2>",
-              '<p class="note"><a href="run.json">run.json</a> (Google Benchmark JSON), '
-              '<a href="cells.csv">cells.csv</a> (tidy), <a href="summary.md">summary.md</a>, '
-              'hgrm/ (HdrHistogram percentile distributions), raw/ (echo-load JSON and '
-              'output).</p>',
+              '<p class="note"><a href="run.json">run.json</a> (Google Benchmark JSON; fields '
+              'in docs/RESULTS.md), <a href="cells.csv">cells.csv</a> (tidy), '
+              '<a href="summary.md">summary.md</a>, hgrm/ (HdrHistogram percentile '
+              'distributions), raw/ (echo-load JSON and output).</p>',
               f'<p class="note">Generated {_e(now)} by scripts/echobench.</p>',
               "</body></html>"]
     return "\n".join(parts)

@@ -125,11 +125,14 @@ double hist_stdev(const struct hist *h)
 	return var > 0 ? sqrt(var) : 0.0;
 }
 
-/* Rank (1-based) of the pct-th percentile: nearest rank, rounded half up, as HdrHistogram
- * counts it. */
+/* Rank (1-based) of the pct-th percentile, computed as HdrHistogram's reference (Java)
+ * getValueAtPercentile does, operation for operation so that both round alike: pct lowered by
+ * one ulp (so that 99.9 % of 1000, which is 999.0000000000001 in doubles, still gives 999),
+ * times count, divided by 100, rounded up, at least 1. */
 static uint64_t rank_of(const struct hist *h, double pct)
 {
-	double r = pct / 100.0 * (double)h->count + 0.5;
+	double req = fmin(fmax(nextafter(pct, -INFINITY), 0.0), 100.0);
+	double r = ceil(req * (double)h->count / 100.0);
 	uint64_t rank = r < 1 ? 1 : (uint64_t)r;
 
 	return rank > h->count ? h->count : rank;

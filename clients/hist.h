@@ -36,10 +36,13 @@ void hist_record_n(struct hist *h, uint64_t value_ns, uint64_t count);
 void hist_merge(struct hist *dst, const struct hist *src);
 
 /* The value at percentile pct (0..100). Exact definition: x = the value of rank
- * max(1, floor(pct / 100 * count + 0.5)) in sorted order (nearest rank, halves rounded up, as
- * HdrHistogram counts). Reported as the highest value of x's bucket (as HdrHistogram does) but
- * never above the exact maximum, so the result r satisfies x <= r <= x + x / 1024.
- * pct <= 0 gives the exact minimum, pct >= 100 the exact maximum, an empty histogram 0. */
+ * max(1, ceil(pct' * count / 100)) in sorted order, where pct' is pct lowered by one ulp: the
+ * rule of HdrHistogram's reference implementation (Java AbstractHistogram.getValueAtPercentile),
+ * so that its tools and ours give the same percentile of the same data. (HdrHistogram_c rounds
+ * the rank half up instead; we follow Java.) Reported as the highest value of x's bucket (as
+ * HdrHistogram does) but never above the exact maximum, so the result r satisfies
+ * x <= r <= x + x / 1024. pct <= 0 gives the exact minimum, pct >= 100 the exact maximum, an
+ * empty histogram 0. */
 uint64_t hist_percentile(const struct hist *h, double pct /* 0..100 */);
 
 uint64_t hist_count(const struct hist *h);

@@ -5,7 +5,8 @@
  * exponential and a lognormal distribution whose true quantiles are known in closed form. The
  * interval of p99 (and of p50, p90) must contain the true quantile in 93-97 % of runs. With
  * 1000 runs the standard error of a coverage figure is 0.7 %, so 93-97 % is about 3 standard
- * errors either side of 95 %. Everything is seeded: the verdict does not depend on the machine. */
+ * errors either side of 95 %. Also with dependent samples (an AR(1) process), the case the
+ * block method exists for. Everything is seeded: the verdict does not depend on the machine. */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -42,6 +43,19 @@ static double normal(void)
 
 static double draw_exp(void) { return -EXP_MEAN * log(uniform()); }
 static double draw_lognormal(void) { return LN_MEDIAN * exp(LN_SIGMA * normal()); }
+
+/* Dependent samples with the same lognormal marginal: log-latency is an AR(1) process
+ * x' = phi x + sqrt(1 - phi^2) z, so neighbouring samples are alike (slow stretches) over about
+ * 1 / (1 - phi) samples. Started from its stationary distribution each run. */
+#define AR_PHI 0.9
+static double ar_state;
+
+static void ar_start(void) { ar_state = normal(); }
+static double draw_ar(void)
+{
+	ar_state = AR_PHI * ar_state + sqrt(1 - AR_PHI * AR_PHI) * normal();
+	return LN_MEDIAN * exp(LN_SIGMA * ar_state);
+}
 static double true_exp(double pct) { return -EXP_MEAN * log(1 - pct / 100); }
 
 /* The standard normal quantile, by bisection on erfc: exact enough for a test's truth. */
@@ -66,11 +80,19 @@ struct dist {
 	const char *name;
 	double (*draw)(void);
 	double (*truth)(double pct);
+	void (*start)(void);
+	int trials;
+	double cover_min, cover_max;
 };
 
+/* Independent samples: 93-97 %, as issue 9 asks. Dependent ones (fewer runs, to keep the test
+ * short): the interval must still hold, where one that assumes independence (order statistics
+ * of all samples) covered the true p50 in 39 % and the p99 in 59 % of runs in the same
+ * simulation (the figures of latci.h). */
 static const struct dist dists[] = {
-	{ "exponential", draw_exp, true_exp },
-	{ "lognormal", draw_lognormal, true_lognormal },
+	{ "exponential", draw_exp, true_exp, NULL, TRIALS, 93, 97 },
+	{ "lognormal", draw_lognormal, true_lognormal, NULL, TRIALS, 93, 97 },
+	{ "ar1-lognorm", draw_ar, true_lognormal, ar_start, 400, 89, 98 },
 };
 
 static const double pcts[] = { 50, 90, 99 };
@@ -82,7 +104,9 @@ static void coverage(const struct dist *d, struct hist *whole, struct hist **blo
 	unsigned hits[NPCTS] = { 0 };
 	double wsum[NPCTS] = { 0 };
 
-	for (int t = 0; t < TRIALS; t++) {
+	for (int t = 0; t < d->trials; t++) {
+		if (d->start)
+			d->start();
 		hist_reset(whole);
 		for (int b = 0; b < B; b++)
 			hist_reset(blocks[b]);
@@ -105,8 +129,8 @@ static void coverage(const struct dist *d, struct hist *whole, struct hist **blo
 		}
 	}
 	for (size_t k = 0; k < NPCTS; k++) {
-		covered[k] = 100.0 * hits[k] / TRIALS;
-		width[k] = 100.0 * wsum[k] / TRIALS;
+		covered[k] = 100.0 * hits[k] / d->trials;
+		width[k] = 100.0 * wsum[k] / d->trials;
 	}
 }
 
@@ -124,11 +148,11 @@ static void test_coverage(void)
 		for (size_t k = 0; k < NPCTS; k++)
 			printf("%-11s p%-4g true %8.0f ns: 95%% CI covers it in %5.1f %% of %d runs "
 			       "(%d x %d samples), mean half-width %.1f %%\n", dists[i].name,
-			       pcts[k], dists[i].truth(pcts[k]), cov[k], TRIALS, B, N / B,
-			       width[k]);
+			       pcts[k], dists[i].truth(pcts[k]), cov[k], dists[i].trials, B,
+			       N / B, width[k]);
 		/* p99 and p50 as the issue asks; p90 held to the same range. */
 		for (size_t k = 0; k < NPCTS; k++)
-			CHECK(cov[k] >= 93.0 && cov[k] <= 97.0);
+			CHECK(cov[k] >= dists[i].cover_min && cov[k] <= dists[i].cover_max);
 	}
 	for (int b = 0; b < B; b++)
 		hist_free(blocks[b]);

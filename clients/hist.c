@@ -58,7 +58,7 @@ struct hist *hist_new(void)
 	struct hist *h = calloc(1, sizeof(*h));
 
 	if (h)
-		hist_reset(h);
+		h->min = UINT64_MAX;    /* calloc zeroed the rest */
 	return h;
 }
 
@@ -69,7 +69,18 @@ void hist_free(struct hist *h)
 
 void hist_reset(struct hist *h)
 {
-	memset(h, 0, sizeof(*h));
+	/* Only the buckets from the minimum's to the maximum's can hold counts: clearing just
+	 * those makes resetting a histogram of a narrow range cheap (time-block histograms are
+	 * reset often). min > max with a count means a restore in progress: clear everything. */
+	if (h->count && h->min <= h->max) {
+		unsigned lo = hist_bucket_index(h->min), hi = hist_bucket_index(h->max);
+
+		memset(&h->counts[lo], 0, (hi - lo + 1) * sizeof(h->counts[0]));
+	} else {
+		memset(h->counts, 0, sizeof(h->counts));
+	}
+	h->count = h->sum = h->max = 0;
+	h->sumsq = 0;
 	h->min = UINT64_MAX;
 }
 
@@ -130,6 +141,9 @@ int hist_add_bucket(struct hist *h, unsigned index, uint64_t count)
 		return -EOVERFLOW;
 	h->counts[index] += count;
 	h->count += count;
+	/* Until hist_set_exact(): marks the extremes unknown (hist_reset then clears all). */
+	h->min = UINT64_MAX;
+	h->max = 0;
 	return 0;
 }
 
@@ -197,19 +211,30 @@ static uint64_t rank_of(const struct hist *h, double pct)
 	return rank > h->count ? h->count : rank;
 }
 
-/* Index of the bucket that holds the rank-th value, and the count up to and including it. */
+/* Index of the bucket that holds the rank-th value (1 <= rank <= count), and the count up to
+ * and including it. Only the buckets from the minimum's to the maximum's hold counts; the walk
+ * starts from the end nearer to the rank, so a tail percentile costs the few buckets between it
+ * and the maximum rather than a scan of the whole array. */
 static unsigned bucket_of_rank(const struct hist *h, uint64_t rank, uint64_t *cum_out)
 {
+	unsigned lo = hist_bucket_index(h->min), hi = hist_bucket_index(h->max), i;
 	uint64_t cum = 0;
-	unsigned i;
 
-	for (i = 0; i < NBUCKETS - 1; i++) {
-		cum += h->counts[i];
-		if (cum >= rank)
-			break;
+	if (rank <= h->count / 2) {
+		for (i = lo; i < hi; i++) {
+			cum += h->counts[i];
+			if (cum >= rank) {
+				*cum_out = cum;
+				return i;
+			}
+		}
+		*cum_out = h->count;
+		return hi;
 	}
-	if (i == NBUCKETS - 1)
-		cum += h->counts[i];
+	/* cum = the count of values up to and including bucket i. */
+	cum = h->count;
+	for (i = hi; i > lo && cum - h->counts[i] >= rank; i--)
+		cum -= h->counts[i];
 	*cum_out = cum;
 	return i;
 }

@@ -30,10 +30,23 @@ static double uniform(void)
 	return ((double)(prng_next(&seed) >> 11) + 0.5) / 9007199254740992.0;
 }
 
+/* Box-Muller: a pair of independent normals per two uniforms; the second is kept for the next
+ * call. */
 static double normal(void)
 {
-	/* Box-Muller; one of the pair is enough here. */
-	return sqrt(-2 * log(uniform())) * cos(2 * M_PI * uniform());
+	static double spare;
+	static int have_spare;
+	double r, a;
+
+	if (have_spare) {
+		have_spare = 0;
+		return spare;
+	}
+	r = sqrt(-2 * log(uniform()));
+	a = 2 * M_PI * uniform();
+	spare = r * sin(a);
+	have_spare = 1;
+	return r * cos(a);
 }
 
 /* Exponential with mean 100 us, and lognormal with median 50 us and sigma 1: latencies in ns. */

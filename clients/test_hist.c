@@ -1,6 +1,7 @@
 /* The histogram against exact percentiles of sorted random data, bucket edges, merging,
  * moments and the .hgrm text. Precision promised by hist.h: exact <= reported <= exact * 1.001
  * (1/1024). */
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -179,6 +180,62 @@ static void test_rank_rule(void)
 	hist_free(h);
 }
 
+/* Reset clears every count, also after a restore that failed (hist_add_bucket without a valid
+ * hist_set_exact); a restore that fits gives back the same histogram. */
+static void test_reset_and_restore(void)
+{
+	struct hist *h = hist_new(), *copy = hist_new();
+	uint64_t n;
+	unsigned i;
+
+	CHECK(h && copy);
+	CHECK_EQ(hist_next_bucket(h, 0, &n), HIST_NBUCKETS);
+	hist_record(h, 3);
+	hist_record_n(h, 123456789, 4);
+	hist_record(h, UINT64_MAX);
+	hist_reset(h);
+	CHECK_EQ(hist_next_bucket(h, 0, &n), HIST_NBUCKETS);
+	CHECK_EQ(hist_count(h), 0);
+	CHECK_EQ(hist_max(h), 0);
+	CHECK_EQ(hist_percentile(h, 50), 0);
+
+	for (uint64_t v = 5000; v < 5000000; v += v / 3)
+		hist_record_n(h, v, v % 5 + 1);
+	for (i = hist_next_bucket(h, 0, &n); i < HIST_NBUCKETS; i = hist_next_bucket(h, i + 1, &n))
+		CHECK_EQ(hist_add_bucket(copy, i, n), 0);
+	CHECK_EQ(hist_add_bucket(copy, HIST_NBUCKETS, 1), -EINVAL);
+	CHECK_EQ(hist_add_bucket(copy, 7, 0), -EINVAL);
+	CHECK_EQ(hist_add_bucket(copy, 7, UINT64_MAX), -EOVERFLOW);
+	/* Extremes outside their buckets, and sums outside count * [min, max], do not fit. */
+	CHECK_EQ(hist_set_exact(copy, hist_min(h) - 1, hist_max(h), hist_sum(h), hist_sumsq(h)),
+		 -EINVAL);
+	CHECK_EQ(hist_set_exact(copy, hist_min(h), hist_max(h) * 2, hist_sum(h), hist_sumsq(h)),
+		 -EINVAL);
+	CHECK_EQ(hist_set_exact(copy, hist_min(h), hist_max(h), hist_min(h), hist_sumsq(h)),
+		 -EINVAL);
+	CHECK_EQ(hist_set_exact(copy, hist_min(h), hist_max(h), hist_sum(h), -1.0), -EINVAL);
+	CHECK_EQ(hist_set_exact(copy, hist_min(h), hist_max(h), hist_sum(h), hist_sumsq(h)), 0);
+	CHECK_EQ(hist_count(copy), hist_count(h));
+	CHECK_EQ(hist_min(copy), hist_min(h));
+	CHECK_EQ(hist_max(copy), hist_max(h));
+	CHECK(hist_stdev(copy) == hist_stdev(h));
+	for (double p = 0; p <= 100; p += 0.25)
+		CHECK_EQ(hist_percentile(copy, p), hist_percentile(h, p));
+
+	/* A restore abandoned half way: reset still clears it all. */
+	hist_reset(copy);
+	CHECK_EQ(hist_add_bucket(copy, 5, 1), 0);
+	CHECK_EQ(hist_add_bucket(copy, 30000, 2), 0);
+	CHECK_EQ(hist_set_exact(copy, 5, 5, 5, 25), -EINVAL);
+	hist_reset(copy);
+	CHECK_EQ(hist_next_bucket(copy, 0, &n), HIST_NBUCKETS);
+	/* An empty one restores only as all zeros. */
+	CHECK_EQ(hist_set_exact(copy, 0, 0, 0, 0), 0);
+	CHECK_EQ(hist_set_exact(copy, 1, 0, 0, 0), -EINVAL);
+	hist_free(h);
+	hist_free(copy);
+}
+
 static void test_merge(void)
 {
 	struct hist *all = hist_new(), *parts[3] = { hist_new(), hist_new(), hist_new() };
@@ -250,6 +307,7 @@ int main(void)
 	test_bucket_edges();
 	test_small_exact();
 	test_rank_rule();
+	test_reset_and_restore();
 	test_percentiles();
 	test_merge();
 	test_hgrm();

@@ -10,6 +10,8 @@
 #define TOP_SHIFT (64 - __builtin_clzll(HIST_MAX_NS) - 1 - HIST_SUB_BITS)
 #define NBUCKETS (SUB_HALF * (TOP_SHIFT + 1) + SUB_HALF)
 
+_Static_assert(NBUCKETS == HIST_NBUCKETS, "hist.h's HIST_NBUCKETS disagrees with the geometry");
+
 struct hist {
 	uint64_t count;
 	uint64_t min, max;
@@ -56,7 +58,7 @@ struct hist *hist_new(void)
 	struct hist *h = calloc(1, sizeof(*h));
 
 	if (h)
-		hist_reset(h);
+		h->min = UINT64_MAX;    /* calloc zeroed the rest */
 	return h;
 }
 
@@ -67,7 +69,18 @@ void hist_free(struct hist *h)
 
 void hist_reset(struct hist *h)
 {
-	memset(h, 0, sizeof(*h));
+	/* Only the buckets from the minimum's to the maximum's can hold counts: clearing just
+	 * those makes resetting a histogram of a narrow range cheap (time-block histograms are
+	 * reset often). min > max with a count means a restore in progress: clear everything. */
+	if (h->count && h->min <= h->max) {
+		unsigned lo = hist_bucket_index(h->min), hi = hist_bucket_index(h->max);
+
+		memset(&h->counts[lo], 0, (hi - lo + 1) * sizeof(h->counts[0]));
+	} else {
+		memset(h->counts, 0, sizeof(h->counts));
+	}
+	h->count = h->sum = h->max = 0;
+	h->sumsq = 0;
 	h->min = UINT64_MAX;
 }
 
@@ -106,6 +119,66 @@ void hist_merge(struct hist *dst, const struct hist *src)
 }
 
 uint64_t hist_count(const struct hist *h) { return h->count; }
+uint64_t hist_sum(const struct hist *h) { return h->sum; }
+double hist_sumsq(const struct hist *h) { return h->sumsq; }
+
+unsigned hist_next_bucket(const struct hist *h, unsigned from, uint64_t *count)
+{
+	for (unsigned i = from; i < NBUCKETS; i++) {
+		if (h->counts[i]) {
+			*count = h->counts[i];
+			return i;
+		}
+	}
+	return NBUCKETS;
+}
+
+int hist_add_bucket(struct hist *h, unsigned index, uint64_t count)
+{
+	if (index >= NBUCKETS || !count)
+		return -EINVAL;
+	if (h->counts[index] > UINT64_MAX - count || h->count > UINT64_MAX - count)
+		return -EOVERFLOW;
+	h->counts[index] += count;
+	h->count += count;
+	/* Until hist_set_exact(): marks the extremes unknown (hist_reset then clears all). */
+	h->min = UINT64_MAX;
+	h->max = 0;
+	return 0;
+}
+
+int hist_set_exact(struct hist *h, uint64_t min, uint64_t max, uint64_t sum, double sumsq)
+{
+	uint64_t lo, hi, n;
+	unsigned first, last;
+
+	if (!isfinite(sumsq) || sumsq < 0)
+		return -EINVAL;
+	if (!h->count) {
+		if (min || max || sum || sumsq != 0)
+			return -EINVAL;
+		h->min = UINT64_MAX;
+		h->max = h->sum = 0;
+		h->sumsq = 0;
+		return 0;
+	}
+	first = hist_next_bucket(h, 0, &n);
+	for (last = NBUCKETS - 1; !h->counts[last]; last--)
+		;
+	if (min > max || hist_bucket_index(min) != first || hist_bucket_index(max) != last)
+		return -EINVAL;
+	/* The sum of count values in [min, max]; a product that overflows 64 bits cannot be
+	 * below a 64-bit sum (upper bound) and cannot be reached by one (lower bound). */
+	if (__builtin_mul_overflow(min, h->count, &lo) || sum < lo)
+		return -EINVAL;
+	if (!__builtin_mul_overflow(max, h->count, &hi) && sum > hi)
+		return -EINVAL;
+	h->min = min;
+	h->max = max;
+	h->sum = sum;
+	h->sumsq = sumsq;
+	return 0;
+}
 uint64_t hist_min(const struct hist *h) { return h->count ? h->min : 0; }
 uint64_t hist_max(const struct hist *h) { return h->max; }
 
@@ -125,29 +198,43 @@ double hist_stdev(const struct hist *h)
 	return var > 0 ? sqrt(var) : 0.0;
 }
 
-/* Rank (1-based) of the pct-th percentile: nearest rank, rounded half up, as HdrHistogram
- * counts it. */
+/* Rank (1-based) of the pct-th percentile, computed as HdrHistogram's reference (Java)
+ * getValueAtPercentile does, operation for operation so that both round alike: pct lowered by
+ * one ulp (so that 99.9 % of 1000, which is 999.0000000000001 in doubles, still gives 999),
+ * times count, divided by 100, rounded up, at least 1. */
 static uint64_t rank_of(const struct hist *h, double pct)
 {
-	double r = pct / 100.0 * (double)h->count + 0.5;
+	double req = fmin(fmax(nextafter(pct, -INFINITY), 0.0), 100.0);
+	double r = ceil(req * (double)h->count / 100.0);
 	uint64_t rank = r < 1 ? 1 : (uint64_t)r;
 
 	return rank > h->count ? h->count : rank;
 }
 
-/* Index of the bucket that holds the rank-th value, and the count up to and including it. */
+/* Index of the bucket that holds the rank-th value (1 <= rank <= count), and the count up to
+ * and including it. Only the buckets from the minimum's to the maximum's hold counts; the walk
+ * starts from the end nearer to the rank, so a tail percentile costs the few buckets between it
+ * and the maximum rather than a scan of the whole array. */
 static unsigned bucket_of_rank(const struct hist *h, uint64_t rank, uint64_t *cum_out)
 {
+	unsigned lo = hist_bucket_index(h->min), hi = hist_bucket_index(h->max), i;
 	uint64_t cum = 0;
-	unsigned i;
 
-	for (i = 0; i < NBUCKETS - 1; i++) {
-		cum += h->counts[i];
-		if (cum >= rank)
-			break;
+	if (rank <= h->count / 2) {
+		for (i = lo; i < hi; i++) {
+			cum += h->counts[i];
+			if (cum >= rank) {
+				*cum_out = cum;
+				return i;
+			}
+		}
+		*cum_out = h->count;
+		return hi;
 	}
-	if (i == NBUCKETS - 1)
-		cum += h->counts[i];
+	/* cum = the count of values up to and including bucket i. */
+	cum = h->count;
+	for (i = hi; i > lo && cum - h->counts[i] >= rank; i--)
+		cum -= h->counts[i];
 	*cum_out = cum;
 	return i;
 }

@@ -1,6 +1,7 @@
 /* The histogram against exact percentiles of sorted random data, bucket edges, merging,
  * moments and the .hgrm text. Precision promised by hist.h: exact <= reported <= exact * 1.001
  * (1/1024). */
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,13 +39,13 @@ static int cmp_u64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* The nearest-rank percentile (rank rounded half up, at least 1), as hist.h defines it. */
+/* The percentile as HdrHistogram's getValueAtPercentile ranks it (hist.h): rank
+ * max(1, ceil(pct' * n / 100)) with pct' one ulp below pct. */
 static uint64_t exact(const uint64_t *sorted, size_t n, double pct)
 {
-	uint64_t rank = (uint64_t)(pct / 100.0 * (double)n + 0.5);
+	double r = ceil(nextafter(pct, -INFINITY) * (double)n / 100.0);
+	uint64_t rank = r < 1 ? 1 : (uint64_t)r;
 
-	if (rank < 1)
-		rank = 1;
 	if (rank > n)
 		rank = n;
 	return sorted[rank - 1];
@@ -142,6 +143,99 @@ static void test_small_exact(void)
 	hist_free(h);
 }
 
+/* Ranks as HdrHistogram's: ceil, not rounded half up. Values 1..n are kept exactly, so the
+ * percentile is the rank itself; the reference rank is computed in integers from percentiles
+ * written as num / 10 (no floating point to argue about). With the old rule
+ * floor(p * n + 0.5) the first case below gave 2. */
+static void test_rank_rule(void)
+{
+	static const unsigned tenths[] = { 1, 100, 250, 333, 500, 667, 900, 950, 990, 999 };
+	struct hist *h = hist_new();
+
+	CHECK(h);
+	for (uint64_t v = 1; v <= 21; v++)
+		hist_record(h, v);
+	CHECK_EQ(hist_percentile(h, 10), 3);      /* 2.1 -> 3 (half up: 2) */
+	CHECK_EQ(hist_percentile(h, 50), 11);     /* 10.5 -> 11 */
+	CHECK_EQ(hist_percentile(h, 90), 19);     /* 18.9 -> 19 */
+	CHECK_EQ(hist_percentile(h, 99), 21);     /* 20.79 -> 21 */
+	hist_reset(h);
+	for (uint64_t n = 1; n <= 2000; n++) {
+		hist_record(h, n);
+		for (size_t i = 0; i < sizeof(tenths) / sizeof(tenths[0]); i++) {
+			uint64_t num = (uint64_t)tenths[i] * n, den = 1000;
+			uint64_t rank = (num + den - 1) / den;
+
+			if (rank < 1)
+				rank = 1;
+			if (hist_percentile(h, tenths[i] / 10.0) != rank) {
+				fprintf(stderr, "n=%llu p%g: got %llu, rank %llu\n",
+					(unsigned long long)n, tenths[i] / 10.0,
+					(unsigned long long)hist_percentile(h, tenths[i] / 10.0),
+					(unsigned long long)rank);
+				exit(1);
+			}
+		}
+	}
+	hist_free(h);
+}
+
+/* Reset clears every count, also after a restore that failed (hist_add_bucket without a valid
+ * hist_set_exact); a restore that fits gives back the same histogram. */
+static void test_reset_and_restore(void)
+{
+	struct hist *h = hist_new(), *copy = hist_new();
+	uint64_t n;
+	unsigned i;
+
+	CHECK(h && copy);
+	CHECK_EQ(hist_next_bucket(h, 0, &n), HIST_NBUCKETS);
+	hist_record(h, 3);
+	hist_record_n(h, 123456789, 4);
+	hist_record(h, UINT64_MAX);
+	hist_reset(h);
+	CHECK_EQ(hist_next_bucket(h, 0, &n), HIST_NBUCKETS);
+	CHECK_EQ(hist_count(h), 0);
+	CHECK_EQ(hist_max(h), 0);
+	CHECK_EQ(hist_percentile(h, 50), 0);
+
+	for (uint64_t v = 5000; v < 5000000; v += v / 3)
+		hist_record_n(h, v, v % 5 + 1);
+	for (i = hist_next_bucket(h, 0, &n); i < HIST_NBUCKETS; i = hist_next_bucket(h, i + 1, &n))
+		CHECK_EQ(hist_add_bucket(copy, i, n), 0);
+	CHECK_EQ(hist_add_bucket(copy, HIST_NBUCKETS, 1), -EINVAL);
+	CHECK_EQ(hist_add_bucket(copy, 7, 0), -EINVAL);
+	CHECK_EQ(hist_add_bucket(copy, 7, UINT64_MAX), -EOVERFLOW);
+	/* Extremes outside their buckets, and sums outside count * [min, max], do not fit. */
+	CHECK_EQ(hist_set_exact(copy, hist_min(h) - 1, hist_max(h), hist_sum(h), hist_sumsq(h)),
+		 -EINVAL);
+	CHECK_EQ(hist_set_exact(copy, hist_min(h), hist_max(h) * 2, hist_sum(h), hist_sumsq(h)),
+		 -EINVAL);
+	CHECK_EQ(hist_set_exact(copy, hist_min(h), hist_max(h), hist_min(h), hist_sumsq(h)),
+		 -EINVAL);
+	CHECK_EQ(hist_set_exact(copy, hist_min(h), hist_max(h), hist_sum(h), -1.0), -EINVAL);
+	CHECK_EQ(hist_set_exact(copy, hist_min(h), hist_max(h), hist_sum(h), hist_sumsq(h)), 0);
+	CHECK_EQ(hist_count(copy), hist_count(h));
+	CHECK_EQ(hist_min(copy), hist_min(h));
+	CHECK_EQ(hist_max(copy), hist_max(h));
+	CHECK(hist_stdev(copy) == hist_stdev(h));
+	for (double p = 0; p <= 100; p += 0.25)
+		CHECK_EQ(hist_percentile(copy, p), hist_percentile(h, p));
+
+	/* A restore abandoned half way: reset still clears it all. */
+	hist_reset(copy);
+	CHECK_EQ(hist_add_bucket(copy, 5, 1), 0);
+	CHECK_EQ(hist_add_bucket(copy, 30000, 2), 0);
+	CHECK_EQ(hist_set_exact(copy, 5, 5, 5, 25), -EINVAL);
+	hist_reset(copy);
+	CHECK_EQ(hist_next_bucket(copy, 0, &n), HIST_NBUCKETS);
+	/* An empty one restores only as all zeros. */
+	CHECK_EQ(hist_set_exact(copy, 0, 0, 0, 0), 0);
+	CHECK_EQ(hist_set_exact(copy, 1, 0, 0, 0), -EINVAL);
+	hist_free(h);
+	hist_free(copy);
+}
+
 static void test_merge(void)
 {
 	struct hist *all = hist_new(), *parts[3] = { hist_new(), hist_new(), hist_new() };
@@ -212,6 +306,8 @@ int main(void)
 {
 	test_bucket_edges();
 	test_small_exact();
+	test_rank_rule();
+	test_reset_and_restore();
 	test_percentiles();
 	test_merge();
 	test_hgrm();

@@ -27,8 +27,8 @@ const char *mode_name(enum load_mode m)
 
 const char *transport_name(const struct load_config *cfg)
 {
-	if (cfg->target.family == AF_UNIX && cfg->tp->socktype == SOCK_STREAM)
-		return "unix";
+	if (cfg->target.family == AF_UNIX)
+		return "unix";   /* stream sockets only (load_options.c) */
 	return cfg->tp->name;
 }
 

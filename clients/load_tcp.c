@@ -120,6 +120,13 @@ static void tcp_readable(struct loader *w, struct lconn *c)
 	}
 }
 
+/* A byte stream cannot skip a message: a reply that late fails the connection. */
+static bool tcp_expire(struct loader *w, struct lconn *c)
+{
+	lconn_fail(w, c, ERR_TIMEOUT);
+	return false;
+}
+
 /* Our side first: the server reads our EOF, finishes and closes its side; we read its EOF
  * and close with nothing unread, so neither side sends a reset. */
 static bool tcp_shutdown(struct loader *w, struct lconn *c)
@@ -141,5 +148,6 @@ const struct transport transport_stream = {
 	.flush = tcp_flush,
 	.readable = tcp_readable,
 	.unsent = tcp_unsent,
+	.expire = tcp_expire,
 	.shutdown = tcp_shutdown,
 };

@@ -119,8 +119,8 @@ static void udp_readable(struct loader *w, struct lconn *c)
 		now = now_ns();
 		for (int k = 0; k < r; k++)
 			udp_consume(w, c, iov[k].iov_base, mm[k].msg_len,
-				    (mm[k].msg_hdr.msg_flags & MSG_TRUNC) || mm[k].msg_len >= udp_slot(w->cfg),
-				    now);
+				    (mm[k].msg_hdr.msg_flags & MSG_TRUNC) ||
+				    mm[k].msg_len >= udp_slot(w->cfg), now);
 		lconn_replenish(w, c, now);
 		if (r < UDP_BATCH)
 			break;
@@ -135,6 +135,14 @@ static void udp_buffers(const struct load_config *cfg, size_t *rbuf, size_t *wbu
 static bool udp_unsent(const struct lconn *c)
 {
 	return c->nsent < c->count;
+}
+
+/* A datagram that long unanswered is lost; the connection goes on. */
+static bool udp_expire(struct loader *w, struct lconn *c)
+{
+	w->c.lost++;
+	lconn_pop(w, c);
+	return true;
 }
 
 /* A datagram socket has no end to announce: what is still owed was counted as lost. */
@@ -152,5 +160,6 @@ const struct transport transport_dgram = {
 	.flush = udp_flush,
 	.readable = udp_readable,
 	.unsent = udp_unsent,
+	.expire = udp_expire,
 	.shutdown = udp_shutdown,
 };

@@ -203,12 +203,8 @@ static void scan_timeouts(struct loader *w, uint64_t now)
 		bool popped = false;
 
 		while (!c->dead && c->count && now - lconn_at(c, 0)->t_sent > cfg->timeout_ns) {
-			if (w->tp->socktype == SOCK_STREAM) {
-				lconn_fail(w, c, ERR_TIMEOUT);
+			if (!w->tp->expire(w, c))
 				break;
-			}
-			w->c.lost++;
-			lconn_pop(w, c);
 			popped = true;
 		}
 		if (popped) {

@@ -65,6 +65,9 @@ struct transport {
 	void (*readable)(struct loader *w, struct lconn *c);
 	/* Something queued is not yet sent. */
 	bool (*unsent)(const struct lconn *c);
+	/* The oldest message waited longer than --timeout for its answer. Returns true when
+	 * the connection goes on (the message was given up), false when it failed. */
+	bool (*expire)(struct loader *w, struct lconn *c);
 	/* The end: starts a clean close. Returns true when the server's EOF is to be awaited
 	 * (c->closing), false when the connection is closed already. */
 	bool (*shutdown)(struct loader *w, struct lconn *c);

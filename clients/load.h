@@ -8,6 +8,7 @@
  *   series.c         the --intervals time series
  *   load_result.c    merges the threads into struct load_result and evaluates the checks
  *   load_report.c    the human table, JSON, CSV
+ *   load_record.c    --hist-out and --merge (histio.h), latency_ci_us (latci.h)
  *   echo_load.c      main: ties them together, progress, signals, exit code
  */
 #ifndef ECHOBENCH_LOAD_H

@@ -20,7 +20,7 @@ static const char usage_text[] =
 "Usage: echo-load [options] TARGET\n"
 "       echo-load --merge FILE... [--json FILE|-] [--hgrm FILE] [--csv FILE|-]\n"
 "Measures an echo server: throughput, latency (HDR histogram) and byte-exact echo, and\n"
-"checks itself: achieved rate, send lag, client CPU, connections (see \"checks\").\n"
+"checks itself: rate, send lag, client CPU, verify, connections (JSON \"checks\").\n"
 "TARGET: 127.0.0.1:PORT, [::1]:PORT, HOST:PORT, unix:/path, or udp:ADDR (same as --udp)\n"
 "\n"
 "  -c, --connections N     connections (default 10)\n"

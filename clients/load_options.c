@@ -42,7 +42,8 @@ static const char usage_text[] =
 "                          after the window and on the close (default 5s)\n"
 "      --seed N            seed of payloads and size draws (default 1)\n"
 "      --no-verify         do not compare echoed bytes (mismatches then do not fail the run)\n"
-"      --intervals MS      length of the intervals of the JSON time series (default 1000)\n"
+"      --intervals MS      length of the intervals of the JSON time series (default 1000,\n"
+"                          x10 as needed to keep a run within 3600 intervals)\n"
 "      --start-at T        connect, then start at Unix time T (seconds, fractions allowed)\n"
 "      --phase K/N         open loop: shift the schedule by K/N of one interval (N hosts\n"
 "                          sharing a rate, K = 0..N-1, do not send together)\n"
@@ -202,7 +203,7 @@ static void target_checks(struct load_config *cfg, bool udp, const char *size_ar
 void load_parse_options(int argc, char **argv, struct load_config *cfg)
 {
 	const char *size_arg = NULL;
-	bool threads_set = false, stream = false, udp = false, merge = false;
+	bool threads_set = false, stream = false, udp = false, merge = false, intervals_set = false;
 	int opt;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -256,7 +257,10 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 				die(2, "bad --seed '%s': expected a whole number", optarg);
 			break;
 		case OPT_NO_VERIFY: cfg->verify = false; break;
-		case OPT_INTERVALS: cfg->interval_ns = interval_arg(optarg); break;
+		case OPT_INTERVALS:
+			cfg->interval_ns = interval_arg(optarg);
+			intervals_set = true;
+			break;
 		case OPT_START_AT: cfg->start_at = start_at_arg(optarg); break;
 		case OPT_PHASE: phase_arg(optarg, cfg); break;
 		case OPT_STRICT: cfg->strict = true; break;
@@ -311,6 +315,9 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 		die(2, "--connections %llu x --pipeline %llu needs more than 1 GiB of in-flight "
 		    "records; use fewer of either", (unsigned long long)cfg->connections,
 		    (unsigned long long)cfg->pipeline);
+	/* A long run without --intervals gets longer intervals rather than an error. */
+	while (!intervals_set && cfg->duration_ns / cfg->interval_ns >= SERIES_MAX_INTERVALS)
+		cfg->interval_ns *= 10;
 	if (cfg->duration_ns / cfg->interval_ns >= SERIES_MAX_INTERVALS)
 		die(2, "--intervals %.0fms is too short for --duration %.0fs: at most %u intervals",
 		    cfg->interval_ns / 1e6, cfg->duration_ns / 1e9, SERIES_MAX_INTERVALS);

@@ -296,6 +296,24 @@ static uint64_t thread_cpu_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The due time of the next tick that can go out as soon as it is due. A tick for a connection
+ * whose ring is full waits for an answer anyway (the event wakes us), and polling for it
+ * would only take CPU from the server. Looks a bounded number of ticks ahead. */
+static uint64_t next_sendable_due(const struct loader *w)
+{
+	uint64_t k = w->rs.next;
+
+	for (uint32_t i = 0; i < 64 && i < w->nconns; i++, k++) {
+		const struct lconn *c = &w->conns[k % w->nconns];
+
+		if (k >= w->rs.limit)
+			return UINT64_MAX;
+		if (!c->dead && c->count < c->cap)
+			break;
+	}
+	return k >= w->rs.limit ? UINT64_MAX : ratesched_due(&w->rs, k);
+}
+
 /* The window (warmup included): until t_end, or until stopped or every connection is gone. */
 static void run_window(struct loader *w)
 {
@@ -322,7 +340,7 @@ static void run_window(struct loader *w)
 		}
 		deadline = min_u64(w->t_end, next_scan);
 		if (cfg->mode == MODE_OPEN) {
-			uint64_t due = ratesched_next_due(&w->rs);
+			uint64_t due = next_sendable_due(w);
 
 			if (due <= now + SPIN_NS) {
 				/* Poll without sleeping; the time found idle is spin, not load. */

@@ -4,7 +4,7 @@
 Starts one echo-server (epoll backend) and runs, against it and alternately, echo-minclient and
 echo-load: 64-byte messages over 1 and 256 connections (closed loop, one in flight each). Prints
 msgs/s of both and their ratio, and for one connection echo-load's p50 round trip against the
-minimal client's average round trip. Targets (issue 3): msgs/s ratio >= 0.95, p50 ratio <= 1.10.
+minimal client's average round trip. Targets: msgs/s ratio >= 0.95, p50 ratio <= 1.10.
 Only prints: a benchmark, not a pass/fail test. Exit 1 only when a program fails to run.
 """
 import argparse

@@ -358,6 +358,9 @@ def main(argv=None):
     except RunError as e:
         print(f"echobench: {e}", file=sys.stderr)
         return 1
+    except runner.Interrupted as e:
+        print(f"echobench: {e} received; stopped", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("echobench: interrupted", file=sys.stderr)
         return 130

@@ -39,10 +39,10 @@ def make_entries(backends, servers, targets, known_backends=()):
                                                                     targets)):
         for spec in specs:
             name, value = parse_spec(spec, option)
-            if name in seen:
-                raise UsageError(f"{option} {name}: the name '{name}' is used twice")
             if name in reserved:
                 raise UsageError(f"{option} {name}: '{name}' is the name of a backend")
+            if name in seen:
+                raise UsageError(f"{option} {name}: the name '{name}' is used twice")
             seen.add(name)
             if kind == "target":
                 from .net import split_addr

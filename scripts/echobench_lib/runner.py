@@ -458,14 +458,14 @@ def peak_key(group):
     return f"{b}/c:{c}/s:{s}" + ("" if p == DEFAULT_PLACEMENT else f"/p:{p}")
 
 
-def preflight(runner, entries):
+def preflight(entries):
     """Each user's server starts, is ready and echoes once before anything is measured: a
     command that exits (or never gets ready) is a usage error, said in one line."""
     for e in entries:
         if e.kind == "backend":
             continue
         try:
-            srv = runner.start(e.name)
+            srv = start_command(e.command) if e.kind == "server" else _Target(e.addr)
         except RunError as err:
             raise UsageError(f"--server {e.name}: {err}") from None
         try:
@@ -508,10 +508,16 @@ def run(opts, build, out=print):
         cpus_for(p, opts.server_cpus, opts.client_cpus)     # bad CPUs: usage error, now
     given_peaks = baseline_peaks(opts.rates_from) if opts.rates_from else {}
     out_root = opts.out_root or ROOT / "results"
-    run_dir = make_run_dir(out_root)
-    hosts_cm = open_load_hosts(opts, load_exe) if opts.load_hosts else None
     old = {s: signal.signal(s, _on_signal) for s in STOP_SIGNALS}
     try:
+        try:
+            preflight(entries)
+        except Interrupted as e:
+            print(f"echobench: {e} while checking the servers; nothing measured",
+                  file=sys.stderr)
+            return 128 + e.signum, None
+        run_dir = make_run_dir(out_root)
+        hosts_cm = open_load_hosts(opts, load_exe) if opts.load_hosts else None
         hosts = hosts_cm.__enter__() if hosts_cm is not None else None
         try:
             return _run(opts, build, out, entries, ref, cells, skipped, given_peaks, out_root,
@@ -554,6 +560,7 @@ def _run(opts, build, out, entries, ref, cells, skipped, given_peaks, out_root, 
     eb = ctx["echobench"] = {
         "incomplete": None,
         "reference": ref,
+        "placement": opts.placements[0] if len(opts.placements) == 1 else list(opts.placements),
         "placements": list(opts.placements),
         "entries": [{"name": e.name, "kind": e.kind, "command": e.command, "addr": e.addr,
                      "server_cpu": e.kind != "target"} for e in entries],
@@ -590,7 +597,6 @@ def _run(opts, build, out, entries, ref, cells, skipped, given_peaks, out_root, 
         ctx["rates_from"] = str(opts.rates_from)
     interrupted = None
     try:
-        preflight(runner, entries)
         pending = list(cells)
         for rep in range(max_rounds):
             if rep >= opts.repetitions:

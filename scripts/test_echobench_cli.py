@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -513,3 +514,127 @@ def test_load_hosts_go_through_remote_load_hosts(build, tmp_path, monkeypatch):
     assert runs[0][4] is None and runs[1][4] > 0
     data = json.loads((tmp_path / "latest" / "run.json").read_text())
     assert data["context"]["echobench"]["load_hosts"] == ["h1", "user@h2:2222"]
+
+
+# --- shared helpers (issue 11) and the streaming echo check (issue 10) ---------------------
+
+class _EchoServer:
+    """A threaded echo server in the test process; corrupt_at flips the byte at that offset."""
+
+    def __init__(self, corrupt_at=None):
+        import socket
+        import threading
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(8)
+        self.addr = f"127.0.0.1:{self.ls.getsockname()[1]}"
+        self.corrupt_at = corrupt_at
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            with c:
+                seen = 0
+                while True:
+                    try:
+                        data = c.recv(1 << 16)
+                    except OSError:      # the checker closes as soon as it saw the mismatch
+                        break
+                    if not data:
+                        break
+                    if self.corrupt_at is not None and seen <= self.corrupt_at < seen + len(data):
+                        i = self.corrupt_at - seen
+                        data = data[:i] + bytes([data[i] ^ 1]) + data[i + 1:]
+                    seen += len(data)
+                    try:
+                        c.sendall(data)
+                    except OSError:
+                        break
+
+    def close(self):
+        self.ls.close()
+
+
+def test_echo_check_streams_16M_in_bounded_memory():
+    import tracemalloc
+    from echobench_lib.server import verify_echo
+    srv = _EchoServer()
+    try:
+        tracemalloc.start()
+        assert verify_echo(srv.addr, [1, 16 << 20], timeout=30) is None
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 2 << 20, f"{peak} B held for a 16 MiB echo"
+    finally:
+        srv.close()
+
+
+def test_echo_check_finds_a_corrupt_byte_far_in():
+    from echobench_lib.server import verify_echo
+    srv = _EchoServer(corrupt_at=5_000_001)
+    try:
+        why = verify_echo(srv.addr, [8 << 20], timeout=30)
+        assert why and "differs at byte 5000001 of 8388608" in why
+    finally:
+        srv.close()
+
+
+def test_pattern_blocks_differ():
+    from echobench_lib.server import Pattern
+    p = Pattern(0)
+    assert p.chunk(0) != p.chunk(1) and len(p.at(65530, 20)) == 20
+    assert p.at(65530, 20) == (p.chunk(0) + p.chunk(1))[65530:65550]
+
+
+def test_one_tap_reader_and_catalogue_reader():
+    from echobench_lib import conform, tap
+    text = ("TAP version 13\n1..4\nok 1 - A-1 first\nnot ok 2 - B-2 second\n"
+            "ok 3 - C-3 third # SKIP no udp\nnot ok 4 - D-4 fourth # TODO should\n")
+    r = tap.parse_tap(text)
+    assert (r["plan"], r["passed"], r["failed"], r["skipped"], r["todo"]) == (4, 1, 1, 1, 1)
+    assert r["failed_ids"] == ["B-2"] and r["todo_ids"] == ["D-4"]
+    m = tap.TAP_LINE.match("ok 3 - C-3 third # SKIP no udp")
+    assert (m.group(3), m.group(5), m.group(6)) == ("C-3", "SKIP", "no udp")
+    rows = conform.parse_catalogue("A-1  MUST  -  all bytes\nB-2  SHOULD pid long waits 5 s\n")
+    assert rows[0] == {"id": "A-1", "level": "MUST", "needs": "-", "long": None,
+                       "description": "all bytes"}
+    assert rows[1]["long"] is True and rows[1]["description"] == "waits 5 s"
+
+
+def test_backend_list_parser_and_variants():
+    from echobench_lib import build as b
+    listed = b.parse_backend_list("epoll usable\nepoll:et usable\nuring unusable: no ring\n")
+    assert listed == [("epoll", True, ""), ("epoll:et", True, ""), ("uring", False, "no ring")]
+    assert b.is_variant("epoll:et") and not b.is_variant("epoll")
+
+
+def test_split_addr_forms():
+    from echobench_lib.net import split_addr
+    assert split_addr("127.0.0.1:80") == ("127.0.0.1", 80)
+    assert split_addr("[::1]:7") == ("::1", 7)
+    assert split_addr("udp:127.0.0.1:9") == ("127.0.0.1", 9)
+    assert split_addr("unix:/tmp/x") == ("unix", "/tmp/x")
+    with pytest.raises(ValueError):
+        split_addr("localhost")
+
+
+def test_conform_user_server_with_port_gets_server_pid(build, tmp_path):
+    r = echobench("conform", "--build", build, "--backends", "none", "--json", tmp_path / "v",
+                  "--server", f"mine=/usr/bin/python3 {EXAMPLE} {{port}}")
+    assert r.returncode == 0, r.stderr
+    assert "mine" in r.stdout and "pass (3 passed" in r.stdout
+    assert _processes_under(EXAMPLE) == []
+
+
+@pytest.mark.skipif(not shutil.which("socat"), reason="socat is not installed")
+def test_socat_as_a_user_server(build, tmp_path):
+    r = echobench(*RUN, "--build", build, "--out", tmp_path, "--backends", "none",
+                  "--server", "socat=socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork "
+                  "EXEC:cat")
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "latest" / "run.json").read_text())
+    assert "echo/socat/c:1/s:64/closed/msgs_per_sec" in {b["name"] for b in data["benchmarks"]}

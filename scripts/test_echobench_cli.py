@@ -6,6 +6,7 @@ import os
 import pathlib
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -599,10 +600,12 @@ def test_one_tap_reader_and_catalogue_reader():
     assert r["failed_ids"] == ["B-2"] and r["todo_ids"] == ["D-4"]
     m = tap.TAP_LINE.match("ok 3 - C-3 third # SKIP no udp")
     assert (m.group(3), m.group(5), m.group(6)) == ("C-3", "SKIP", "no udp")
-    rows = conform.parse_catalogue("A-1  MUST  -  all bytes\nB-2  SHOULD pid long waits 5 s\n")
-    assert rows[0] == {"id": "A-1", "level": "MUST", "needs": "-", "long": None,
+    rows = conform.parse_catalogue("A-1  MUST  -  - all bytes\nB-2  SHOULD pid long waits 5 s\n")
+    assert rows[0] == {"id": "A-1", "level": "MUST", "needs": "-", "long": False,
                        "description": "all bytes"}
     assert rows[1]["long"] is True and rows[1]["description"] == "waits 5 s"
+    old = conform.parse_catalogue("A-1  MUST  -  all bytes back\n")
+    assert old[0]["long"] is None and old[0]["description"] == "all bytes back"
 
 
 def test_backend_list_parser_and_variants():
@@ -638,3 +641,25 @@ def test_socat_as_a_user_server(build, tmp_path):
     assert r.returncode == 0, r.stderr
     data = json.loads((tmp_path / "latest" / "run.json").read_text())
     assert "echo/socat/c:1/s:64/closed/msgs_per_sec" in {b["name"] for b in data["benchmarks"]}
+
+
+def test_connect_forms():
+    from echobench_lib.net import connect, sockaddr
+    srv = _EchoServer()
+    try:
+        with connect(srv.addr, 5, rcvbuf=8192) as s:
+            s.sendall(b"abc")
+            assert s.recv(3) == b"abc"
+        assert sockaddr("[::1]:7")[0] == socket.AF_INET6
+        assert sockaddr("udp:127.0.0.1:9") == (socket.AF_INET, ("127.0.0.1", 9))
+    finally:
+        srv.close()
+
+
+def test_quick_conformance_leaves_out_the_catalogues_long_cases(build, tmp_path):
+    r = echobench(*RUN[:-2], "--conform", "quick", "--build", build, "--out", tmp_path,
+                  "--backends", "epoll")
+    assert r.returncode == 0, r.stderr
+    conf = json.loads((tmp_path / "latest" / "conform.json").read_text())
+    assert conf["epoll"]["left_out"] == ["LIMIT-CHURN-10"]
+    assert conf["epoll"]["verdict"] == "pass" and conf["epoll"]["passed"] == 2

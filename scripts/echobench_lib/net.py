@@ -18,20 +18,34 @@ def split_addr(addr):
     return host.strip("[]"), int(port)
 
 
-def connect(addr, timeout):
-    """A connected TCP (TCP_NODELAY) or unix stream socket to one of split_addr's forms."""
+def sockaddr(addr):
+    """(family, address) for socket.connect/bind from one of split_addr's forms (numeric
+    hosts; a name resolves through getaddrinfo, first result)."""
     host, port = split_addr(addr)
     if host == "unix":
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        return socket.AF_UNIX, port
+    family, _, _, _, sa = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    return family, sa
+
+
+def connect(addr, timeout, nodelay=True, rcvbuf=None, sndbuf=None):
+    """A connected stream socket (TCP_NODELAY unless nodelay=False) to one of split_addr's
+    forms. rcvbuf/sndbuf are set before connecting (the window scale is fixed by the
+    handshake)."""
+    family, sa = sockaddr(addr)
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
         s.settimeout(timeout)
-        try:
-            s.connect(port)
-        except OSError:
-            s.close()
-            raise
-        return s
-    s = socket.create_connection((host, port), timeout=timeout)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if sndbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        s.connect(sa)
+        if nodelay and family != socket.AF_UNIX:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        s.close()
+        raise
     return s
 
 

@@ -331,6 +331,7 @@ def test_placement_is_a_matrix_axis(build, tmp_path):
         assert {x["placement"] for x in csv.DictReader(f)} == {"split", "shared", "free"}
 
 
+@pytest.mark.slow
 def test_until_ci_repeats_until_reached_or_max(build, tmp_path):
     # 0.001 %: never reached with real noise, so every cell runs --max-repetitions times.
     r = echobench(*RUN, "--build", build, "--out", tmp_path, "--backends", "epoll",
@@ -418,6 +419,7 @@ def test_quick_preset_can_name_a_significant_winner_in_time():
 EXAMPLE = HERE / "examples" / "asyncio_echo.py"
 
 
+@pytest.mark.slow
 def test_user_servers_and_targets_beside_backends(build, tmp_path):
     fake = build / "servers" / "echo-server"
     with subprocess.Popen([str(fake), "--backend", "epoll", "--listen", "127.0.0.1:0"],

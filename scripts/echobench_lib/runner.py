@@ -642,8 +642,8 @@ def _run(opts, build, out, entries, ref, cells, skipped, given_peaks, out_root, 
     ctx["server_cpu_source"] = {
         "methods": methods,
         "explanation": "CPU time of the server's process group over the measured window: the "
-                       "sum of /proc/PID/task/*/schedstat (ns) when its threads were the same "
-                       "at both samples, else utime+stime from /proc/PID/stat (clock ticks); "
+                       "sum of /proc/PID/task/*/schedstat (ns) when no thread exited between "
+                       "the samples, else utime+stime from /proc/PID/stat (clock ticks); "
                        "none for --target entries"}
     ctx["closed_loop_peaks"] = {peak_key(g): v for g, v in peaks.items()}
     ctx["calibrations"] = calibrations

@@ -173,8 +173,8 @@ class CpuSample:
     /proc/PID/stat's utime+stime covers every thread, dead ones included, but counts in clock
     ticks (10 ms): a server that used 8 ms in the window would read 0 or 10 ms. The sum of
     /proc/PID/task/*/schedstat (field 1, ns on the CPU) has no such step but forgets threads
-    that exited. delta() uses schedstat when the same threads were there at both moments, stat
-    otherwise."""
+    that exited. delta() uses schedstat when every thread of the first moment is still there at
+    the second, stat otherwise."""
 
     def __init__(self, stat_s, tids, sched_ns):
         self.stat_s, self.tids, self.sched_ns = stat_s, tids, sched_ns
@@ -225,8 +225,11 @@ class CpuSample:
         return total
 
     def delta(self, later):
-        """(CPU seconds from self to later, 'schedstat' | 'stat')."""
-        if self.sched_ns is not None and later.sched_ns is not None and self.tids == later.tids:
+        """(CPU seconds from self to later, 'schedstat' | 'stat'). schedstat is exact when no
+        thread exited in between (a thread that started in between ran only inside the
+        window, so all of its time counts)."""
+        if self.sched_ns is not None and later.sched_ns is not None and \
+                self.tids <= later.tids:
             return (later.sched_ns - self.sched_ns) / 1e9, "schedstat"
         return later.stat_s - self.stat_s, "stat"
 

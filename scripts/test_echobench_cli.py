@@ -665,3 +665,29 @@ def test_quick_conformance_leaves_out_the_catalogues_long_cases(build, tmp_path)
     conf = json.loads((tmp_path / "latest" / "conform.json").read_text())
     assert conf["epoll"]["left_out"] == ["LIMIT-CHURN-10"]
     assert conf["epoll"]["verdict"] == "pass" and conf["epoll"]["passed"] == 2
+
+
+def test_signal_during_conformance_stops_echo_conform_and_its_server(build, tmp_path):
+    out = tmp_path / "results"
+    proc = subprocess.Popen(
+        ["/usr/bin/python3", str(ECHOBENCH), *RUN[:-2], "--conform", "must", "--build",
+         str(build), "--out", str(out), "--backends", "epoll"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "FAKE_CONFORM_SLEEP": "30"})
+    try:
+        deadline = time.monotonic() + 60
+        # echo-conform runs (with the server it started) once the conform/ directory exists.
+        while time.monotonic() < deadline and not list(out.glob("*/conform")):
+            time.sleep(0.05)
+        time.sleep(1.0)
+        assert len(_processes_under(build)) >= 2, "echo-conform and its server should run"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, stderr
+    time.sleep(0.2)
+    assert _processes_under(build) == []
+    ctx = json.loads((only_run(out) / "run.json").read_text())["context"]
+    assert ctx["echobench"]["incomplete"] == "interrupted by SIGTERM during conformance"

@@ -94,6 +94,10 @@ def run_one(exe, *, exec_cmd=None, target=None, must_only=True, timeout=300.0,
         out, err = proc.communicate()
         rc = None
         note = f"timed out after {timeout:g}s"
+    except BaseException:
+        # Interrupted (the driver got SIGTERM): neither it nor its server may outlive us.
+        _kill_group(proc)
+        raise
     seconds = time.monotonic() - t0
     if tap_path:
         with open(tap_path, "w") as f:

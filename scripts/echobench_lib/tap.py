@@ -5,7 +5,8 @@ A result line is `ok N - ID DESCRIPTION` or `not ok N - ID DESCRIPTION`, optiona
 import re
 
 # Groups: 1 ok | not ok, 2 number, 3 case ID, 4 description, 5 SKIP | TODO, 6 its reason.
-TAP_LINE = re.compile(r"^(ok|not ok) (\d+) - (\S+) ?(.*?)(?: # (SKIP|TODO)\b ?(.*))?$")
+# The description is optional and lazy (`??`), so that `ok 4 - ID # TODO why` is a TODO.
+TAP_LINE = re.compile(r"^(ok|not ok) (\d+) - (\S+)(?: (.*?))??(?: # (SKIP|TODO)\b ?(.*))?$")
 _LOOSE = re.compile(r"^(not ok|ok)\b\s*(\d+)?\s*(?:-\s*)?(.*)$")
 _DIRECTIVE = re.compile(r"\s+#\s*(SKIP|TODO)\b\s*(.*)$", re.IGNORECASE)
 
@@ -15,7 +16,7 @@ def parse_line(line):
     lines. Accepts the loose forms TAP allows (no number, no dash)."""
     m = TAP_LINE.match(line)
     if m:
-        return (m.group(1) == "ok", int(m.group(2)), m.group(3), m.group(4),
+        return (m.group(1) == "ok", int(m.group(2)), m.group(3), m.group(4) or "",
                 (m.group(5) or "").upper() or None, m.group(6))
     m = _LOOSE.match(line)
     if not m:

@@ -27,9 +27,9 @@ def binary(rel):
     return path
 
 
-def list_backends():
-    """{name: (usable, reason)} of every backend and variant, as `echo-server --list` reports
-    them (empty when echo-server is not built)."""
+def list_backends(variants=False):
+    """{name: (usable, status)} as `echo-server --list` reports them: the backends, and with
+    variants=True also their variants (`epoll:et`). Empty when echo-server is not built."""
     exe = BUILD / _build.SERVER
     if not exe.exists():
         return {}
@@ -38,18 +38,18 @@ def list_backends():
     except RunError:
         return {}
     return {name: (usable, "usable" if usable else f"unusable: {why}")
-            for name, usable, why in listed}
+            for name, usable, why in listed if variants or not _build.is_variant(name)}
 
 
+# Derived from echo-server's own table, never written here: the backends, and every backend
+# and variant in --list order.
 _BACKENDS = list_backends()
-# Derived from echo-server's own table: the backends (ALL_BACKENDS) and, separately, the
-# variants such as epoll:et (BACKEND_VARIANTS holds both, in --list order).
-BACKEND_VARIANTS = list(_BACKENDS)
-ALL_BACKENDS = [b for b in BACKEND_VARIANTS if not _build.is_variant(b)]
+ALL_BACKENDS = list(_BACKENDS)
+BACKEND_VARIANTS = list(list_backends(variants=True))
 
 
 def usable_backends():
-    return [b for b, (ok, _) in _BACKENDS.items() if ok and not _build.is_variant(b)]
+    return [b for b, (ok, _) in _BACKENDS.items() if ok]
 
 
 class ServerProcess(Server):

@@ -21,9 +21,8 @@ pytestmark = pytest.mark.skipif(not (SERVER.exists() and LOAD.exists()),
 
 
 def usable():
-    out = subprocess.run([SERVER, "--list-backends"], capture_output=True, text=True,
-                         timeout=10).stdout
-    return [ln.split()[0] for ln in out.splitlines() if ln.endswith(" usable")]
+    from echobench_lib.build import is_variant, list_backends
+    return [n for n, ok, _ in list_backends(SERVER) if ok and not is_variant(n)]
 
 
 def test_check_real_backends():
@@ -76,3 +75,62 @@ def test_run_two_backends_one_cell(tmp_path):
                             run_dir / "run.json", run_dir / "run.json"],
                            capture_output=True, text=True, timeout=60)
         assert g.returncode == 0 and "OVERALL_GEOMEAN" in g.stdout, g.stderr
+
+
+@pytest.mark.parametrize("option, largest", [
+    ("--size", "64M"), ("--connections", "1000000"), ("--pipeline", "65536"),
+    ("--duration", "24h"), ("--threads", "1024"),
+])
+def test_driver_bounds_are_echo_loads(option, largest):
+    """The driver's bounds (echobench_lib/bounds.py) are echo-load's: the largest value passes
+    its option parsing (it then fails to connect to port 1: exit 1), one more is a usage error."""
+    from echobench_lib import bounds
+    one_more = {"--size": str(bounds.MAX_SIZE + 1), "--connections": str(
+        bounds.MAX_CONNECTIONS + 1), "--pipeline": str(bounds.MAX_PIPELINE + 1),
+        "--duration": "86401s", "--threads": str(bounds.MAX_CLIENT_THREADS + 1)}[option]
+    base = [str(LOAD), "--duration", "1ms", "--timeout", "1s"]
+    ok = subprocess.run(base + [option, largest, "127.0.0.1:1"], capture_output=True,
+                        text=True, timeout=60)
+    assert ok.returncode != 2, ok.stderr
+    bad = subprocess.run(base + [option, one_more, "127.0.0.1:1"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2, bad.stderr
+
+
+@pytest.mark.slow
+def test_run_16M_messages_and_user_servers(tmp_path):
+    """--sizes 16M passes the echo pre-check; a user's asyncio server ({port}) and socat run
+    beside a backend with the real echo-load."""
+    names = usable()
+    if "epoll" not in names:
+        pytest.skip("epoll is not usable here")
+    out = tmp_path / "r16"
+    r = echobench("run", "--build", BUILD, "--out", out, "--backends", "epoll",
+                  "--connections", "1", "--sizes", "16M", "--modes", "closed",
+                  # echo-load takes most of a second per 16 MiB round trip here.
+                  "--duration", "3s", "--warmup", "50ms", "--repetitions", "1",
+                  "--conform", "none", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads((out / "latest" / "run.json").read_text())
+    assert data["context"]["failed_cells"] == []
+    servers = ["--server", f"asyncio=/usr/bin/python3 {HERE / 'examples' / 'asyncio_echo.py'} "
+               "{port}"]
+    import shutil
+    if shutil.which("socat"):
+        servers += ["--server", "socat=socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork "
+                                "EXEC:cat"]
+    out = tmp_path / "mine"
+    r = echobench("run", "--build", BUILD, "--out", out, "--backends", "epoll", *servers,
+                  "--connections", "4", "--sizes", "64", "--modes", "closed,open50",
+                  "--duration", "500ms", "--warmup", "100ms", "--repetitions", "1",
+                  "--conform", "none", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads((out / "latest" / "run.json").read_text())
+    assert data["context"]["failed_cells"] == []
+    rates = {e["echobench"]["backend"]: e["echobench"]["offered_rate"]
+             for e in data["benchmarks"] if e.get("run_type") == "iteration"
+             and e["name"].endswith("/open50/p99_us")}
+    assert len(rates) == len(servers) // 2 + 1 and len(set(rates.values())) == 1, rates
+    for e in data["benchmarks"]:
+        if e["name"].endswith("/closed/msgs_per_sec"):
+            print(f"{e['echobench']['backend']}: {e['echobench']['value']:.0f} msgs/s")

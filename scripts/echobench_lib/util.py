@@ -1,6 +1,7 @@
 """Small shared pieces: the two error kinds, number/duration parsing, human formatting."""
 import math
 import re
+from fractions import Fraction
 
 
 class UsageError(Exception):
@@ -30,24 +31,34 @@ def duration_arg(seconds):
     return f"{max(1, round(seconds * 1000))}ms"
 
 
-def parse_size(text, what="size"):
-    """Byte size with optional binary suffix k/M/G (x1024), as common/parse.h reads it."""
-    m = re.fullmatch(r"\s*([0-9]+)\s*([kKmMgG]?)\s*", str(text))
+def _suffixed(text, base):
+    """'1.5k' -> 1500 (base 1000) or 1536 (base 1024), as common/parse.c reads it: a fraction
+    is allowed only when the result is a whole number; None when text is not such a number."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgG]?)\s*", str(text))
     if not m:
+        return None
+    mul = {"": 1, "k": base, "m": base ** 2, "g": base ** 3}[m.group(2).lower()]
+    value = Fraction(m.group(1)) * mul
+    return int(value) if value.denominator == 1 else None
+
+
+def parse_size(text, what="size"):
+    """Byte size with optional binary suffix k/M/G (x1024), fractions allowed when whole
+    ('1.5k' = 1536), as common/parse.h reads it."""
+    value = _suffixed(text, 1024)
+    if value is None:
         raise UsageError(f"bad {what} '{text}': expected a byte count like 64, 4k, 1M")
-    mul = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
-    value = int(m.group(1)) * mul
     if value <= 0:
         raise UsageError(f"bad {what} '{text}': must be more than zero")
     return value
 
 
 def parse_count(text, what="count"):
-    """Whole number with optional decimal suffix k/M (x1000): '1k' = 1000."""
-    m = re.fullmatch(r"\s*([0-9]+)\s*([kKmM]?)\s*", str(text))
-    if not m:
-        raise UsageError(f"bad {what} '{text}': expected a whole number like 16 or 1k")
-    value = int(m.group(1)) * {"": 1, "k": 1000, "m": 1000000}[m.group(2).lower()]
+    """Whole number with optional decimal suffix k/M/G (x1000), fractions allowed when whole:
+    '1k' = 1000, '1.5k' = 1500."""
+    value = _suffixed(text, 1000)
+    if value is None:
+        raise UsageError(f"bad {what} '{text}': expected a whole number like 16, 1k or 1.5k")
     if value <= 0:
         raise UsageError(f"bad {what} '{text}': must be more than zero")
     return value

@@ -16,6 +16,7 @@ and merges the histogram files with the local `echo-load --merge` (counts added,
 from the merged counts, never averaged). docs/REMOTE.md describes it all.
 """
 import concurrent.futures
+import io
 import json
 import os
 import pathlib
@@ -24,6 +25,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tarfile
 import tempfile
 import threading
 import time
@@ -427,8 +429,8 @@ class LoadHosts:
             cells.append({"host": h, "connections": c, "rate": r, "phase": f"{k}/{n}",
                           "proc": proc, "logf": logf, "log": log_path})
         self._wait_all(cells, time.monotonic() + budget, budget)
-        for cell in cells:
-            self._gather(cell, out_dir, tag)
+        with concurrent.futures.ThreadPoolExecutor(len(cells)) as pool:
+            list(pool.map(lambda c: self._gather(c, out_dir, tag), cells))
         return self._result(cells, out_dir, tag, start_at)
 
     def _wait_all(self, cells, deadline, budget):
@@ -460,13 +462,25 @@ class LoadHosts:
         m = re.search(rf"^{EXIT_MARK} ([0-9]+)\s*$", log, re.M)
         status = int(m.group(1)) if m else None
         text = "\n".join(ln for ln in log.splitlines() if not ln.startswith(EXIT_MARK))
-        for ext in ("json", "hist"):
-            rc, data, _ = h.ssh(f"cat {shlex.quote(f'{h.dir}/{tag}.{ext}')}", 60, binary=True)
-            if rc == 0 and data:
-                local = out_dir / f"{tag}.{_safe(h.dest)}.{ext}"
-                local.write_bytes(data)
-                cell[ext] = local
-        h.ssh(f"rm -f {shlex.quote(h.dir)}/{shlex.quote(tag)}.*", 30)
+        # Both files in one round trip (a tar stream; a missing one is simply not in it),
+        # and the host forgets them: its directory lives as long as the whole run.
+        t = shlex.quote(tag)
+        _, data, _ = h.ssh(f"cd {shlex.quote(h.dir)} && {{ tar -cf - --ignore-failed-read "
+                           f"{t}.json {t}.hist 2>/dev/null; rm -f {t}.*; }}", 60, binary=True)
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data or b"")) as tar:
+                for ext in ("json", "hist"):
+                    try:
+                        member = tar.extractfile(f"{tag}.{ext}")
+                    except KeyError:
+                        continue
+                    content = member.read() if member else b""
+                    if content:
+                        local = out_dir / f"{tag}.{_safe(h.dest)}.{ext}"
+                        local.write_bytes(content)
+                        cell[ext] = local
+        except tarfile.TarError:
+            pass
         if cell["json"]:
             try:
                 cell["json"] = json.loads(cell["json"].read_text())

@@ -145,6 +145,7 @@ def _merge(files, tmp):
     return json.loads(res.stdout)
 
 
+@pytest.mark.slow
 def test_two_hosts_merged_exactly(net_and_server, tmp_path):
     net, srv = net_and_server
     logs = []
@@ -207,6 +208,7 @@ def _kill_when_running(rdir, stop, delay=0.8):
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_killed_load_host_fails_the_cell_and_keeps_the_other(net_and_server, tmp_path):
     net, srv = net_and_server
     with LoadHosts(net.dests(), net.ssh_options(), LOAD, log=None) as hosts:

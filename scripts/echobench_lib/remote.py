@@ -395,7 +395,7 @@ class LoadHosts:
         """Seconds between agreeing on the start time and the start: every host must have
         its command by then, so a few round trips plus process start-up."""
         rtt = max((h.rtt_us or 0) for h in self.hosts) / 1e6
-        return min(10.0, 1.0 + 4 * rtt)
+        return min(10.0, 0.5 + 2 * rtt)
 
     def run(self, base_args, target, connections, rate, out_dir, tag, timeout=None):
         """One cell on every host. base_args: echo-load's options without TARGET, -c, -R,

@@ -1,11 +1,11 @@
-/* Microbenchmarks of the load client's per-message work (clients/hist.h, clients/payload.h):
+/* Microbenchmarks of the load client's per-message work (clients/hist.h, common/stream.h):
  * what echo-load spends on each message besides the system calls.
  *
  *   hist_record               one latency recorded (items/s = records per second)
  *   hist_percentile           one percentile read from a histogram of 100k values
  *   hist_merge                one whole-histogram merge, as done once per thread at the end
- *   payload_fill/N            generating N payload bytes (bytes_per_second)
- *   payload_check/N           verifying N echoed bytes
+ *   payload_fill/N            stream_fill of N payload bytes (bytes_per_second)
+ *   payload_check/N           stream_check of N echoed bytes
  *   payload_fill_check/N      both: the client's cost per echoed message of N bytes
  *
  * Any Google Benchmark flag works (--benchmark_filter=payload, --benchmark_format=json).
@@ -14,7 +14,7 @@
 
 #include "gbench_c.h"
 #include "hist.h"
-#include "payload.h"
+#include "stream.h"
 
 #define NVALUES 4096          /* latencies cycled through by hist_record (a power of two) */
 #define SEED 0x5eedULL
@@ -113,13 +113,13 @@ static void bm_payload(struct gb_state *st, void *arg)
 		return;
 	}
 	if (op == CHECK)
-		payload_fill(SEED, CONN, 0, buf, n);
+		stream_fill(SEED, CONN, 0, buf, n);
 	while (gb_keep_running(st)) {
 		if (op & FILL)
-			payload_fill(SEED, CONN, off, buf, n);
+			stream_fill(SEED, CONN, off, buf, n);
 		gb_do_not_optimize(buf);
-		if ((op & CHECK) && payload_check(SEED, CONN, off, buf, n) != n) {
-			gb_skip_with_error(st, "payload_check found a mismatch in its own data");
+		if ((op & CHECK) && stream_check(SEED, CONN, off, buf, n) != n) {
+			gb_skip_with_error(st, "stream_check found a mismatch in its own data");
 			break;
 		}
 		/* check-only re-verifies the same slice: its data was generated for offset 0 */

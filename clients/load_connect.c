@@ -1,3 +1,6 @@
+/* Opens the connections before the clock starts. Non-blocking connects, at most MAX_PENDING
+ * in progress, paced by --connect-rate, each bounded by --timeout. A datagram socket's
+ * connect() only fixes the peer: it completes at once, through the same path. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +10,7 @@
 
 #include "clock.h"
 #include "load.h"
+#include "loader.h"
 #include "sock.h"
 
 /* Connects in flight at once. A burst larger than the listen backlog would only turn into SYN
@@ -31,37 +35,14 @@ static void fail(struct load_counts *counts, int *fd, int err)
 
 static int open_socket(const struct load_config *cfg)
 {
-	int type = (cfg->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC;
-	int fd = socket(cfg->target.family, type, 0);
+	int type = cfg->tp->socktype;
+	int fd = socket(cfg->target.family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
 		return -errno;
-	if (!cfg->udp && cfg->target.family != AF_UNIX)
+	if (type == SOCK_STREAM && cfg->target.family != AF_UNIX)
 		sock_set_nodelay(fd);
 	return fd;
-}
-
-/* Datagram sockets: connect() only fixes the peer, so nothing can be slow or refused yet. */
-static long connect_udp(const struct load_config *cfg, int *fds, struct hist *lat,
-			struct load_counts *counts)
-{
-	long ok = 0;
-
-	for (uint64_t i = 0; i < cfg->connections; i++) {
-		int fd = open_socket(cfg);
-		uint64_t t = now_ns();
-
-		if (fd < 0)
-			return fd;
-		fds[i] = fd;
-		if (connect(fd, (const struct sockaddr *)&cfg->target.sa, cfg->target.len) < 0) {
-			fail(counts, &fds[i], errno);
-			continue;
-		}
-		hist_record(lat, now_ns() - t);
-		ok++;
-	}
-	return ok;
 }
 
 long load_connect_all(const struct load_config *cfg, int *fds, struct hist *lat,
@@ -75,8 +56,6 @@ long load_connect_all(const struct load_config *cfg, int *fds, struct hist *lat,
 
 	for (uint64_t i = 0; i < cfg->connections; i++)
 		fds[i] = -1;
-	if (cfg->udp)
-		return connect_udp(cfg, fds, lat, counts);
 
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0)

@@ -1,4 +1,6 @@
+#include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,48 +8,62 @@
 
 #include "die.h"
 #include "load.h"
+#include "loader.h"
 #include "parse.h"
+#include "series.h"
 
 #define DAY_NS (UINT64_C(86400) * 1000000000u)
 #define UDP_MAX_PAYLOAD 65507u
 
 static const char usage_text[] =
 "Usage: echo-load [options] TARGET\n"
-"Measures an echo server: throughput, latency (HDR histogram) and byte-exact echo.\n"
-"TARGET: 127.0.0.1:PORT, [::1]:PORT, HOST:PORT or unix:/path (--udp: an IP address)\n"
+"       echo-load --merge FILE... [--json FILE|-] [--hgrm FILE] [--csv FILE|-]\n"
+"Measures an echo server: throughput, latency (HDR histogram) and byte-exact echo, and\n"
+"checks itself: achieved rate, send lag, client CPU, connections (see \"checks\").\n"
+"TARGET: 127.0.0.1:PORT, [::1]:PORT, HOST:PORT, unix:/path, or udp:ADDR (same as --udp)\n"
 "\n"
 "  -c, --connections N     connections (default 10)\n"
 "  -p, --pipeline K        messages in flight per connection (default 1); with --rate the\n"
 "                          most that may be in flight, later ones wait their turn\n"
 "  -R, --rate N            open loop: N messages/s in total on a fixed schedule, whatever the\n"
 "                          server does; latency counts from each scheduled time (coordinated\n"
-"                          omission corrected), the uncorrected figure from the actual send\n"
+"                          omission corrected), the uncorrected figure from the actual send.\n"
+"                          Suffixes k, M (x1000), fractions allowed (1.5k)\n"
 "      --stream            each connection writes continuously and reads back (bytes/s)\n"
-"      --udp               datagrams to TARGET's UDP port\n"
+"  -u, --udp               datagrams to TARGET's UDP port\n"
 "  -s, --size B|LO-HI      message size, or a range drawn per message (default 64;\n"
 "                          --stream: 16k). Suffixes k, M (x1024)\n"
 "  -d, --duration D        measured time (default 10s). Suffixes ms, s, m\n"
 "      --warmup D          load before the measurement, excluded from every figure (default 0)\n"
 "  -t, --threads N         threads (default: number of cores, at most one per connection)\n"
 "      --connect-rate N    open at most N connections per second (default: no pacing)\n"
-"      --timeout D         bound on a connect and on each reply (default 5s)\n"
+"      --timeout D         bound on a connect, on each reply, on the drain of what is owed\n"
+"                          after the window and on the close (default 5s)\n"
 "      --seed N            seed of payloads and size draws (default 1)\n"
 "      --no-verify         do not compare echoed bytes (mismatches then do not fail the run)\n"
+"      --intervals MS      length of the intervals of the JSON time series (default 1000)\n"
+"      --start-at T        connect, then start at Unix time T (seconds, fractions allowed)\n"
+"      --phase K/N         open loop: shift the schedule by K/N of one interval (N hosts\n"
+"                          sharing a rate, K = 0..N-1, do not send together)\n"
+"      --strict            exit 3 when a check fails\n"
 "      --json FILE|-       write the results as one JSON object\n"
-"      --hgrm FILE         write the latency distribution (HdrHistogram .hgrm, microseconds)\n"
+"      --hgrm FILE|-       write the latency distribution (HdrHistogram .hgrm, microseconds)\n"
 "      --csv FILE|-        append one CSV line with the results\n"
 "      --csv-header        write the CSV header line first\n"
+"      --hist-out FILE     write the lossless, mergeable histograms and counters\n"
+"      --merge             the arguments are --hist-out files: merge them and report\n"
 "      --progress          progress once a second on stderr (default when it is a terminal)\n"
 "  -h, --help              this text\n"
 "  -V, --version           version\n"
+"At most one of --json, --hgrm, --csv may be '-' (stdout); the table then goes to stderr.\n"
 "\n"
 "Exit status: 0 success, 1 run-time failure (no server, server lost, echo mismatch),\n"
-"2 bad usage.\n";
-
+"2 bad usage, 3 a check failed (only with --strict).\n";
 
 enum {
-	OPT_STREAM = 256, OPT_UDP, OPT_WARMUP, OPT_CONNECT_RATE, OPT_SEED, OPT_NO_VERIFY,
-	OPT_JSON, OPT_HGRM, OPT_CSV, OPT_CSV_HEADER, OPT_PROGRESS, OPT_TIMEOUT,
+	OPT_STREAM = 256, OPT_WARMUP, OPT_CONNECT_RATE, OPT_SEED, OPT_NO_VERIFY,
+	OPT_JSON, OPT_HGRM, OPT_CSV, OPT_CSV_HEADER, OPT_PROGRESS, OPT_TIMEOUT, OPT_INTERVALS,
+	OPT_START_AT, OPT_PHASE, OPT_STRICT, OPT_HIST_OUT, OPT_MERGE,
 };
 
 static const struct option long_opts[] = {
@@ -55,7 +71,7 @@ static const struct option long_opts[] = {
 	{ "pipeline",     required_argument, NULL, 'p' },
 	{ "rate",         required_argument, NULL, 'R' },
 	{ "stream",       no_argument,       NULL, OPT_STREAM },
-	{ "udp",          no_argument,       NULL, OPT_UDP },
+	{ "udp",          no_argument,       NULL, 'u' },
 	{ "size",         required_argument, NULL, 's' },
 	{ "duration",     required_argument, NULL, 'd' },
 	{ "warmup",       required_argument, NULL, OPT_WARMUP },
@@ -69,6 +85,12 @@ static const struct option long_opts[] = {
 	{ "csv",          required_argument, NULL, OPT_CSV },
 	{ "csv-header",   no_argument,       NULL, OPT_CSV_HEADER },
 	{ "progress",     no_argument,       NULL, OPT_PROGRESS },
+	{ "intervals",    required_argument, NULL, OPT_INTERVALS },
+	{ "start-at",     required_argument, NULL, OPT_START_AT },
+	{ "phase",        required_argument, NULL, OPT_PHASE },
+	{ "strict",       no_argument,       NULL, OPT_STRICT },
+	{ "hist-out",     required_argument, NULL, OPT_HIST_OUT },
+	{ "merge",        no_argument,       NULL, OPT_MERGE },
 	{ "help",         no_argument,       NULL, 'h' },
 	{ "version",      no_argument,       NULL, 'V' },
 	{ 0, 0, 0, 0 },
@@ -101,11 +123,83 @@ static unsigned long cores(void)
 	return n > 0 ? (unsigned long)n : 1;
 }
 
+/* --intervals: a bare number is milliseconds; a unit may be given (500ms, 2s). */
+static uint64_t interval_arg(const char *s)
+{
+	uint64_t v;
+
+	if (parse_u64(s, 1, 86400000, &v) == 0)
+		return v * 1000000u;
+	if (parse_duration_ns(s, &v) == 0 && v >= 1000000 && v <= DAY_NS)
+		return v;
+	die(2, "bad --intervals '%s': expected milliseconds (1000) or a duration (500ms, 2s)", s);
+}
+
+static double start_at_arg(const char *s)
+{
+	char *end;
+	double t;
+
+	errno = 0;
+	t = strtod(s, &end);
+	if (errno || end == s || *end || !(t > 0) || !isfinite(t))
+		die(2, "bad --start-at '%s': expected a Unix time in seconds, e.g. 1767225600.5", s);
+	return t;
+}
+
+static void phase_arg(const char *s, struct load_config *cfg)
+{
+	unsigned long long k, n;
+	int used = 0;
+
+	if (sscanf(s, "%llu/%llu%n", &k, &n, &used) != 2 || s[used] || s[0] == '-' ||
+	    n < 1 || n > 1000000 || k >= n)
+		die(2, "bad --phase '%s': expected K/N with 0 <= K < N, e.g. 1/4", s);
+	cfg->phase_k = k;
+	cfg->phase_n = n;
+}
+
+/* At most one output may be stdout: two would interleave there. */
+static void one_stdout(const struct load_config *cfg)
+{
+	const char *outs[] = { cfg->json_path, cfg->hgrm_path, cfg->csv_path, cfg->hist_out_path };
+	const char *names[] = { "--json", "--hgrm", "--csv", "--hist-out" };
+	int first = -1;
+
+	for (int i = 0; i < 4; i++) {
+		if (!outs[i] || strcmp(outs[i], "-") != 0)
+			continue;
+		if (first >= 0)
+			die(2, "%s - and %s - both write to stdout: give one of them a FILE",
+			    names[first], names[i]);
+		first = i;
+	}
+}
+
+/* Everything that concerns the target: address, transport, sizes that depend on it. */
+static void target_checks(struct load_config *cfg, bool udp, const char *size_arg)
+{
+	const char *why;
+
+	if (endpoint_parse(cfg->target_arg, &cfg->target, &why) < 0)
+		die(2, "bad address '%s': %s", cfg->target_arg, why);
+	if (cfg->target.udp)
+		udp = true;
+	if (udp && cfg->target.family == AF_UNIX)
+		die(2, "--udp needs an IP address, not '%s'", cfg->target_arg);
+	if (cfg->mode == MODE_STREAM && udp)
+		die(2, "--stream needs a stream socket, not --udp");
+	/* The one place where the transport is chosen. */
+	cfg->tp = udp ? &transport_dgram : &transport_stream;
+	if (udp && cfg->size_hi > UDP_MAX_PAYLOAD)
+		die(2, "bad --size '%s': a UDP datagram holds at most %u bytes", size_arg,
+		    UDP_MAX_PAYLOAD);
+}
+
 void load_parse_options(int argc, char **argv, struct load_config *cfg)
 {
 	const char *size_arg = NULL;
-	bool threads_set = false, stream = false;
-	const char *why;
+	bool threads_set = false, stream = false, udp = false, merge = false;
 	int opt;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -114,12 +208,14 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 	cfg->pipeline = 1;
 	cfg->duration_ns = 10 * UINT64_C(1000000000);
 	cfg->timeout_ns = 5 * UINT64_C(1000000000);
+	cfg->interval_ns = UINT64_C(1000000000);
+	cfg->phase_n = 1;
 	cfg->seed = 1;
 	cfg->verify = true;
 	cfg->progress = isatty(STDERR_FILENO);
 
 	opterr = 0;   /* our own one-line messages, with exit 2 */
-	while ((opt = getopt_long(argc, argv, ":c:p:R:s:d:t:hV", long_opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":c:p:R:s:d:t:uhV", long_opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			cfg->connections = count_arg("--connections", optarg, 1, 1000000);
@@ -127,14 +223,12 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 		case 'p':
 			cfg->pipeline = count_arg("--pipeline", optarg, 1, 65536);
 			break;
-		case 'R': {
-			uint64_t r = count_arg("--rate", optarg, 1, 1000000000);
-			cfg->rate = (double)r;
+		case 'R':
+			cfg->rate = (double)count_arg("--rate", optarg, 1, 1000000000);
 			cfg->mode = MODE_OPEN;
 			break;
-		}
 		case OPT_STREAM: stream = true; break;
-		case OPT_UDP: cfg->udp = true; break;
+		case 'u': udp = true; break;
 		case 's':
 			size_arg = optarg;
 			if (parse_bytes_range(optarg, 64u << 20, &cfg->size_lo, &cfg->size_hi) < 0 ||
@@ -159,9 +253,15 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 				die(2, "bad --seed '%s': expected a whole number", optarg);
 			break;
 		case OPT_NO_VERIFY: cfg->verify = false; break;
+		case OPT_INTERVALS: cfg->interval_ns = interval_arg(optarg); break;
+		case OPT_START_AT: cfg->start_at = start_at_arg(optarg); break;
+		case OPT_PHASE: phase_arg(optarg, cfg); break;
+		case OPT_STRICT: cfg->strict = true; break;
 		case OPT_JSON: cfg->json_path = optarg; break;
 		case OPT_HGRM: cfg->hgrm_path = optarg; break;
 		case OPT_CSV: cfg->csv_path = optarg; break;
+		case OPT_HIST_OUT: cfg->hist_out_path = optarg; break;
+		case OPT_MERGE: merge = true; break;
 		case OPT_CSV_HEADER: cfg->csv_header = true; break;
 		case OPT_PROGRESS: cfg->progress = true; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
@@ -174,45 +274,45 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 			die(2, "unknown option '%s' (try --help)", argv[optind - 1]);
 		}
 	}
+	one_stdout(cfg);
+	if (cfg->csv_header && !cfg->csv_path)
+		die(2, "--csv-header needs --csv FILE");
+	if (merge) {
+		if (optind == argc)
+			die(2, "--merge needs at least one --hist-out FILE to read");
+		if (cfg->hist_out_path)
+			die(2, "--merge reads histogram files; --hist-out does not apply");
+		cfg->merge_files = argv + optind;
+		return;
+	}
 	if (optind == argc)
 		die(2, "missing TARGET, e.g. 127.0.0.1:7007 (try --help)");
 	if (optind + 1 < argc)
 		die(2, "unexpected argument '%s' after TARGET", argv[optind + 1]);
 	cfg->target_arg = argv[optind];
-	if (endpoint_parse(cfg->target_arg, &cfg->target, &why) < 0)
-		die(2, "bad address '%s': %s", cfg->target_arg, why);
 
 	if (stream && cfg->rate > 0)
 		die(2, "--stream and --rate exclude each other");
 	if (stream)
 		cfg->mode = MODE_STREAM;
-	if (cfg->mode == MODE_STREAM && cfg->udp)
-		die(2, "--stream needs a stream socket, not --udp");
-	if (cfg->udp && cfg->target.family == AF_UNIX)
-		die(2, "--udp needs an IP address, not '%s'", cfg->target_arg);
 	if (!size_arg)
 		cfg->size_lo = cfg->size_hi = cfg->mode == MODE_STREAM ? 16384 : 64;
-	if (cfg->udp && cfg->size_hi > UDP_MAX_PAYLOAD)
-		die(2, "bad --size '%s': a UDP datagram holds at most %u bytes", size_arg,
-			    UDP_MAX_PAYLOAD);
+	target_checks(cfg, udp, size_arg);
 	if (cfg->mode == MODE_OPEN && cfg->rate < (double)cfg->connections / 3600.0)
 		die(2, "--rate %.0f is too low for %llu connections (at least one message per "
 			    "connection per hour)", cfg->rate, (unsigned long long)cfg->connections);
-	/* In-flight records: 32 bytes per message slot, slots rounded up to a power of two. */
-	{
-		uint64_t slots = 1;
-		while (slots < cfg->pipeline)
-			slots <<= 1;
-		if (cfg->connections * slots * 32 > (UINT64_C(1) << 30))
-			die(2, "--connections %llu x --pipeline %llu needs more than 1 GiB of "
-				    "in-flight records; use fewer of either",
-				    (unsigned long long)cfg->connections,
-				    (unsigned long long)cfg->pipeline);
-	}
+	if (cfg->phase_k && cfg->mode != MODE_OPEN)
+		die(2, "--phase shifts the open-loop schedule: it needs --rate");
+	/* In-flight records: 32 bytes per message slot. */
+	if (cfg->connections * cfg->pipeline * 32 > (UINT64_C(1) << 30))
+		die(2, "--connections %llu x --pipeline %llu needs more than 1 GiB of in-flight "
+		    "records; use fewer of either", (unsigned long long)cfg->connections,
+		    (unsigned long long)cfg->pipeline);
+	if (cfg->duration_ns / cfg->interval_ns >= SERIES_MAX_INTERVALS)
+		die(2, "--intervals %.0fms is too short for --duration %.0fs: at most %u intervals",
+		    cfg->interval_ns / 1e6, cfg->duration_ns / 1e9, SERIES_MAX_INTERVALS);
 	if (!threads_set)
 		cfg->threads = cores();
 	if (cfg->threads > cfg->connections)
 		cfg->threads = cfg->connections;
-	if (cfg->csv_header && !cfg->csv_path)
-		die(2, "--csv-header needs --csv FILE");
 }

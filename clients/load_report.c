@@ -1,11 +1,18 @@
+/* The three views of one result: the human table (wrk's style), JSON and CSV. Units as in
+ * docs/CONTRACTS.md: rates SI (MB/s = 10^6 B/s), latencies in microseconds, null in JSON and
+ * an empty CSV field where a value does not apply. */
 #include <errno.h>
 #include <math.h>
 #include <string.h>
 
+#include "json.h"
 #include "load.h"
+#include "loader.h"
+#include "series.h"
 
-static const struct { const char *key; double pct; } pcts[] = {
-	{ "p50", 50 }, { "p90", 90 }, { "p99", 99 }, { "p999", 99.9 }, { "p9999", 99.99 },
+static const struct { const char *key; const char *label; double pct; } pcts[] = {
+	{ "p50", "p50", 50 }, { "p90", "p90", 90 }, { "p99", "p99", 99 },
+	{ "p999", "p99.9", 99.9 }, { "p9999", "p99.99", 99.99 },
 };
 #define NPCTS (sizeof(pcts) / sizeof(pcts[0]))
 
@@ -18,11 +25,11 @@ const char *mode_name(enum load_mode m)
 	}
 }
 
-static const char *transport(const struct load_config *cfg)
+const char *transport_name(const struct load_config *cfg)
 {
-	if (cfg->udp)
-		return "udp";
-	return cfg->target.family == AF_UNIX ? "unix" : "tcp";
+	if (cfg->target.family == AF_UNIX && cfg->tp->socktype == SOCK_STREAM)
+		return "unix";
+	return cfg->tp->name;
 }
 
 static double us(uint64_t ns) { return (double)ns / 1000.0; }
@@ -34,14 +41,14 @@ static int finish(FILE *f)
 	return fflush(f) != 0 || ferror(f) ? -EIO : 0;
 }
 
-/* Human units in the style of wrk: 1.23k, 4.56MB. */
-static const char *scaled(double v, const char *unit, double base, char *buf, size_t n)
+/* SI units in the style of wrk: 1.23k, 4.56MB (10^3 steps, as every rate in echobench). */
+static const char *scaled(double v, const char *unit, char *buf, size_t n)
 {
 	static const char *const pfx[] = { "", "k", "M", "G", "T" };
 	unsigned i = 0;
 
-	while (fabs(v) >= base && i < 4) {
-		v /= base;
+	while (fabs(v) >= 1000 && i < 4) {
+		v /= 1000;
 		i++;
 	}
 	snprintf(buf, n, "%.2f%s%s", v, pfx[i], unit);
@@ -61,10 +68,10 @@ static void human_row(FILE *f, const char *name, const struct hist *h)
 		hist_stdev(h) / 1000.0);
 }
 
-int report_human(FILE *f, const struct load_result *r)
+static void human_header(FILE *f, const struct load_result *r)
 {
 	const struct load_config *cfg = r->cfg;
-	char a[32], b[32], size[48];
+	char size[48];
 
 	if (cfg->size_lo == cfg->size_hi)
 		snprintf(size, sizeof(size), "%llu B", (unsigned long long)cfg->size_lo);
@@ -72,26 +79,67 @@ int report_human(FILE *f, const struct load_result *r)
 		snprintf(size, sizeof(size), "%llu-%llu B", (unsigned long long)cfg->size_lo,
 			 (unsigned long long)cfg->size_hi);
 	fprintf(f, "Running %.2fs test @ %s (%s, %s%s)\n", cfg->duration_ns / 1e9,
-		cfg->target.text, transport(cfg),
+		cfg->target.text, transport_name(cfg),
 		cfg->mode == MODE_OPEN ? "open loop" : cfg->mode == MODE_STREAM ? "stream" :
-		"closed loop",
-		cfg->warmup_ns ? ", after warmup" : "");
+		"closed loop", cfg->warmup_ns ? ", after warmup" : "");
 	fprintf(f, "  %llu threads and %llu connections, ", (unsigned long long)r->threads,
-		(unsigned long long)cfg->connections);
+		(unsigned long long)r->connections);
 	if (cfg->mode == MODE_OPEN)
-		fprintf(f, "%.0f msgs/s scheduled, ", cfg->rate);
+		fprintf(f, "%.0f msgs/s scheduled, at most %llu in flight each, ", r->rate_target,
+			(unsigned long long)r->pipeline);
 	else
 		fprintf(f, "%llu in flight each, ", (unsigned long long)r->pipeline);
 	fprintf(f, "%s messages, seed %llu%s\n", size, (unsigned long long)cfg->seed,
 		cfg->verify ? "" : ", not verified");
-	fprintf(f, "  Latency (us) %9s %9s %9s %9s %9s %9s %9s %9s\n", "p50", "p90", "p99",
-		"p99.9", "p99.99", "max", "mean", "stdev");
+}
+
+static void human_health(FILE *f, const struct load_result *r)
+{
+	const struct load_config *cfg = r->cfg;
+
+	fprintf(f, "  Connections: %llu of %llu connected, %llu lost, %llu without a reply in "
+		"the window; msgs per connection min %llu, median %llu, max %llu\n",
+		(unsigned long long)r->connected, (unsigned long long)r->connections,
+		(unsigned long long)r->c.conns_failed, (unsigned long long)r->starved,
+		(unsigned long long)hist_min(r->per_conn),
+		(unsigned long long)hist_percentile(r->per_conn, 50),
+		(unsigned long long)hist_max(r->per_conn));
+	if (cfg->mode == MODE_OPEN)
+		fprintf(f, "  Rate (msgs/s): target %.2f, sent %.2f, answered %.2f\n",
+			r->rate_target, result_rate_sent(r), result_rate_achieved(r));
+	if (r->lag && hist_count(r->lag))
+		fprintf(f, "  Send lag (us): p50 %.2f, p99 %.2f, max %.2f\n",
+			us(hist_percentile(r->lag, 50)), us(hist_percentile(r->lag, 99)),
+			us(hist_max(r->lag)));
+	fprintf(f, "  Client CPU: user %.2fs, sys %.2fs, busiest thread %.0f %%\n", r->user_s,
+		r->sys_s, r->busiest * 100);
+	fprintf(f, "  Wall %.2fs; answered after the window %llu", r->wall_s,
+		(unsigned long long)r->c.drained);
+	if (r->start_lag_us >= 0)
+		fprintf(f, "; started %.0f us after --start-at", r->start_lag_us);
+	fputc('\n', f);
+	fputs("  Checks:", f);
+	for (unsigned i = 0; i < CHECKS; i++)
+		fprintf(f, " %s %s%s", r->checks[i].name, r->checks[i].ok ? "ok" : "FAILED",
+			i + 1 < CHECKS ? "," : "\n");
+}
+
+int report_human(FILE *f, const struct load_result *r)
+{
+	const struct load_config *cfg = r->cfg;
+	char a[32], b[32];
+
+	human_header(f, r);
+	fputs("  Latency (us)", f);
+	for (unsigned i = 0; i < NPCTS; i++)
+		fprintf(f, " %9s", pcts[i].label);
+	fprintf(f, " %9s %9s %9s\n", "max", "mean", "stdev");
 	human_row(f, cfg->mode == MODE_OPEN ? "corrected" : "echo", r->lat);
 	if (cfg->mode == MODE_OPEN)
 		human_row(f, "uncorrected", r->lat_unc);
 	human_row(f, "connect", r->connect);
 	fprintf(f, "  %llu messages, %s echoed in %.2fs\n", (unsigned long long)r->c.messages,
-		scaled((double)r->c.bytes, "B", 1024, a, sizeof(a)), r->duration_s);
+		scaled((double)r->c.bytes, "B", a, sizeof(a)), r->duration_s);
 	fprintf(f, "  Errors: refused %llu, reset %llu, timeout %llu, eof %llu, other %llu",
 		(unsigned long long)r->c.errors[ERR_REFUSED],
 		(unsigned long long)r->c.errors[ERR_RESET],
@@ -102,33 +150,27 @@ int report_human(FILE *f, const struct load_result *r)
 	if (r->c.short_bytes || r->c.extra_bytes)
 		fprintf(f, ", short %llu B, extra %llu B", (unsigned long long)r->c.short_bytes,
 			(unsigned long long)r->c.extra_bytes);
-	if (cfg->udp)
-		fprintf(f, ", lost %llu", (unsigned long long)r->c.lost);
-	if (cfg->mode == MODE_OPEN)
-		fprintf(f, ", unanswered %llu", (unsigned long long)r->c.unanswered);
-	fputc('\n', f);
+	fprintf(f, ", lost %llu, unanswered %llu\n", (unsigned long long)r->c.lost,
+		(unsigned long long)r->c.unanswered);
+	human_health(f, r);
 	fprintf(f, "Msgs/sec: %10.2f\n", per_sec(r->c.messages, r->duration_s));
-	fprintf(f, "Transfer/sec: %s\n",
-		scaled(per_sec(r->c.bytes, r->duration_s), "B", 1024, b, sizeof(b)));
+	fprintf(f, "Transfer/sec: %s/s\n",
+		scaled(per_sec(r->c.bytes, r->duration_s), "B", b, sizeof(b)));
 	if (!r->complete)
 		fprintf(f, "INCOMPLETE: %s\n", r->error);
+	for (unsigned i = 0; i < CHECKS; i++)
+		if (!r->checks[i].ok)
+			fprintf(f, "WARNING: %s\n", r->checks[i].reason);
 	return finish(f);
 }
 
-static void json_string(FILE *f, const char *s)
+/* A JSON number, or null for NAN. */
+static void jnum(FILE *f, double v)
 {
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			fprintf(f, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(f, "\\u%04x", ch);
-		else
-			fputc(ch, f);
-	}
-	fputc('"', f);
+	if (isnan(v) || isinf(v))
+		fputs("null", f);
+	else
+		fprintf(f, "%.3f", v);
 }
 
 static void json_latency(FILE *f, const struct hist *h)
@@ -145,29 +187,106 @@ static void json_latency(FILE *f, const struct hist *h)
 		hist_stdev(h) / 1000.0, (unsigned long long)hist_count(h));
 }
 
+static void json_intervals(FILE *f, const struct series *s)
+{
+	if (!s) {
+		fputs("null", f);
+		return;
+	}
+	fputc('[', f);
+	for (unsigned i = 0; i < series_len(s); i++) {
+		double span = series_span_ns(s, i) / 1e9;
+		uint64_t n = series_answers(s, i);
+
+		fprintf(f, "%s{\"start_s\": %.3f, \"duration_s\": %.3f, \"messages\": %llu, "
+			"\"msgs_per_sec\": %.3f, \"p50_us\": ", i ? ", " : "",
+			series_start_ns(s, i) / 1e9, span, (unsigned long long)n,
+			span > 0 ? n / span : 0.0);
+		jnum(f, n ? us(series_percentile(s, i, 50)) : NAN);
+		fputs(", \"p99_us\": ", f);
+		jnum(f, n ? us(series_percentile(s, i, 99)) : NAN);
+		fputc('}', f);
+	}
+	fputc(']', f);
+}
+
+static void json_checks(FILE *f, const struct load_result *r)
+{
+	bool first = true;
+
+	fputs(", \"checks\": [", f);
+	for (unsigned i = 0; i < CHECKS; i++) {
+		const struct check *k = &r->checks[i];
+
+		fprintf(f, "%s{\"name\": \"%s\", \"ok\": %s, \"value\": ", i ? ", " : "", k->name,
+			k->ok ? "true" : "false");
+		jnum(f, k->value);
+		fputs(", \"limit\": ", f);
+		jnum(f, k->limit);
+		fputc('}', f);
+	}
+	fprintf(f, "], \"valid\": %s, \"invalid_reasons\": [", r->valid ? "true" : "false");
+	for (unsigned i = 0; i < CHECKS; i++) {
+		if (r->checks[i].ok)
+			continue;
+		fputs(first ? "" : ", ", f);
+		json_write_string(f, r->checks[i].reason);
+		first = false;
+	}
+	fputc(']', f);
+}
+
+static void json_health(FILE *f, const struct load_result *r)
+{
+	const struct load_config *cfg = r->cfg;
+
+	fputs(", \"rate_target\": ", f);
+	jnum(f, cfg->mode == MODE_OPEN ? r->rate_target : NAN);
+	fprintf(f, ", \"rate_sent\": %.3f, \"rate_achieved\": %.3f, \"wall_s\": %.6f, "
+		"\"drained_after_window\": %llu, \"send_lag_us\": ", result_rate_sent(r),
+		result_rate_achieved(r), r->wall_s, (unsigned long long)r->c.drained);
+	if (r->lag && hist_count(r->lag))
+		fprintf(f, "{\"p50\": %.3f, \"p99\": %.3f, \"max\": %.3f}",
+			us(hist_percentile(r->lag, 50)), us(hist_percentile(r->lag, 99)),
+			us(hist_max(r->lag)));
+	else
+		fputs("null", f);
+	fprintf(f, ", \"client_cpu\": {\"user_s\": %.3f, \"sys_s\": %.3f, "
+		"\"busiest_thread\": %.4f}", r->user_s, r->sys_s, r->busiest);
+	fputs(", \"latency_ci_us\": ", f);
+	report_ci_json(f, r);
+	fputs(", \"intervals\": ", f);
+	json_intervals(f, r->series);
+	fprintf(f, ", \"msgs_per_conn\": {\"min\": %llu, \"median\": %llu, \"max\": %llu}, "
+		"\"starved_connections\": %llu, \"connections_lost\": %llu, \"start_lag_us\": ",
+		(unsigned long long)hist_min(r->per_conn),
+		(unsigned long long)hist_percentile(r->per_conn, 50),
+		(unsigned long long)hist_max(r->per_conn), (unsigned long long)r->starved,
+		(unsigned long long)r->c.conns_failed);
+	jnum(f, r->start_lag_us >= 0 ? r->start_lag_us : NAN);
+	json_checks(f, r);
+}
+
 int report_json(FILE *f, const struct load_result *r)
 {
 	const struct load_config *cfg = r->cfg;
 
 	fprintf(f, "{\"tool\": \"echo-load\", \"version\": \"%s\", \"target\": ", ECHOBENCH_VERSION);
-	json_string(f, cfg->target.text);
-	fprintf(f, ", \"transport\": \"%s\", \"mode\": \"%s\"", transport(cfg),
+	json_write_string(f, cfg->target.text);
+	fprintf(f, ", \"transport\": \"%s\", \"mode\": \"%s\"", transport_name(cfg),
 		mode_name(cfg->mode));
 	fprintf(f, ", \"connections\": %llu, \"connected\": %llu, \"threads\": %llu, "
 		"\"pipeline\": %llu",
-		(unsigned long long)cfg->connections, (unsigned long long)r->connected,
+		(unsigned long long)r->connections, (unsigned long long)r->connected,
 		(unsigned long long)r->threads, (unsigned long long)r->pipeline);
 	if (cfg->size_lo == cfg->size_hi)
 		fprintf(f, ", \"size\": %llu", (unsigned long long)cfg->size_lo);
 	else
 		fprintf(f, ", \"size\": \"%llu-%llu\"", (unsigned long long)cfg->size_lo,
 			(unsigned long long)cfg->size_hi);
-	fprintf(f, ", \"size_min\": %llu, \"size_max\": %llu", (unsigned long long)cfg->size_lo,
-		(unsigned long long)cfg->size_hi);
-	if (cfg->mode == MODE_OPEN)
-		fprintf(f, ", \"rate\": %.3f", cfg->rate);
-	else
-		fputs(", \"rate\": null", f);
+	fprintf(f, ", \"size_min\": %llu, \"size_max\": %llu, \"rate\": ",
+		(unsigned long long)cfg->size_lo, (unsigned long long)cfg->size_hi);
+	jnum(f, cfg->mode == MODE_OPEN ? r->rate_target : NAN);
 	fprintf(f, ", \"seed\": %llu, \"verify\": %s, \"duration_s\": %.6f, \"warmup_s\": %.6f",
 		(unsigned long long)cfg->seed, cfg->verify ? "true" : "false", r->duration_s,
 		cfg->warmup_ns / 1e9);
@@ -186,14 +305,13 @@ int report_json(FILE *f, const struct load_result *r)
 		fprintf(f, "%s\"%s\": %llu", k ? ", " : "", err_kind_name[k],
 			(unsigned long long)r->c.errors[k]);
 	fprintf(f, "}, \"mismatches\": %llu, \"short_bytes\": %llu, \"extra_bytes\": %llu, "
-		"\"lost\": %llu, \"unanswered\": %llu, \"complete\": %s, \"error\": ",
+		"\"lost\": %llu, \"unanswered\": %llu",
 		(unsigned long long)r->c.mismatches, (unsigned long long)r->c.short_bytes,
 		(unsigned long long)r->c.extra_bytes, (unsigned long long)r->c.lost,
-		(unsigned long long)r->c.unanswered, r->complete ? "true" : "false");
-	if (r->complete)
-		fputs("null", f);
-	else
-		json_string(f, r->error);
+		(unsigned long long)r->c.unanswered);
+	json_health(f, r);
+	fprintf(f, ", \"complete\": %s, \"error\": ", r->complete ? "true" : "false");
+	json_write_string(f, r->complete ? NULL : r->error);
 	fputs("}\n", f);
 	return finish(f);
 }
@@ -210,49 +328,77 @@ static void csv_text(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+/* A CSV number, or an empty field for NAN (JSON's null). */
+static void cnum(FILE *f, double v)
+{
+	if (isnan(v) || isinf(v))
+		fputc(',', f);
+	else
+		fprintf(f, ",%.3f", v);
+}
+
 static void csv_latency(FILE *f, const struct hist *h)
 {
 	for (unsigned i = 0; i < NPCTS; i++)
-		fprintf(f, ",%.3f", h ? us(hist_percentile(h, pcts[i].pct)) : 0.0);
-	fprintf(f, ",%.3f,%.3f,%.3f", h ? us(hist_max(h)) : 0.0, h ? hist_mean(h) / 1000.0 : 0.0,
-		h ? hist_stdev(h) / 1000.0 : 0.0);
+		cnum(f, h ? us(hist_percentile(h, pcts[i].pct)) : NAN);
+	cnum(f, h ? us(hist_max(h)) : NAN);
+	cnum(f, h ? hist_mean(h) / 1000.0 : NAN);
+	cnum(f, h ? hist_stdev(h) / 1000.0 : NAN);
+}
+
+static void csv_header(FILE *f)
+{
+	static const char *const lat_cols[] = { "p50", "p90", "p99", "p999", "p9999", "max",
+		"mean", "stdev" };
+
+	fputs("target,transport,mode,connections,threads,pipeline,size_min,size_max,rate,"
+	      "duration_s,messages,bytes,msgs_per_sec,bytes_per_sec", f);
+	for (unsigned i = 0; i < 8; i++)
+		fprintf(f, ",latency_%s_us", lat_cols[i]);
+	for (unsigned i = 0; i < 8; i++)
+		fprintf(f, ",uncorrected_%s_us", lat_cols[i]);
+	for (unsigned i = 0; i < 8; i++)
+		fprintf(f, ",connect_%s_us", lat_cols[i]);
+	for (unsigned k = 0; k < ERR_KINDS; k++)
+		fprintf(f, ",errors_%s", err_kind_name[k]);
+	fputs(",mismatches,short_bytes,extra_bytes,lost,unanswered,rate_target,rate_sent,"
+	      "rate_achieved,wall_s,drained_after_window,send_lag_p50_us,send_lag_p99_us,"
+	      "send_lag_max_us,client_user_s,client_sys_s,busiest_thread,starved_connections,"
+	      "valid,complete,error\n", f);
 }
 
 int report_csv(FILE *f, const struct load_result *r, bool header)
 {
 	const struct load_config *cfg = r->cfg;
-	static const char *const lat_cols[] = { "p50", "p90", "p99", "p999", "p9999", "max",
-		"mean", "stdev" };
+	bool open = cfg->mode == MODE_OPEN, lag = r->lag && hist_count(r->lag);
 
-	if (header) {
-		fputs("target,transport,mode,connections,threads,pipeline,size_min,size_max,rate,"
-		      "duration_s,messages,bytes,msgs_per_sec,bytes_per_sec", f);
-		for (unsigned i = 0; i < 8; i++)
-			fprintf(f, ",latency_%s_us", lat_cols[i]);
-		for (unsigned i = 0; i < 8; i++)
-			fprintf(f, ",uncorrected_%s_us", lat_cols[i]);
-		for (unsigned i = 0; i < 8; i++)
-			fprintf(f, ",connect_%s_us", lat_cols[i]);
-		for (unsigned k = 0; k < ERR_KINDS; k++)
-			fprintf(f, ",errors_%s", err_kind_name[k]);
-		fputs(",mismatches,short_bytes,extra_bytes,lost,unanswered,complete,error\n", f);
-	}
+	if (header)
+		csv_header(f);
 	csv_text(f, cfg->target.text);
-	fprintf(f, ",%s,%s,%llu,%llu,%llu,%llu,%llu,%.3f,%.6f,%llu,%llu,%.3f,%.3f", transport(cfg),
-		mode_name(cfg->mode), (unsigned long long)cfg->connections,
-		(unsigned long long)r->threads, (unsigned long long)r->pipeline,
-		(unsigned long long)cfg->size_lo, (unsigned long long)cfg->size_hi,
-		cfg->mode == MODE_OPEN ? cfg->rate : 0.0, r->duration_s,
+	fprintf(f, ",%s,%s,%llu,%llu,%llu,%llu,%llu", transport_name(cfg), mode_name(cfg->mode),
+		(unsigned long long)r->connections, (unsigned long long)r->threads,
+		(unsigned long long)r->pipeline, (unsigned long long)cfg->size_lo,
+		(unsigned long long)cfg->size_hi);
+	cnum(f, open ? r->rate_target : NAN);
+	fprintf(f, ",%.6f,%llu,%llu,%.3f,%.3f", r->duration_s,
 		(unsigned long long)r->c.messages, (unsigned long long)r->c.bytes,
 		per_sec(r->c.messages, r->duration_s), per_sec(r->c.bytes, r->duration_s));
 	csv_latency(f, r->lat);
-	csv_latency(f, cfg->mode == MODE_OPEN ? r->lat_unc : NULL);
+	csv_latency(f, open ? r->lat_unc : NULL);
 	csv_latency(f, r->connect);
 	for (unsigned k = 0; k < ERR_KINDS; k++)
 		fprintf(f, ",%llu", (unsigned long long)r->c.errors[k]);
-	fprintf(f, ",%llu,%llu,%llu,%llu,%llu,%s,", (unsigned long long)r->c.mismatches,
+	fprintf(f, ",%llu,%llu,%llu,%llu,%llu", (unsigned long long)r->c.mismatches,
 		(unsigned long long)r->c.short_bytes, (unsigned long long)r->c.extra_bytes,
-		(unsigned long long)r->c.lost, (unsigned long long)r->c.unanswered,
+		(unsigned long long)r->c.lost, (unsigned long long)r->c.unanswered);
+	cnum(f, open ? r->rate_target : NAN);
+	fprintf(f, ",%.3f,%.3f,%.6f,%llu", result_rate_sent(r), result_rate_achieved(r),
+		r->wall_s, (unsigned long long)r->c.drained);
+	cnum(f, lag ? us(hist_percentile(r->lag, 50)) : NAN);
+	cnum(f, lag ? us(hist_percentile(r->lag, 99)) : NAN);
+	cnum(f, lag ? us(hist_max(r->lag)) : NAN);
+	fprintf(f, ",%.3f,%.3f,%.4f,%llu,%s,%s,", r->user_s, r->sys_s, r->busiest,
+		(unsigned long long)r->starved, r->valid ? "true" : "false",
 		r->complete ? "true" : "false");
 	csv_text(f, r->complete ? "" : r->error);
 	fputc('\n', f);

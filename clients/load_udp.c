@@ -9,13 +9,19 @@
 #include <sys/uio.h>
 
 #include "clock.h"
-#include "load.h"
-#include "payload.h"
+#include "loader.h"
+#include "stream.h"
 
-#define UDP_BATCH 32
+#define UDP_BATCH 32     /* datagrams per sendmmsg/recvmmsg, and slots in each buffer */
 #define MATCH_DEPTH 64   /* how far past the oldest message an echo is looked for */
 
-void udp_flush(struct worker *w, struct conn *c)
+/* Bytes per datagram slot in the buffers: one spare byte shows an over-long echo. */
+static size_t udp_slot(const struct load_config *cfg)
+{
+	return cfg->size_hi + 1;
+}
+
+static void udp_flush(struct loader *w, struct lconn *c)
 {
 	const struct load_config *cfg = w->cfg;
 	struct mmsghdr mm[UDP_BATCH];
@@ -26,10 +32,10 @@ void udp_flush(struct worker *w, struct conn *c)
 		int r;
 
 		for (; k < UDP_BATCH && c->nsent + k < c->count; k++) {
-			const struct msg *m = &c->ring[(c->head + c->nsent + k) & c->mask];
-			uint8_t *slot = w->wbuf + (size_t)k * w->udp_slot;
+			const struct msg *m = lconn_at(c, c->nsent + k);
+			uint8_t *slot = w->wbuf + (size_t)k * udp_slot(w->cfg);
 
-			payload_fill(cfg->seed, c->id, m->start_off, slot, m->size);
+			stream_fill(cfg->seed, c->id, m->start_off, slot, m->size);
 			iov[k].iov_base = slot;
 			iov[k].iov_len = m->size;
 			memset(&mm[k], 0, sizeof(mm[k]));
@@ -42,36 +48,25 @@ void udp_flush(struct worker *w, struct conn *c)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
 				break;
-			conn_fail(w, c, err_kind_of(errno));
+			lconn_fail(w, c, err_kind_of(errno));
 			return;
 		}
 		c->nsent += (uint32_t)r;
-		c->send_off = c->ring[(c->head + c->nsent - 1) & c->mask].start_off +
-			c->ring[(c->head + c->nsent - 1) & c->mask].size;
 		if ((unsigned)r < k)
 			break;
 	}
-	conn_set_want_out(w, c, c->nsent < c->count);
+	lconn_set_want_out(w, c, c->nsent < c->count);
 }
 
-static bool echo_matches(const struct worker *w, const struct conn *c, const struct msg *m,
+static bool echo_matches(const struct loader *w, const struct lconn *c, const struct msg *m,
 			 const uint8_t *p, size_t n)
 {
 	if (n != m->size)
 		return false;
-	return !w->cfg->verify || payload_check(w->cfg->seed, c->id, m->start_off, p, n) == n;
+	return !w->cfg->verify || stream_check(w->cfg->seed, c->id, m->start_off, p, n) == n;
 }
 
-static void drop_head(struct worker *w, struct conn *c)
-{
-	c->head = (c->head + 1) & c->mask;
-	c->count--;
-	if (c->nsent)
-		c->nsent--;
-	w->pending--;
-}
-
-static void udp_consume(struct worker *w, struct conn *c, const uint8_t *p, size_t n,
+static void udp_consume(struct loader *w, struct lconn *c, const uint8_t *p, size_t n,
 			bool truncated, uint64_t now)
 {
 	uint32_t depth = c->nsent < MATCH_DEPTH ? c->nsent : MATCH_DEPTH;
@@ -81,21 +76,21 @@ static void udp_consume(struct worker *w, struct conn *c, const uint8_t *p, size
 		return;
 	}
 	for (uint32_t j = 0; !truncated && j < depth; j++) {
-		if (echo_matches(w, c, &c->ring[(c->head + j) & c->mask], p, n)) {
+		if (echo_matches(w, c, lconn_at(c, j), p, n)) {
 			w->c.lost += j;
 			while (j--)
-				drop_head(w, c);
-			conn_done(w, c, now);
+				lconn_pop(w, c);
+			lconn_done(w, c, now);
 			return;
 		}
 	}
 	/* Matches nothing in flight: the oldest message came back damaged (or its echo grew). */
 	w->c.mismatches++;
-	c->ring[c->head].bad = 1;
-	conn_done(w, c, now);
+	lconn_at(c, 0)->bad = 1;
+	lconn_done(w, c, now);
 }
 
-void udp_readable(struct worker *w, struct conn *c)
+static void udp_readable(struct loader *w, struct lconn *c)
 {
 	struct mmsghdr mm[UDP_BATCH];
 	struct iovec iov[UDP_BATCH];
@@ -105,8 +100,8 @@ void udp_readable(struct worker *w, struct conn *c)
 		int r;
 
 		for (unsigned k = 0; k < UDP_BATCH; k++) {
-			iov[k].iov_base = w->rbuf + (size_t)k * w->udp_slot;
-			iov[k].iov_len = w->udp_slot;
+			iov[k].iov_base = w->rbuf + (size_t)k * udp_slot(w->cfg);
+			iov[k].iov_len = udp_slot(w->cfg);
 			memset(&mm[k], 0, sizeof(mm[k]));
 			mm[k].msg_hdr.msg_iov = &iov[k];
 			mm[k].msg_hdr.msg_iovlen = 1;
@@ -118,16 +113,44 @@ void udp_readable(struct worker *w, struct conn *c)
 			if (errno == EINTR)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				conn_fail(w, c, err_kind_of(errno));
+				lconn_fail(w, c, err_kind_of(errno));
 			return;
 		}
 		now = now_ns();
 		for (int k = 0; k < r; k++)
 			udp_consume(w, c, iov[k].iov_base, mm[k].msg_len,
-				    (mm[k].msg_hdr.msg_flags & MSG_TRUNC) || mm[k].msg_len >= w->udp_slot,
+				    (mm[k].msg_hdr.msg_flags & MSG_TRUNC) || mm[k].msg_len >= udp_slot(w->cfg),
 				    now);
-		conn_replenish(w, c, now);
+		lconn_replenish(w, c, now);
 		if (r < UDP_BATCH)
 			break;
 	}
 }
+
+static void udp_buffers(const struct load_config *cfg, size_t *rbuf, size_t *wbuf)
+{
+	*rbuf = *wbuf = UDP_BATCH * udp_slot(cfg);
+}
+
+static bool udp_unsent(const struct lconn *c)
+{
+	return c->nsent < c->count;
+}
+
+/* A datagram socket has no end to announce: what is still owed was counted as lost. */
+static bool udp_shutdown(struct loader *w, struct lconn *c)
+{
+	lconn_close(w, c);
+	return false;
+}
+
+const struct transport transport_dgram = {
+	.name = "udp",
+	.socktype = SOCK_DGRAM,
+	.events = 0,
+	.buffers = udp_buffers,
+	.flush = udp_flush,
+	.readable = udp_readable,
+	.unsent = udp_unsent,
+	.shutdown = udp_shutdown,
+};

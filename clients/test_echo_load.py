@@ -21,7 +21,11 @@ from conftest import binary
 LATENCY_KEYS = ("p50", "p90", "p99", "p999", "p9999", "max", "mean", "stdev")
 REQUIRED = ("target", "mode", "connections", "threads", "pipeline", "size", "duration_s",
             "messages", "bytes", "msgs_per_sec", "bytes_per_sec", "latency_us",
-            "latency_uncorrected_us", "connect_us", "errors", "mismatches", "complete")
+            "latency_uncorrected_us", "connect_us", "errors", "mismatches", "complete",
+            "rate_target", "rate_sent", "rate_achieved", "wall_s", "drained_after_window",
+            "send_lag_us", "client_cpu", "latency_ci_us", "intervals", "msgs_per_conn",
+            "starved_connections", "checks", "valid", "invalid_reasons")
+CHECK_NAMES = ["rate", "send_lag", "client_cpu", "verify", "connections"]
 
 
 def run_load(*args, timeout=30, preexec_fn=None):
@@ -50,7 +54,16 @@ def check_sane(obj, connections):
     assert obj["messages"] > 0 and obj["bytes"] > 0
     assert obj["msgs_per_sec"] > 0 and obj["bytes_per_sec"] > 0
     assert abs(obj["msgs_per_sec"] * obj["duration_s"] - obj["messages"]) <= 1
-    assert obj["latency_us"]["count"] == obj["messages"]
+    # Every message due in the window is in the histogram, answered in it or after it.
+    assert obj["latency_us"]["count"] == obj["messages"] + obj["drained_after_window"]
+    assert obj["rate_achieved"] == obj["msgs_per_sec"]
+    assert obj["wall_s"] >= obj["duration_s"]
+    assert [c["name"] for c in obj["checks"]] == CHECK_NAMES
+    assert obj["valid"] == all(c["ok"] for c in obj["checks"])
+    assert len(obj["invalid_reasons"]) == sum(not c["ok"] for c in obj["checks"])
+    assert obj["starved_connections"] == 0
+    assert obj["msgs_per_conn"]["min"] > 0
+    assert sum(i["messages"] for i in obj["intervals"]) == obj["messages"]
     check_latency(obj["latency_us"])
     assert obj["connect_us"]["count"] == connections == obj["connected"]
     assert obj["connect_us"]["max"] > 0
@@ -309,7 +322,7 @@ def test_json_hgrm_csv_outputs(start_server):
         pcts = [r[1] for r in rows]
         counts = [r[2] for r in rows]
         assert values == sorted(values) and pcts == sorted(pcts) and counts == sorted(counts)
-        assert pcts[-1] == 1.0 and counts[-1] == obj["messages"]
+        assert pcts[-1] == 1.0 and counts[-1] == obj["latency_us"]["count"]
         assert abs(values[-1] - obj["latency_us"]["max"]) < 0.01
         assert all(len(r) == 4 for r in rows[:-1]) and len(rows[-1]) == 3
         table = list(csv.DictReader(open(cp)))

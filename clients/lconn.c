@@ -1,0 +1,179 @@
+/* What every transport shares about a connection: the ring of messages in flight, what
+ * happens when one is answered (latency, counters, the refill rule of the mode), failure and
+ * clean close. Called by the transports and the loop; calls neither. */
+#include <errno.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "loader.h"
+#include "prng.h"
+#include "series.h"
+
+const char *const err_kind_name[ERR_KINDS] = { "refused", "reset", "timeout", "eof", "other" };
+
+enum err_kind err_kind_of(int err)
+{
+	switch (err) {
+	case ECONNREFUSED: case ENOENT: return ERR_REFUSED;   /* ENOENT: no unix socket file */
+	case ECONNRESET: case EPIPE: case ECONNABORTED: return ERR_RESET;
+	case ETIMEDOUT: return ERR_TIMEOUT;
+	default: return ERR_OTHER;
+	}
+}
+
+static bool in_window(const struct loader *w, uint64_t t)
+{
+	return t >= w->t_measure && t < w->t_end;
+}
+
+struct msg *lconn_at(const struct lconn *c, uint32_t i)
+{
+	uint32_t k = c->head + i;
+
+	return &c->ring[k >= c->cap ? k - c->cap : k];
+}
+
+void lconn_set_want_out(struct loader *w, struct lconn *c, bool on)
+{
+	struct epoll_event ev;
+
+	if (c->want_out == on || c->dead || w->blocking)
+		return;
+	ev.events = EPOLLIN | w->tp->events | (on ? EPOLLOUT : 0);
+	ev.data.ptr = c;
+	if (epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+		c->want_out = on;
+}
+
+static void drop(struct loader *w, struct lconn *c)
+{
+	w->pending -= c->count + c->owed;
+	c->count = c->nsent = 0;
+	c->owed = 0;
+	epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->fd = -1;
+	c->dead = true;
+	w->live--;
+}
+
+void lconn_fail(struct loader *w, struct lconn *c, enum err_kind kind)
+{
+	if (c->dead)
+		return;
+	w->c.errors[kind]++;
+	w->c.conns_failed++;
+	if (c->send_off > c->recv_off)
+		w->c.short_bytes += c->send_off - c->recv_off;
+	/* What it owed from the window will never come. */
+	for (uint32_t i = 0; i < c->count; i++)
+		w->c.unanswered += in_window(w, lconn_at(c, i)->t_sched);
+	w->c.unanswered += c->owed;
+	drop(w, c);
+}
+
+void lconn_close(struct loader *w, struct lconn *c)
+{
+	if (!c->dead)
+		drop(w, c);
+}
+
+static uint32_t draw_size(const struct load_config *cfg, struct lconn *c)
+{
+	uint64_t span = cfg->size_hi - cfg->size_lo + 1;
+
+	if (span == 1)
+		return (uint32_t)cfg->size_lo;
+	return (uint32_t)(cfg->size_lo + prng_below(&c->rng, span));
+}
+
+void lconn_queue(struct loader *w, struct lconn *c, uint64_t t_sched, uint64_t now)
+{
+	struct msg *m = lconn_at(c, c->count);
+
+	m->start_off = c->queued_off;
+	m->size = draw_size(w->cfg, c);
+	m->t_sched = t_sched;
+	m->t_sent = now;
+	m->bad = 0;
+	c->queued_off += m->size;
+	c->count++;
+	w->pending++;
+	if (in_window(w, now))
+		w->c.sent++;
+	if (w->lag && in_window(w, t_sched))
+		hist_record(w->lag, now - t_sched);
+}
+
+void lconn_pop(struct loader *w, struct lconn *c)
+{
+	c->head = c->head + 1 == c->cap ? 0 : c->head + 1;
+	c->count--;
+	if (c->nsent)
+		c->nsent--;
+	w->pending--;
+}
+
+/* Messages due (closed loop: sent) inside the window count however late their answer: the
+ * latency histogram takes them all. The throughput counts those answered inside the window;
+ * the later ones are `drained`. */
+void lconn_done(struct loader *w, struct lconn *c, uint64_t now)
+{
+	const struct msg *m = lconn_at(c, 0);
+
+	w->done_total++;
+	if (in_window(w, m->t_sched)) {
+		uint64_t lat = now - m->t_sched;
+		uint64_t b = (m->t_sched - w->t_measure) * LOAD_CI_BLOCKS / w->cfg->duration_ns;
+
+		hist_record(w->lat, lat);
+		hist_record(w->block[b < LOAD_CI_BLOCKS ? b : LOAD_CI_BLOCKS - 1], lat);
+		if (w->lat_unc)
+			hist_record(w->lat_unc, now - m->t_sent);
+		if (now < w->t_end) {
+			w->c.messages++;
+			w->c.bytes += m->size;
+			c->answered++;
+			series_record(w->series, now - w->t_measure, lat);
+		} else {
+			w->c.drained++;
+		}
+	}
+	lconn_pop(w, c);
+}
+
+/* Open loop: queue what is due, as far as the ring allows. Message i of the connection in
+ * slot s is tick i * nconns + s of the loader's schedule, so its due time needs no storage. */
+static void open_pump(struct loader *w, struct lconn *c, uint64_t now)
+{
+	while (c->owed && c->count < c->cap) {
+		uint64_t k = c->next_idx * w->nconns + c->slot;
+
+		c->owed--;
+		w->pending--;   /* lconn_queue counts it again */
+		lconn_queue(w, c, ratesched_due(&w->rs, k), now);
+		c->next_idx++;
+	}
+}
+
+void lconn_owe(struct loader *w, struct lconn *c, uint64_t n, uint64_t now)
+{
+	c->owed += n;
+	w->pending += n;
+	open_pump(w, c, now);
+}
+
+void lconn_replenish(struct loader *w, struct lconn *c, uint64_t now)
+{
+	if (c->closing || c->dead)
+		return;
+	if (w->cfg->mode == MODE_OPEN) {
+		open_pump(w, c, now);
+		return;
+	}
+	/* Closed loop and stream: keep `pipeline` messages in flight until the window closes. */
+	if (now >= w->t_end)
+		return;
+	while (c->count < w->pipeline)
+		lconn_queue(w, c, now, now);
+}

@@ -1,0 +1,430 @@
+/* One load thread: a level-triggered epoll loop over its share of the connections, in three
+ * phases. The window: messages go out (closed loop: as answers come; open loop: on schedule).
+ * The drain: nothing new is started, what is owed for the window gets --timeout to come back.
+ * The close: our side is shut down and the server's EOF awaited (bounded by --timeout), so
+ * that a clean run leaves no reset on either side.
+ *
+ * Per message nothing is allocated: the in-flight ring of each connection and the buffers are
+ * sized once here.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "loader.h"
+#include "series.h"
+
+#define MAX_EVENTS 256
+#define STREAM_WINDOW (256u << 10)   /* --stream: bytes in flight per connection, at least */
+#define STREAM_MAX_MSGS 4096u        /* ...in at most this many messages (tiny sizes) */
+#define SCAN_NS (100 * UINT64_C(1000000))   /* reply timeouts are checked this often */
+/* Open loop: the last stretch before a due time is spent polling, not sleeping. A timer
+ * wake-up on a busy virtual machine comes 60-100 us late; a poll is on time. */
+#define SPIN_NS (80 * UINT64_C(1000))
+
+/* Messages in flight per connection: --pipeline, or in --stream enough of them to keep
+ * STREAM_WINDOW bytes on the way. In the open loop --pipeline is the most that may be in
+ * flight (default 1, as in wrk2): when the server stalls, due messages wait their turn and
+ * their latency still counts from their due time. */
+static uint64_t ring_need(const struct load_config *cfg)
+{
+	uint64_t k = cfg->pipeline;
+
+	if (cfg->mode == MODE_STREAM) {
+		uint64_t w = (STREAM_WINDOW + cfg->size_hi - 1) / cfg->size_hi;
+		if (w > STREAM_MAX_MSGS)
+			w = STREAM_MAX_MSGS;
+		if (w > k)
+			k = w;
+	}
+	return k;
+}
+
+static int alloc_hists(struct loader *w, const struct load_config *cfg)
+{
+	w->lat = hist_new();
+	if (!w->lat)
+		return -ENOMEM;
+	if (cfg->mode == MODE_OPEN) {
+		w->lat_unc = hist_new();
+		w->lag = hist_new();
+		if (!w->lat_unc || !w->lag)
+			return -ENOMEM;
+	}
+	for (unsigned b = 0; b < LOAD_CI_BLOCKS; b++)
+		if (!(w->block[b] = hist_new()))
+			return -ENOMEM;
+	w->series = series_new(cfg->duration_ns, cfg->interval_ns);
+	return w->series ? 0 : -ENOMEM;
+}
+
+int loader_setup(struct loader *w, const struct load_config *cfg, int index, const int *fds,
+		 const uint64_t *ids, uint32_t n)
+{
+	uint32_t cap = (uint32_t)ring_need(cfg);
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+
+	memset(w, 0, sizeof(*w));
+	w->cfg = cfg;
+	w->tp = cfg->tp;
+	w->index = index;
+	w->ep = w->stop_fd = -1;
+	w->nconns = w->live = n;
+	w->pipeline = cap;
+	w->conns = calloc(n, sizeof(*w->conns));
+	for (uint32_t i = 0; w->conns && i < n; i++)
+		w->conns[i].fd = fds[i];   /* owned from here on: loader_free closes them */
+	w->tp->buffers(cfg, &w->rbuf_len, &w->wbuf_len);
+	w->rbuf = malloc(w->rbuf_len);
+	w->wbuf = malloc(w->wbuf_len);
+	if (!w->conns || alloc_hists(w, cfg) < 0 || !w->rbuf || !w->wbuf)
+		return -ENOMEM;
+	w->ep = epoll_create1(EPOLL_CLOEXEC);
+	w->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->ep < 0 || w->stop_fd < 0 || epoll_ctl(w->ep, EPOLL_CTL_ADD, w->stop_fd, &ev) < 0)
+		return -errno;
+	for (uint32_t i = 0; i < n; i++) {
+		struct lconn *c = &w->conns[i];
+
+		c->slot = i;
+		c->id = ids[i];
+		c->rng = cfg->seed ^ (ids[i] * UINT64_C(0xd1b54a32d192ed03));
+		c->cap = cap;
+		c->ring = malloc(cap * sizeof(*c->ring));
+		if (!c->ring)
+			return -ENOMEM;
+		ev.events = EPOLLIN | w->tp->events;
+		ev.data.ptr = c;
+		if (epoll_ctl(w->ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+void loader_free(struct loader *w)
+{
+	for (uint32_t i = 0; w->conns && i < w->nconns; i++) {
+		if (w->conns[i].fd >= 0)
+			close(w->conns[i].fd);
+		free(w->conns[i].ring);
+	}
+	free(w->conns);
+	free(w->rbuf);
+	free(w->wbuf);
+	hist_free(w->lat);
+	hist_free(w->lat_unc);
+	hist_free(w->lag);
+	for (unsigned b = 0; b < LOAD_CI_BLOCKS; b++)
+		hist_free(w->block[b]);
+	series_free(w->series);
+	if (w->ep >= 0)
+		close(w->ep);
+	if (w->stop_fd >= 0)
+		close(w->stop_fd);
+}
+
+void loader_start_clock(struct loader *w, uint64_t t0)
+{
+	const struct load_config *cfg = w->cfg;
+
+	w->t_start = t0;
+	w->t_measure = t0 + cfg->warmup_ns;
+	w->t_end = w->t_measure + cfg->duration_ns;
+	if (cfg->mode == MODE_OPEN) {
+		/* This loader's share of the total rate, in proportion to its connections. */
+		double rate = cfg->rate * (double)w->nconns / (double)cfg->connections;
+		double interval = 1e9 / cfg->rate;
+		/* Stagger the loaders so that their ticks interleave instead of coinciding, and
+		 * the processes of --phase K/N likewise. */
+		double phase = interval * w->index / (double)cfg->threads +
+			interval * (double)cfg->phase_k / (double)cfg->phase_n;
+
+		ratesched_init(&w->rs, t0 + (uint64_t)phase, rate);
+		ratesched_stop_at(&w->rs, w->t_end);
+	}
+}
+
+/* The one dispatch of an event: read what came (and refill), then send what waits. */
+static void dispatch(struct loader *w, struct lconn *c, bool readable)
+{
+	if (readable)
+		w->tp->readable(w, c);
+	if (!c->dead && !c->closing && w->tp->unsent(c))
+		w->tp->flush(w, c);
+}
+
+static void fire_ticks(struct loader *w, uint64_t now)
+{
+	uint64_t first, n = ratesched_take(&w->rs, now, &first);
+
+	if (!n)
+		return;
+	if (n >= w->nconns) {
+		/* A burst (we were late, or the rate is high): whole rounds at once. */
+		for (uint32_t s = 0; s < w->nconns; s++) {
+			struct lconn *c = &w->conns[s];
+			uint64_t k0 = first + ((s + w->nconns - first % w->nconns) % w->nconns);
+			uint64_t mine = k0 < first + n ? (first + n - 1 - k0) / w->nconns + 1 : 0;
+
+			if (c->dead)
+				continue;
+			lconn_owe(w, c, mine, now);
+			w->tp->flush(w, c);
+		}
+		return;
+	}
+	for (uint64_t k = first; k < first + n; k++) {
+		struct lconn *c = &w->conns[k % w->nconns];
+
+		if (c->dead)
+			continue;
+		lconn_owe(w, c, 1, now);
+		w->tp->flush(w, c);
+	}
+}
+
+/* The oldest message of each connection must be answered within --timeout: a stream that
+ * stalls that long fails (timeout); a datagram that long unanswered is lost. */
+static void scan_timeouts(struct loader *w, uint64_t now)
+{
+	const struct load_config *cfg = w->cfg;
+
+	for (uint32_t i = 0; i < w->nconns; i++) {
+		struct lconn *c = &w->conns[i];
+		bool popped = false;
+
+		while (!c->dead && c->count && now - lconn_at(c, 0)->t_sent > cfg->timeout_ns) {
+			if (w->tp->socktype == SOCK_STREAM) {
+				lconn_fail(w, c, ERR_TIMEOUT);
+				break;
+			}
+			w->c.lost++;
+			lconn_pop(w, c);
+			popped = true;
+		}
+		if (popped) {
+			lconn_replenish(w, c, now);
+			dispatch(w, c, false);
+		}
+	}
+}
+
+/* Waits for events until deadline (or polls, when it has passed) and handles them. Returns
+ * the number of events, or -1. */
+static int wait_events(struct loader *w, uint64_t now, uint64_t deadline)
+{
+	struct epoll_event evs[MAX_EVENTS];
+	uint64_t wait = deadline > now ? deadline - now : 0;
+	struct timespec ts = { (time_t)(wait / 1000000000u), (long)(wait % 1000000000u) };
+	int n = epoll_pwait2(w->ep, evs, MAX_EVENTS, &ts, NULL);
+
+	if (n < 0 && errno == ENOSYS) {
+		/* Kernels before 5.11: millisecond timeouts, rounded up so we never spin. */
+		n = epoll_wait(w->ep, evs, MAX_EVENTS, (int)((wait + 999999) / 1000000));
+	}
+	if (n < 0) {
+		if (errno != EINTR) {
+			w->error = -errno;
+			snprintf(w->error_text, sizeof(w->error_text), "epoll_wait: %s",
+				 strerror(errno));
+		}
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		struct lconn *c = evs[i].data.ptr;
+
+		if (!c) {
+			load_stop_requested = true;
+			continue;
+		}
+		if (c->dead)
+			continue;   /* failed earlier in this batch */
+		dispatch(w, c, evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP));
+	}
+	return n;
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+static void publish(struct loader *w)
+{
+	atomic_store_explicit(&w->progress_done, w->done_total, memory_order_relaxed);
+	atomic_store_explicit(&w->progress_errors, w->c.conns_failed + w->c.lost +
+			      w->c.mismatches, memory_order_relaxed);
+}
+
+/* One connection, one message at a time, closed loop, messages that fit in the socket
+ * buffers: a blocking send and a blocking receive are the fewest system calls per round trip
+ * (one fewer than epoll's), so echo-load costs what the minimal client costs. Every wait
+ * stays bounded: SO_RCVTIMEO and SO_SNDTIMEO of BLOCKING_SLICE_MS, after which the deadlines
+ * and the stop flag are checked. Anything deeper uses the event loop: a blocking send of many
+ * messages would stall on a full socket while their echoes wait unread. */
+#define BLOCKING_SLICE_MS 100
+#define BLOCKING_MAX_SIZE (16u << 10)
+
+static bool set_blocking(int fd, bool on)
+{
+	struct timeval tv = { 0, on ? BLOCKING_SLICE_MS * 1000 : 0 };
+	int fl = fcntl(fd, F_GETFL);
+
+	return fl >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0 &&
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0 &&
+		fcntl(fd, F_SETFL, on ? fl & ~O_NONBLOCK : fl | O_NONBLOCK) == 0;
+}
+
+static bool use_blocking(struct loader *w)
+{
+	const struct load_config *cfg = w->cfg;
+
+	if (cfg->mode != MODE_CLOSED || w->nconns != 1 || cfg->pipeline != 1 ||
+	    cfg->size_hi > BLOCKING_MAX_SIZE)
+		return false;
+	return set_blocking(w->conns[0].fd, true);
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The window (warmup included): until t_end, or until stopped or every connection is gone. */
+static void run_window(struct loader *w)
+{
+	const struct load_config *cfg = w->cfg;
+	uint64_t next_scan = now_ns() + SCAN_NS;
+
+	while (!w->error && !load_stop_requested && w->live) {
+		uint64_t now = now_ns(), deadline;
+
+		publish(w);
+		/* Before the end check: a tick due just before t_end still goes, however late
+		 * we woke up (the schedule itself never yields ticks at or after t_end). */
+		if (cfg->mode == MODE_OPEN)
+			fire_ticks(w, now);
+		if (now >= w->t_end)
+			break;
+		if (now >= next_scan) {
+			scan_timeouts(w, now);
+			next_scan = now + SCAN_NS;
+		}
+		if (w->blocking) {
+			dispatch(w, &w->conns[0], true);
+			continue;
+		}
+		deadline = min_u64(w->t_end, next_scan);
+		if (cfg->mode == MODE_OPEN) {
+			uint64_t due = ratesched_next_due(&w->rs);
+
+			if (due <= now + SPIN_NS) {
+				/* Poll without sleeping; the time found idle is spin, not load. */
+				if (wait_events(w, now, now) == 0)
+					w->spin_ns += now_ns() - now;
+				continue;
+			}
+			deadline = min_u64(deadline, due - SPIN_NS);
+		}
+		wait_events(w, now, deadline);
+	}
+}
+
+/* After the window: nothing new, what is owed for the window gets --timeout to come back. */
+static void drain(struct loader *w)
+{
+	uint64_t now = now_ns(), stop_at = (now > w->t_end ? now : w->t_end) + w->cfg->timeout_ns;
+	uint64_t next_scan = now + SCAN_NS;
+
+	while (!w->error && !load_stop_requested && w->live && w->pending) {
+		now = now_ns();
+		publish(w);
+		if (now >= stop_at)
+			break;
+		if (now >= next_scan) {
+			scan_timeouts(w, now);
+			next_scan = now + SCAN_NS;
+		}
+		wait_events(w, now, min_u64(stop_at, next_scan));
+	}
+	/* What was due in the window and never answered. */
+	for (uint32_t i = 0; i < w->nconns; i++) {
+		struct lconn *c = &w->conns[i];
+
+		if (c->dead)
+			continue;
+		for (uint32_t j = 0; j < c->count; j++) {
+			uint64_t t = lconn_at(c, j)->t_sched;
+			w->c.unanswered += t >= w->t_measure && t < w->t_end;
+		}
+		w->c.unanswered += c->owed;
+		w->pending -= c->count + c->owed;
+		c->count = c->nsent = 0;
+		c->owed = 0;
+	}
+}
+
+/* Our side ends first, then the server's EOF is awaited (bounded): a clean close. When
+ * stopped by a signal, no waiting. */
+static void close_all(struct loader *w)
+{
+	uint64_t stop_at = now_ns() + w->cfg->timeout_ns;
+
+	for (uint32_t i = 0; i < w->nconns; i++)
+		if (!w->conns[i].dead)
+			w->tp->shutdown(w, &w->conns[i]);
+	while (!w->error && !load_stop_requested && w->live) {
+		uint64_t now = now_ns();
+
+		if (now >= stop_at)
+			break;
+		wait_events(w, now, stop_at);
+	}
+	for (uint32_t i = 0; i < w->nconns; i++)
+		lconn_close(w, &w->conns[i]);
+}
+
+void *loader_main(void *arg)
+{
+	struct loader *w = arg;
+	uint64_t now = now_ns(), cpu0 = thread_cpu_ns(), wall;
+
+	/* The default 50 us timer slack would make every scheduled send late by up to that. */
+	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+	w->blocking = use_blocking(w);
+	if (w->cfg->mode != MODE_OPEN) {
+		for (uint32_t i = 0; i < w->nconns; i++) {
+			lconn_replenish(w, &w->conns[i], now);
+			dispatch(w, &w->conns[i], false);
+		}
+	}
+	run_window(w);
+	now = now_ns();
+	w->t_stopped = now;
+	wall = now - w->t_start;
+	if (wall > 0) {
+		uint64_t cpu = thread_cpu_ns() - cpu0;
+		w->busy = (double)(cpu > w->spin_ns ? cpu - w->spin_ns : 0) / (double)wall;
+	}
+	if (!w->live && now < w->t_end)
+		w->stopped_early = true;
+	if (w->blocking) {
+		w->blocking = false;
+		if (!w->conns[0].dead && !set_blocking(w->conns[0].fd, false))
+			lconn_fail(w, &w->conns[0], ERR_OTHER);
+	}
+	drain(w);
+	publish(w);
+	close_all(w);
+	return NULL;
+}

@@ -1,0 +1,131 @@
+/* The inside of one load thread: its connections (struct lconn), the thread itself (struct
+ * loader), and the transport table through which the thread moves bytes.
+ *
+ *   lconn.c      what every transport shares: the in-flight ring (queue, pop, answer), the
+ *                refill rules of the closed and open loop, failure and clean close
+ *   load_tcp.c   transport_stream: TCP and unix stream sockets (byte stream, partial writes)
+ *   load_udp.c   transport_dgram: UDP (one message = one datagram, batched sendmmsg/recvmmsg)
+ *   loader.c     the thread: event loop, schedule, timeouts, drain and close at the end
+ *
+ * Dependencies go one way: loader.c -> transports -> lconn.c. A transport never calls the
+ * loop, and lconn.c never calls a transport.
+ */
+#ifndef ECHOBENCH_LOADER_H
+#define ECHOBENCH_LOADER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hist.h"
+#include "load.h"
+#include "ratesched.h"
+
+/* One message in flight, or queued to go (open loop, partial writes). */
+struct msg {
+	uint64_t start_off;         /* offset of its first byte in the connection's stream */
+	uint64_t t_sched;           /* due time: latency counts from here */
+	uint64_t t_sent;            /* when it was handed to the socket: uncorrected latency */
+	uint32_t size;
+	uint32_t bad;               /* a mismatch has been counted for it */
+};
+
+struct lconn {
+	int fd;
+	bool dead;                  /* closed: failed, or closed cleanly at the end */
+	bool closing;               /* our side is shut down; waiting for the server's EOF */
+	bool want_out;              /* EPOLLOUT is armed */
+	uint32_t slot;              /* index in its loader's array: picks its open-loop ticks */
+	uint64_t id;                /* global connection number: the key of its payload stream */
+	uint64_t send_off;          /* bytes handed to the socket (streams) */
+	uint64_t queued_off;        /* end of the last queued message */
+	uint64_t recv_off;          /* bytes received and checked (streams) */
+	struct msg *ring;           /* in-flight messages, oldest at head */
+	uint32_t cap, head, count;  /* ring capacity (pipeline depth), oldest index, entries */
+	uint32_t nsent;             /* datagrams: ring entries from head already sent */
+	uint64_t next_idx;          /* open loop: the connection's next message number */
+	uint64_t owed;              /* open loop: messages due but not yet queued (ring full) */
+	uint64_t rng;               /* size draws */
+	uint64_t answered;          /* messages answered inside the measured window */
+};
+
+struct loader;
+
+/* How bytes move for one kind of socket. Chosen once from the options (load_options.c). */
+struct transport {
+	const char *name;           /* "tcp" (streams, also unix sockets) or "udp" */
+	int socktype;               /* SOCK_STREAM or SOCK_DGRAM */
+	uint32_t events;            /* epoll events asked besides EPOLLIN/EPOLLOUT */
+	/* Read buffer and write buffer sizes for this configuration. */
+	void (*buffers)(const struct load_config *cfg, size_t *rbuf, size_t *wbuf);
+	/* Sends what is queued, as far as the socket takes it; arms EPOLLOUT for the rest. */
+	void (*flush)(struct loader *w, struct lconn *c);
+	/* Reads what has arrived (bounded rounds), matches it to the ring, refills. */
+	void (*readable)(struct loader *w, struct lconn *c);
+	/* Something queued is not yet sent. */
+	bool (*unsent)(const struct lconn *c);
+	/* The end: starts a clean close. Returns true when the server's EOF is to be awaited
+	 * (c->closing), false when the connection is closed already. */
+	bool (*shutdown)(struct loader *w, struct lconn *c);
+};
+
+extern const struct transport transport_stream, transport_dgram;
+
+/* The time series of --intervals: per interval, answers and a coarse latency histogram. */
+struct series;
+
+struct loader {
+	const struct load_config *cfg;
+	const struct transport *tp;
+	int index;
+	pthread_t thread;
+	int ep;
+	int stop_fd;                /* eventfd: readable when main asks every loader to stop */
+	struct lconn *conns;
+	uint32_t nconns, live;
+	uint32_t pipeline;          /* closed loop and stream: messages kept in flight */
+	bool blocking;              /* one connection, -p 1, closed loop: no event loop */
+	uint64_t pending;           /* messages queued or in flight on live connections */
+	uint8_t *rbuf, *wbuf;
+	size_t rbuf_len, wbuf_len;
+	uint64_t t_start;           /* warmup starts (the clock of --start-at, if any) */
+	uint64_t t_measure, t_end;  /* the measured window [t_measure, t_end) */
+	struct ratesched rs;
+	struct hist *lat;           /* from due time (closed loop: send time) */
+	struct hist *lat_unc;       /* open loop: from the actual send */
+	struct hist *lag;           /* open loop: send time - due time */
+	struct hist *block[LOAD_CI_BLOCKS];   /* lat, split into equal time blocks of the window */
+	struct series *series;
+	struct load_counts c;
+	uint64_t done_total;        /* messages answered, warmup included (progress) */
+	uint64_t t_stopped;
+	bool stopped_early;         /* its connections all failed before t_end */
+	uint64_t spin_ns;           /* time spent polling for a due time: not load work */
+	double busy;                /* fraction of its time on CPU, spin excluded */
+	int error;                  /* 0 or -errno of an internal failure (epoll) */
+	char error_text[160];
+	_Atomic uint64_t progress_done, progress_errors;
+};
+
+/* lconn.c */
+void lconn_set_want_out(struct loader *w, struct lconn *c, bool on);
+void lconn_fail(struct loader *w, struct lconn *c, enum err_kind kind);
+void lconn_close(struct loader *w, struct lconn *c);     /* clean: no error counted */
+struct msg *lconn_at(const struct lconn *c, uint32_t i);  /* i-th oldest in flight */
+void lconn_queue(struct loader *w, struct lconn *c, uint64_t t_sched, uint64_t now);
+void lconn_pop(struct loader *w, struct lconn *c);        /* drops the oldest, unanswered */
+void lconn_done(struct loader *w, struct lconn *c, uint64_t now);   /* oldest answered */
+/* After answers: closed loop tops up to the pipeline depth, open loop queues what is due. */
+void lconn_replenish(struct loader *w, struct lconn *c, uint64_t now);
+/* Open loop: `n` more ticks of this connection fell due. */
+void lconn_owe(struct loader *w, struct lconn *c, uint64_t n, uint64_t now);
+
+/* loader.c */
+int loader_setup(struct loader *w, const struct load_config *cfg, int index, const int *fds,
+		 const uint64_t *ids, uint32_t n);
+void loader_free(struct loader *w);
+void *loader_main(void *arg);
+void loader_start_clock(struct loader *w, uint64_t t0);
+
+#endif

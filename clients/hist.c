@@ -10,6 +10,8 @@
 #define TOP_SHIFT (64 - __builtin_clzll(HIST_MAX_NS) - 1 - HIST_SUB_BITS)
 #define NBUCKETS (SUB_HALF * (TOP_SHIFT + 1) + SUB_HALF)
 
+_Static_assert(NBUCKETS == HIST_NBUCKETS, "hist.h's HIST_NBUCKETS disagrees with the geometry");
+
 struct hist {
 	uint64_t count;
 	uint64_t min, max;
@@ -106,6 +108,63 @@ void hist_merge(struct hist *dst, const struct hist *src)
 }
 
 uint64_t hist_count(const struct hist *h) { return h->count; }
+uint64_t hist_sum(const struct hist *h) { return h->sum; }
+double hist_sumsq(const struct hist *h) { return h->sumsq; }
+
+unsigned hist_next_bucket(const struct hist *h, unsigned from, uint64_t *count)
+{
+	for (unsigned i = from; i < NBUCKETS; i++) {
+		if (h->counts[i]) {
+			*count = h->counts[i];
+			return i;
+		}
+	}
+	return NBUCKETS;
+}
+
+int hist_add_bucket(struct hist *h, unsigned index, uint64_t count)
+{
+	if (index >= NBUCKETS || !count)
+		return -EINVAL;
+	if (h->counts[index] > UINT64_MAX - count || h->count > UINT64_MAX - count)
+		return -EOVERFLOW;
+	h->counts[index] += count;
+	h->count += count;
+	return 0;
+}
+
+int hist_set_exact(struct hist *h, uint64_t min, uint64_t max, uint64_t sum, double sumsq)
+{
+	uint64_t lo, hi, n;
+	unsigned first, last;
+
+	if (!isfinite(sumsq) || sumsq < 0)
+		return -EINVAL;
+	if (!h->count) {
+		if (min || max || sum || sumsq != 0)
+			return -EINVAL;
+		h->min = UINT64_MAX;
+		h->max = h->sum = 0;
+		h->sumsq = 0;
+		return 0;
+	}
+	first = hist_next_bucket(h, 0, &n);
+	for (last = NBUCKETS - 1; !h->counts[last]; last--)
+		;
+	if (min > max || hist_bucket_index(min) != first || hist_bucket_index(max) != last)
+		return -EINVAL;
+	/* The sum of count values in [min, max]; a product that overflows 64 bits cannot be
+	 * below a 64-bit sum (upper bound) and cannot be reached by one (lower bound). */
+	if (__builtin_mul_overflow(min, h->count, &lo) || sum < lo)
+		return -EINVAL;
+	if (!__builtin_mul_overflow(max, h->count, &hi) && sum > hi)
+		return -EINVAL;
+	h->min = min;
+	h->max = max;
+	h->sum = sum;
+	h->sumsq = sumsq;
+	return 0;
+}
 uint64_t hist_min(const struct hist *h) { return h->count ? h->min : 0; }
 uint64_t hist_max(const struct hist *h) { return h->max; }
 
@@ -125,11 +184,14 @@ double hist_stdev(const struct hist *h)
 	return var > 0 ? sqrt(var) : 0.0;
 }
 
-/* Rank (1-based) of the pct-th percentile: nearest rank, rounded half up, as HdrHistogram
- * counts it. */
+/* Rank (1-based) of the pct-th percentile, computed as HdrHistogram's reference (Java)
+ * getValueAtPercentile does, operation for operation so that both round alike: pct lowered by
+ * one ulp (so that 99.9 % of 1000, which is 999.0000000000001 in doubles, still gives 999),
+ * times count, divided by 100, rounded up, at least 1. */
 static uint64_t rank_of(const struct hist *h, double pct)
 {
-	double r = pct / 100.0 * (double)h->count + 0.5;
+	double req = fmin(fmax(nextafter(pct, -INFINITY), 0.0), 100.0);
+	double r = ceil(req * (double)h->count / 100.0);
 	uint64_t rank = r < 1 ? 1 : (uint64_t)r;
 
 	return rank > h->count ? h->count : rank;

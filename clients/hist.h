@@ -19,7 +19,11 @@
 #include <stdio.h>
 
 #define HIST_SUB_BITS 10                         /* 1024 sub-buckets per power of two */
-#define HIST_MAX_NS ((UINT64_C(1) << 42) - 1)    /* ~4398 s: anything larger is clamped */
+#define HIST_MAX_BITS 42
+#define HIST_MAX_NS ((UINT64_C(1) << HIST_MAX_BITS) - 1)  /* ~4398 s: larger is clamped */
+/* Number of buckets (indexes 0 .. HIST_NBUCKETS - 1): 2048 exact ones, then 1024 for each
+ * further power of two up to HIST_MAX_NS. */
+#define HIST_NBUCKETS ((1u << HIST_SUB_BITS) * (HIST_MAX_BITS - HIST_SUB_BITS + 1))
 
 struct hist;
 
@@ -36,10 +40,13 @@ void hist_record_n(struct hist *h, uint64_t value_ns, uint64_t count);
 void hist_merge(struct hist *dst, const struct hist *src);
 
 /* The value at percentile pct (0..100). Exact definition: x = the value of rank
- * max(1, floor(pct / 100 * count + 0.5)) in sorted order (nearest rank, halves rounded up, as
- * HdrHistogram counts). Reported as the highest value of x's bucket (as HdrHistogram does) but
- * never above the exact maximum, so the result r satisfies x <= r <= x + x / 1024.
- * pct <= 0 gives the exact minimum, pct >= 100 the exact maximum, an empty histogram 0. */
+ * max(1, ceil(pct' * count / 100)) in sorted order, where pct' is pct lowered by one ulp: the
+ * rule of HdrHistogram's reference implementation (Java AbstractHistogram.getValueAtPercentile),
+ * so that its tools and ours give the same percentile of the same data. (HdrHistogram_c rounds
+ * the rank half up instead; we follow Java.) Reported as the highest value of x's bucket (as
+ * HdrHistogram does) but never above the exact maximum, so the result r satisfies
+ * x <= r <= x + x / 1024. pct <= 0 gives the exact minimum, pct >= 100 the exact maximum, an
+ * empty histogram 0. */
 uint64_t hist_percentile(const struct hist *h, double pct /* 0..100 */);
 
 uint64_t hist_count(const struct hist *h);
@@ -52,6 +59,29 @@ double hist_stdev(const struct hist *h);     /* population stdev; 0 when fewer t
 unsigned hist_bucket_index(uint64_t value_ns);
 uint64_t hist_bucket_low(unsigned index);    /* lowest value that maps to index */
 uint64_t hist_bucket_high(unsigned index);   /* highest value that maps to index */
+
+/* Exact sum of the recorded values (ns) and sum of their squares (a double: squares of ns
+ * overflow 64 bits), as kept beside the buckets; both 0 when empty. */
+uint64_t hist_sum(const struct hist *h);
+double hist_sumsq(const struct hist *h);
+
+/* Iterating the non-zero buckets (exporters, histio.h): the smallest index >= from whose
+ * count is not zero, with that count in *count; HIST_NBUCKETS when there is none.
+ *   for (i = hist_next_bucket(h, 0, &n); i < HIST_NBUCKETS; i = hist_next_bucket(h, i + 1, &n))
+ */
+unsigned hist_next_bucket(const struct hist *h, unsigned from, uint64_t *count);
+
+/* Rebuilding a histogram from its exact parts (histio.h reads them from a file): hist_reset(),
+ * hist_add_bucket() for each bucket, then hist_set_exact() once. Between the first add and
+ * hist_set_exact() the histogram must not be read.
+ * hist_add_bucket: counts[index] += count. -EINVAL for an index >= HIST_NBUCKETS or a zero
+ * count, -EOVERFLOW when a count would pass 2^64 - 1. Nothing changes on error.
+ * hist_set_exact: sets the exact minimum, maximum, sum and sum of squares after checking them
+ * against the buckets: with no count, all must be 0; otherwise min <= max, min in the lowest
+ * non-zero bucket, max in the highest, count * min <= sum <= count * max, sumsq finite and
+ * >= 0. -EINVAL (nothing changed) when they do not fit. */
+int hist_add_bucket(struct hist *h, unsigned index, uint64_t count);
+int hist_set_exact(struct hist *h, uint64_t min, uint64_t max, uint64_t sum, double sumsq);
 
 /* Writes the HdrHistogram "percentile distribution" text (the .hgrm format read by
  * HdrHistogram's plotFiles.html), values divided by unit_ns (1000 for microseconds).

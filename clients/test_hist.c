@@ -38,13 +38,13 @@ static int cmp_u64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* The nearest-rank percentile (rank rounded half up, at least 1), as hist.h defines it. */
+/* The percentile as HdrHistogram's getValueAtPercentile ranks it (hist.h): rank
+ * max(1, ceil(pct' * n / 100)) with pct' one ulp below pct. */
 static uint64_t exact(const uint64_t *sorted, size_t n, double pct)
 {
-	uint64_t rank = (uint64_t)(pct / 100.0 * (double)n + 0.5);
+	double r = ceil(nextafter(pct, -INFINITY) * (double)n / 100.0);
+	uint64_t rank = r < 1 ? 1 : (uint64_t)r;
 
-	if (rank < 1)
-		rank = 1;
 	if (rank > n)
 		rank = n;
 	return sorted[rank - 1];
@@ -142,6 +142,43 @@ static void test_small_exact(void)
 	hist_free(h);
 }
 
+/* Ranks as HdrHistogram's: ceil, not rounded half up. Values 1..n are kept exactly, so the
+ * percentile is the rank itself; the reference rank is computed in integers from percentiles
+ * written as num / 10 (no floating point to argue about). With the old rule
+ * floor(p * n + 0.5) the first case below gave 2. */
+static void test_rank_rule(void)
+{
+	static const unsigned tenths[] = { 1, 100, 250, 333, 500, 667, 900, 950, 990, 999 };
+	struct hist *h = hist_new();
+
+	CHECK(h);
+	for (uint64_t v = 1; v <= 21; v++)
+		hist_record(h, v);
+	CHECK_EQ(hist_percentile(h, 10), 3);      /* 2.1 -> 3 (half up: 2) */
+	CHECK_EQ(hist_percentile(h, 50), 11);     /* 10.5 -> 11 */
+	CHECK_EQ(hist_percentile(h, 90), 19);     /* 18.9 -> 19 */
+	CHECK_EQ(hist_percentile(h, 99), 21);     /* 20.79 -> 21 */
+	hist_reset(h);
+	for (uint64_t n = 1; n <= 2000; n++) {
+		hist_record(h, n);
+		for (size_t i = 0; i < sizeof(tenths) / sizeof(tenths[0]); i++) {
+			uint64_t num = (uint64_t)tenths[i] * n, den = 1000;
+			uint64_t rank = (num + den - 1) / den;
+
+			if (rank < 1)
+				rank = 1;
+			if (hist_percentile(h, tenths[i] / 10.0) != rank) {
+				fprintf(stderr, "n=%llu p%g: got %llu, rank %llu\n",
+					(unsigned long long)n, tenths[i] / 10.0,
+					(unsigned long long)hist_percentile(h, tenths[i] / 10.0),
+					(unsigned long long)rank);
+				exit(1);
+			}
+		}
+	}
+	hist_free(h);
+}
+
 static void test_merge(void)
 {
 	struct hist *all = hist_new(), *parts[3] = { hist_new(), hist_new(), hist_new() };
@@ -212,6 +249,7 @@ int main(void)
 {
 	test_bucket_edges();
 	test_small_exact();
+	test_rank_rule();
 	test_percentiles();
 	test_merge();
 	test_hgrm();

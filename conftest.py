@@ -4,20 +4,19 @@ The build under test is $ECHOBENCH_BUILD (default: build/). Servers are started 
 their real address is read from the `listening ADDR` lines they print: never pick a free port
 and hand it over, that races.
 """
-import os
 import pathlib
 import signal
-import subprocess
 import sys
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "scripts"))
+from echobench_lib import build as _build  # noqa: E402
+from echobench_lib.net import split_addr  # noqa: E402
 from echobench_lib.server import Server  # noqa: E402
 from echobench_lib.util import RunError  # noqa: E402
-BUILD = pathlib.Path(os.environ.get("ECHOBENCH_BUILD", ROOT / "build")).resolve()
-ALL_BACKENDS = ["blocking", "select", "poll", "epoll", "uring"]
+BUILD = _build.build_dir()
 
 
 def binary(rel):
@@ -29,25 +28,28 @@ def binary(rel):
 
 
 def list_backends():
-    """{name: (usable, reason)} as `echo-server --list-backends` reports them."""
-    exe = BUILD / "servers" / "echo-server"
+    """{name: (usable, reason)} of every backend and variant, as `echo-server --list` reports
+    them (empty when echo-server is not built)."""
+    exe = BUILD / _build.SERVER
     if not exe.exists():
         return {}
-    out = subprocess.run([exe, "--list-backends"], capture_output=True, text=True, timeout=10,
-                         check=True).stdout
-    found = {}
-    for line in out.splitlines():
-        name, _, status = line.partition(" ")
-        status = status.strip()
-        found[name] = (status == "usable", status)
-    return found
+    try:
+        listed = _build.list_backends(exe)
+    except RunError:
+        return {}
+    return {name: (usable, "usable" if usable else f"unusable: {why}")
+            for name, usable, why in listed}
 
 
 _BACKENDS = list_backends()
+# Derived from echo-server's own table: the backends (ALL_BACKENDS) and, separately, the
+# variants such as epoll:et (BACKEND_VARIANTS holds both, in --list order).
+BACKEND_VARIANTS = list(_BACKENDS)
+ALL_BACKENDS = [b for b in BACKEND_VARIANTS if not _build.is_variant(b)]
 
 
 def usable_backends():
-    return [b for b, (ok, _) in _BACKENDS.items() if ok]
+    return [b for b, (ok, _) in _BACKENDS.items() if ok and not _build.is_variant(b)]
 
 
 class ServerProcess(Server):
@@ -63,11 +65,7 @@ class ServerProcess(Server):
 
     def host_port(self, which=None):
         """(host, port) of the first TCP listener, or of `which` (a listening text)."""
-        a = which or self.addr
-        if a.startswith("udp:"):
-            a = a[4:]
-        host, _, port = a.rpartition(":")
-        return host.strip("[]"), int(port)
+        return split_addr(which or self.addr)
 
 
 @pytest.fixture

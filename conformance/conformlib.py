@@ -1,15 +1,13 @@
 """Running echo-conform from the conformance tests: one call, the TAP text, the JSON results."""
 import json
 import pathlib
-import re
-import socket
 import subprocess
 import tempfile
-import time
 
 from conftest import binary
-
-TAP_LINE = re.compile(r"^(ok|not ok) (\d+) - (\S+) (.*?)(?: # (SKIP|TODO) (.*))?$")
+from echobench_lib import conform
+from echobench_lib.net import free_port, wait_accepting  # noqa: F401  (re-exported for the tests)
+from echobench_lib.tap import TAP_LINE, parse_tap  # noqa: F401  (for the tests)
 
 
 class Run:
@@ -57,40 +55,12 @@ def echo_conform(*args, timeout=300):
 
 def catalogue():
     """[(id, level, needs, description)] from echo-conform --list."""
-    exe = binary("conformance/echo-conform")
-    out = subprocess.run([exe, "--list"], capture_output=True, text=True, timeout=10,
-                         check=True).stdout
-    rows = []
-    for line in out.splitlines():
-        cid, level, needs, desc = line.split(None, 3)
-        rows.append((cid, level, needs, desc))
-    return rows
+    rows = conform.catalogue_rows(binary("conformance/echo-conform"))
+    assert rows, "echo-conform --list printed no case"
+    return [(r["id"], r["level"], r["needs"], r["description"]) for r in rows]
 
 
 def faulty_cmd(fault, *extra):
     """The --exec command line of faulty-echo with one fault, dual stack, UDP on."""
     exe = binary("conformance/faulty-echo")
     return " ".join([str(exe), "--fault", fault, "--listen", "[::]:0", "--udp", *extra])
-
-
-def free_port():
-    """A port nothing listens on right now. Only for third-party servers that cannot bind port 0
-    and report it: the caller must retry if the server then fails to bind it."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_accepting(port, proc, timeout=10.0):
-    """Waits until 127.0.0.1:port takes a connection; False if proc exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-

@@ -12,6 +12,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "fixtures"))
 from echobench_testlib import echobench, fake_build  # noqa: E402
 
 
+def only_run(out):
+    runs = [d for d in out.iterdir() if d.is_dir() and not d.is_symlink()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
 @pytest.fixture
 def build(tmp_path):
     return fake_build(tmp_path / "build")
@@ -120,9 +126,13 @@ def test_run_records_a_failed_cell_and_goes_on(build, tmp_path):
                   env={"FAKE_LOAD_FAIL": "1"})
     assert r.returncode == 1   # nothing was measured
     assert "FAILED" in r.stderr and "every connection failed" in r.stderr
-    ctx = json.loads((out / "latest" / "run.json").read_text())["context"]
+    # The run is written, but results/latest does not move to a run without a valid cell.
+    assert not (out / "latest").exists()
+    run_dir = only_run(out)
+    ctx = json.loads((run_dir / "run.json").read_text())["context"]
     assert ctx["failed_cells"][0]["cell"] == "epoll c=1 s=64 closed"
-    assert "Every cell ran cleanly" not in (out / "latest" / "report.html").read_text()
+    assert "Every cell ran cleanly" not in (run_dir / "report.html").read_text()
+    assert "ratios are vs None" not in r.stdout + (run_dir / "summary.md").read_text()
 
 
 def test_conform_table_and_exit_code(build, tmp_path):

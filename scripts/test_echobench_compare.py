@@ -99,8 +99,82 @@ def test_single_repetition_is_untested_unless_no_stats(tmp_path):
     base = synthetic.make_run(tmp_path / "base", repetitions=1, seed=14, **ONE_CELL)
     new = synthetic.make_run(tmp_path / "new", repetitions=1, factor=0.8, seed=15, **ONE_CELL)
     r = echobench("compare", base, new)
-    assert r.returncode == 0 and "untested" in r.stdout
+    assert r.returncode == 3 and "untested" in r.stdout, r.stdout + r.stderr
     assert echobench("compare", base, new, "--no-stats").returncode == 1
+
+
+def test_two_against_two_halving_is_inconclusive_not_noise(tmp_path):
+    # Issue 10: a 50 % drop at 2 vs 2 was "noise" (p = 0.167) with exit 0.
+    base = synthetic.make_run(tmp_path / "base", repetitions=2, seed=20, **ONE_CELL)
+    new = synthetic.make_run(tmp_path / "new", repetitions=2, factor=0.5, seed=21, **ONE_CELL)
+    tput = rows_by_name(base, new)["echo/epoll/c:16/s:64/closed/msgs_per_sec"]
+    assert tput["verdict"] == "untested" and tput["min_reps"] == 3
+    assert "smallest possible p is 0.167" in tput["why"] and "needs 3 per side" in tput["why"]
+    r = echobench("compare", base, new)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "needs 3 per side" in r.stdout and "exit 3: inconclusive" in r.stdout
+
+
+def test_one_repetition_base_with_a_large_drop_is_inconclusive(tmp_path):
+    base = synthetic.make_run(tmp_path / "base", repetitions=1, seed=22, **ONE_CELL)
+    new = synthetic.make_run(tmp_path / "new", repetitions=5, factor=0.16, seed=23, **ONE_CELL)
+    tput = rows_by_name(base, new)["echo/epoll/c:16/s:64/closed/msgs_per_sec"]
+    assert tput["change"] == pytest.approx(-0.84, abs=0.03)
+    assert tput["verdict"] == "untested" and "19 in NEW" in tput["why"]
+    r = echobench("compare", base, new)
+    assert r.returncode == 3 and "19 in NEW" in r.stdout, r.stdout + r.stderr
+
+
+def test_cells_missing_in_new_are_inconclusive_unless_allowed(tmp_path):
+    base = synthetic.make_run(tmp_path / "base", backends=("epoll", "poll"), connections=(16,),
+                              modes=("closed",), repetitions=3, noise=0.005, seed=24)
+    new = synthetic.make_run(tmp_path / "new", repetitions=3, noise=0.005, seed=25, **ONE_CELL)
+    r = echobench("compare", base, new)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "missing in NEW: echo/poll/c:16/s:64/closed/msgs_per_sec" in r.stdout
+    lines = []
+    assert compare.run(base, new, 0.05, 0.05, True, None, False, out=lines.append,
+                       allow_missing=True) == 0
+    assert "no significant regression" in lines[0]
+
+
+def test_missing_cells_do_not_hide_a_regression(tmp_path):
+    base = synthetic.make_run(tmp_path / "base", backends=("epoll", "poll"), connections=(16,),
+                              modes=("closed",), repetitions=3, noise=0.005, seed=26)
+    new = synthetic.make_run(tmp_path / "new", repetitions=3, noise=0.005, factor=0.8, seed=27,
+                             **ONE_CELL)
+    assert echobench("compare", base, new).returncode == 1
+
+
+def test_unwritable_json_and_unreadable_run_are_usage_errors(tmp_path):
+    base = synthetic.make_run(tmp_path / "base", repetitions=3, seed=28, **ONE_CELL)
+    r = echobench("compare", base, base, "--json", tmp_path / "no" / "such" / "dir.json")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "--json" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = echobench("compare", base, tmp_path / "empty")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "run.json").write_text("{ truncated")
+    r = echobench("compare", base, bad)
+    assert r.returncode == 2 and "cannot read" in r.stderr
+
+
+def test_invalid_cell_is_not_comparable(tmp_path):
+    cell = dict(backends=("epoll",), connections=(1, 16), modes=("closed",))
+    base = synthetic.make_run(tmp_path / "base", repetitions=3, noise=0.005, seed=29, **cell)
+    # NEW: c=16 failed echo-load's self-checks, and is also 30 % slower: no verdict on it.
+    new = synthetic.make_run(tmp_path / "new", repetitions=3, noise=0.005, seed=30,
+                             invalid={("epoll", 16, "closed")}, factor=1.0, **cell)
+    rows = rows_by_name(base, new)
+    bad = rows["echo/epoll/c:16/s:64/closed/msgs_per_sec"]
+    assert bad["verdict"] == "not comparable"
+    assert "NEW: 3 of 3 repetition(s) invalid" in bad["why"] and "61 %" in bad["why"]
+    assert rows["echo/epoll/c:1/s:64/closed/msgs_per_sec"]["verdict"] != "not comparable"
+    r = echobench("compare", base, new)
+    assert r.returncode == 3 and "not comparable" in r.stdout, r.stdout
+    assert "regression" not in [ln.split()[-1] for ln in r.stdout.splitlines() if ln]
 
 
 def gbench_json(real_ns, items_per_s):

@@ -158,3 +158,107 @@ def test_cpu_sample_sees_cpu_time_below_one_clock_tick():
     assert method == "schedstat"
     assert 0.003 < seconds < 0.5
     assert CpuSample.take(2 ** 22 + 12345) is None    # no such process
+
+
+# ---- stats: confidence intervals, the exact test, the winner rule ---------------------------
+
+from echobench_lib import stats  # noqa: E402
+
+
+def test_median_ci_order_statistics_and_small_n():
+    # n = 10 at 95 %: [x_(2), x_(9)], exact coverage 1 - 2 * 11/1024
+    assert stats.median_ci(range(1, 11)) == (5.5, 2.0, 9.0)
+    k, cov = stats.median_ci_coverage(10)
+    assert k == 2 and cov == pytest.approx(1 - 2 * 11 / 1024)
+    # n < 6 cannot reach 95 %: (min, max), flagged as not reachable
+    assert [stats.ci_level_reachable(n) for n in range(1, 8)] == [False] * 5 + [True] * 2
+    assert stats.median_ci([3, 1, 2, 5, 4]) == (3.0, 1.0, 5.0)
+    assert stats.median_ci_coverage(5)[1] == pytest.approx(1 - 2 / 32)
+    assert stats.median_ci([7]) == (7.0, 7.0, 7.0)
+    with pytest.raises(ValueError):
+        stats.median_ci([])
+
+
+def test_median_ci_covers_the_true_median_at_least_95_percent():
+    import random
+    rng = random.Random(7)
+    hits = 0
+    for _ in range(2000):
+        xs = [rng.expovariate(1.0) for _ in range(9)]
+        _, lo, hi = stats.median_ci(xs)
+        hits += lo <= 0.6931471805599453 <= hi
+    cov = stats.median_ci_coverage(9)[1]     # 0.961
+    assert cov >= 0.95 and abs(hits / 2000 - cov) < 0.02
+
+
+def test_mann_whitney_exact_matches_scipy_and_known_values():
+    from scipy.stats import mannwhitneyu
+    import random
+    assert stats.mann_whitney_one_sided([4, 5, 6], [1, 2, 3], "greater") == pytest.approx(1 / 20)
+    assert stats.mann_whitney_one_sided([3, 4], [1, 2], "greater") == pytest.approx(1 / 6)
+    assert stats.mann_whitney_one_sided([1, 2, 3], [4, 5, 6], "greater") == 1.0
+    rng = random.Random(3)
+    for _ in range(100):
+        a = [rng.random() for _ in range(rng.randint(1, 7))]
+        b = [rng.random() for _ in range(rng.randint(1, 7))]
+        for alt in ("greater", "less"):
+            want = mannwhitneyu(a, b, alternative=alt, method="exact").pvalue
+            assert stats.mann_whitney_one_sided(a, b, alt) == pytest.approx(want)
+    # ties: exact enumeration; a full tie is no evidence
+    assert stats.mann_whitney_one_sided([1, 1, 1], [1, 1, 1], "greater") == 1.0
+    assert stats.mann_whitney_one_sided([2, 2, 2], [1, 1, 1], "greater") == pytest.approx(1 / 20)
+
+
+def test_min_reps_to_test():
+    assert stats.min_reps_to_test(0.05) == 3          # 2 vs 2: 1/6; 3 vs 3: 1/20
+    assert not stats.can_test(2, 2) and stats.can_test(3, 3)
+    assert stats.min_reps_to_test(0.025) == 4         # 1/70
+    assert stats.min_reps_to_test(0.05, other=1) == 19
+    assert stats.min_reps_to_test(0.05, other=0) is None
+
+
+def test_ratio_ci_is_reproducible_and_brackets_the_ratio():
+    r = stats.ratio_ci([1.2, 1.25, 1.18, 1.22, 1.21], [1.0, 1.02, 0.98, 1.01, 0.99])
+    assert r == stats.ratio_ci([1.2, 1.25, 1.18, 1.22, 1.21], [1.0, 1.02, 0.98, 1.01, 0.99])
+    ratio, lo, hi = r
+    assert ratio == pytest.approx(1.21) and 1.1 < lo <= ratio <= hi < 1.3
+    assert stats.ratio_ci([2.0], [1.0]) == (2.0, 2.0, 2.0)
+    with pytest.raises(ValueError):
+        stats.ratio_ci([1.0], [0.0])
+
+
+def test_decide_winner_names_a_clear_winner_with_margin():
+    g = {"fast": [120, 121, 119, 122, 120], "slow": [100, 101, 99, 100, 102],
+         "slower": [80, 81, 79, 80, 82]}
+    d = stats.decide_winner(g, higher_is_better=True)
+    assert d["winner"] == d["label"] == "fast" and d["runner_up"] == "slow"
+    assert d["margin"] == pytest.approx(1.2) and d["margin_lo"] > 1.1 and d["p_value"] < 0.025
+    # lower is better (latency): margin still reads "times better"
+    d = stats.decide_winner({"a": [10, 11, 10, 10.5], "b": [20, 21, 19, 20]}, False)
+    assert d["winner"] == "a" and d["margin"] == pytest.approx(2.0, rel=0.05)
+
+
+def test_decide_winner_ties_when_small_effect_or_too_few_reps():
+    d = stats.decide_winner({"a": [102, 103, 102.5, 102.2], "b": [100, 100.5, 100.2, 100.1]},
+                            True)
+    assert d["winner"] is None and d["label"] == stats.TIE and "minimum effect" in d["reason"]
+    d = stats.decide_winner({"a": [200, 201, 202], "b": [100, 101, 102]}, True)
+    assert d["winner"] is None and not d["testable"] and "needs 4" in d["reason"]
+    d = stats.decide_winner({"a": [200, 201]}, True)
+    assert d["winner"] is None and d["label"] == "-"
+
+
+def test_decide_winner_a_a_false_winners_at_most_5_percent():
+    """Identical entries: the leader is chosen from the data, so the rule must not name one
+    more often than alpha (a one-sided test at alpha would, about twice as often)."""
+    import random
+    rng = random.Random(11)
+    wins = sum(1 for _ in range(400) if stats.decide_winner(
+        {"a": [rng.lognormvariate(0, 0.1) for _ in range(5)],
+         "b": [rng.lognormvariate(0, 0.1) for _ in range(5)]}, True)["winner"])
+    assert wins / 400 <= 0.05
+    loose = sum(1 for _ in range(400) if stats.decide_winner(
+        {"a": [rng.lognormvariate(0, 0.1) for _ in range(5)],
+         "b": [rng.lognormvariate(0, 0.1) for _ in range(5)]}, True,
+        direction_chosen=False)["winner"])
+    assert loose > wins

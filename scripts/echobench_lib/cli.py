@@ -7,27 +7,41 @@ import sys
 # check must start fast (it is the main job's first verdict): the modules that pull in
 # matplotlib and scipy (report, compare) are imported by the commands that need them.
 from . import check, conform, matrix, runner
+from . import sweep as knee
 from .build import CONFORM, ROOT, SERVER, build_dir, pick_backends, program
+from .entries import parse_spec
+from .server import start_command
 from .util import RunError, UsageError, parse_count, parse_cpus, parse_duration
 
 CI_RECIPE = """\
 CI recipe (keep a baseline run, compare every change against it, on the same machine class):
   # baseline, e.g. nightly on the main branch; keep ci/baseline as an artifact or cache.
-  # 5 repetitions: the U test can then reach p <= 0.05 with margin (the --quick preset alone
-  # has 1 repetition, which cannot be tested).
-  scripts/echobench run --quick --repetitions 5 --out ci/results
+  # 5 repetitions: the U test can then reach p <= 0.05 with margin. results/latest moves
+  # only to a run that completed with at least one valid cell, so a failed or interrupted
+  # run never becomes the baseline.
+  scripts/echobench run --quick --repetitions 5 --out ci/results || exit 1
   rm -rf ci/baseline && cp -rL ci/results/latest ci/baseline
   # every change: the same options, open-loop rates taken from the baseline so that both
-  # runs offer the same load, then compare. Exit 1 = a significant regression
-  # (>= 5 % worse and one-sided Mann-Whitney p <= 0.05): fail the job.
-  scripts/echobench run --quick --repetitions 5 --rates-from ci/baseline --out ci/results
+  # runs offer the same load, then compare.
+  scripts/echobench run --quick --repetitions 5 --rates-from ci/baseline --out ci/results \\
+    || exit 1
   scripts/echobench compare ci/baseline ci/results/latest --json ci/compare.json
+  case $? in
+    0) ;;                                   # no significant regression
+    1) echo "regression"; exit 1 ;;         # >= 5 % worse and one-sided U test p <= 0.05
+    3) echo "inconclusive"; exit 1 ;;       # too few repetitions, or cells missing in NEW
+    *) echo "compare failed"; exit 1 ;;     # 2: usage or unreadable input
+  esac
   # publish ci/results/latest/report.html, summary.md and ci/compare.json.
 """
 
 
 class Parser(argparse.ArgumentParser):
     """argparse that reports a usage error in one line (exit 2), as every echobench tool does."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False       # --server must never mean --server-cpus
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UsageError(message)
@@ -79,43 +93,73 @@ def make_parser():
 
     r = sub.add_parser("run", parents=[common], help="run the benchmark matrix",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Matrix backends x connections x sizes x modes. Defaults: "
+                       description="Matrix entries (backends and your servers) x connections x "
+                       "sizes x modes x placements. Defaults: "
                        f"connections {matrix.DEFAULT['connections']}, sizes "
                        f"{matrix.DEFAULT['sizes']}, modes {matrix.DEFAULT['modes']}, "
                        f"{matrix.DEFAULT['duration']:g}s after {matrix.DEFAULT['warmup']:g}s "
                        f"warmup, {matrix.DEFAULT['repetitions']} repetitions. --quick: "
                        f"connections {matrix.QUICK['connections']}, sizes "
                        f"{matrix.QUICK['sizes']}, modes {matrix.QUICK['modes']}, "
-                       f"{matrix.QUICK['duration']:g}s, 1 repetition (under 2 minutes).")
-    r.add_argument("--quick", action="store_true", help="the short preset (under 2 minutes)")
-    r.add_argument("--backends", help="comma list (default: every usable backend)")
+                       f"{matrix.QUICK['duration']:g}s, {matrix.QUICK['repetitions']} "
+                       f"repetitions (about 2 minutes).")
+    r.add_argument("--quick", action="store_true", help="the main job's preset (about 2 minutes)")
+    r.add_argument("--backends", help="comma list of backends or variants (default: every "
+                                      "usable backend; 'none': only --server/--target entries)")
+    r.add_argument("--server", action="append", default=[], metavar="NAME=CMD",
+                   help="your server: CMD starts it and prints 'listening ADDR', or contains "
+                        "{port} (a free port is substituted, ready once it accepts); a fresh "
+                        "one per cell; repeatable")
+    r.add_argument("--target", action="append", default=[], metavar="NAME=ADDR",
+                   help="an already running server, measured as it runs (no server CPU "
+                        "figure); repeatable")
     r.add_argument("--connections", help="comma list of connection counts")
-    r.add_argument("--sizes", help="comma list of message sizes (64, 4k)")
-    r.add_argument("--modes", help="comma list: closed, open (= open25,open50,open75), openNN, "
-                                   "stream")
+    r.add_argument("--sizes", help="comma list of message sizes (64, 4k; at most 64M)")
+    r.add_argument("--modes", help="comma list: closed, open (= open25,open50,open75), openNN "
+                                   "(NN %% of the reference entry's closed-loop peak: epoll, or "
+                                   "the first entry), stream, sweep (the knee)")
+    r.add_argument("--rates", help="comma list of absolute open-loop rates in msgs/s (5k, "
+                                   "20000): cells rateN beside --modes")
+    r.add_argument("--placement", default=None, metavar="LIST",
+                   help="split (server and client on different CPUs, the default), shared "
+                        "(the same CPU), free (unpinned); a comma list is a matrix axis")
     r.add_argument("--duration", type=_duration("--duration"), help="measured time per cell")
     r.add_argument("--warmup", type=_duration("--warmup"), help="warmup per cell (excluded)")
     r.add_argument("--repetitions", type=lambda t: parse_count(t, "--repetitions"))
+    r.add_argument("--until-ci", type=_percent("--until-ci"), metavar="PCT",
+                   help="repeat each cell until the 95%% CI half-width of its headline figure "
+                        "is within PCT %% of the median, or --max-repetitions")
+    r.add_argument("--max-repetitions", type=lambda t: parse_count(t, "--max-repetitions"),
+                   help="the bound of --until-ci (default 10)")
+    r.add_argument("--slo", type=knee.parse_slo, default=("p99", 1000.0),
+                   help="latency target of the sweep (default p99:1ms)")
+    r.add_argument("--sweep-connections", type=lambda t: parse_count(t, "--sweep-connections"),
+                   help="connection count of the sweep (default: the largest of --connections)")
     r.add_argument("--server-cpus", type=lambda t: parse_cpus(t, "--server-cpus"),
                    help="CPUs for the server (default: the first CPU)")
     r.add_argument("--client-cpus", type=lambda t: parse_cpus(t, "--client-cpus"),
                    help="CPUs for echo-load (default: the second CPU)")
-    r.add_argument("--threads", type=lambda t: parse_count(t, "--threads"),
+    r.add_argument("--server-threads", type=lambda t: parse_count(t, "--server-threads"),
                    help="server threads (echo-server --threads; default: its own default)")
     r.add_argument("--client-threads", type=lambda t: parse_count(t, "--client-threads"),
                    help="echo-load threads (default: one per client CPU)")
     r.add_argument("--pipeline", type=lambda t: parse_count(t, "--pipeline"), default=1,
-                   help="messages in flight per connection (echo-load -p)")
+                   help="messages in flight per connection (echo-load --pipeline)")
     r.add_argument("--rates-from", metavar="DIR",
                    help="take the open-loop rates from this run's closed-loop peaks instead of "
                         "measuring them (for compare: the same offered load in both runs)")
     r.add_argument("--out", metavar="DIR", help="results root (default: <repo>/results)")
     r.add_argument("--conform", choices=("must", "quick", "all", "none"),
-                   help="echo-conform per backend after the matrix: must (--must-only, the "
-                        "default), quick (must without the 6 cases that take seconds; the "
-                        "default of --quick), all, none")
+                   help="echo-conform per entry after the matrix: must (--must-only, the "
+                        "default), quick (must without the long cases; the default of "
+                        "--quick), all, none")
     r.add_argument("--conform-timeout", type=_duration("--conform-timeout"), default=120.0,
-                   help="time limit per backend for echo-conform (default 120s)")
+                   help="time limit per entry for echo-conform (default 120s)")
+    r.add_argument("--load-hosts", metavar="DEST[,DEST...]",
+                   help="run echo-load on these ssh destinations ([user@]host[:port]) instead "
+                        "of here; connections and rate are split across them")
+    r.add_argument("--ssh-option", action="append", default=[], metavar="OPT",
+                   help="passed to ssh as -o OPT; repeatable")
 
     c = sub.add_parser("compare", parents=[common], help="compare two runs (exit 1 on a "
                        "significant regression)", epilog=CI_RECIPE,
@@ -135,10 +179,11 @@ def make_parser():
                        help="echo-conform against every backend and given servers")
     f.add_argument("--backends", help="comma list (default: every usable backend; 'none' for "
                                       "external servers only)")
-    f.add_argument("--server", action="append", default=[], metavar="CMD",
-                   help="an external server command that prints 'listening ADDR' (run through "
-                        "echo-conform --exec); repeatable")
-    f.add_argument("--target", action="append", default=[], metavar="ADDR",
+    f.add_argument("--server", action="append", default=[], metavar="[NAME=]CMD",
+                   help="your server: CMD prints 'listening ADDR' (run through echo-conform "
+                        "--exec) or contains {port} (started here, tested with --server-pid); "
+                        "repeatable")
+    f.add_argument("--target", action="append", default=[], metavar="[NAME=]ADDR",
                    help="an already running server to test (black box); repeatable")
     f.add_argument("--must-only", action="store_true", help="MUST cases only")
     f.add_argument("--timeout", type=_duration("--timeout"), default=300.0,
@@ -153,32 +198,87 @@ def make_parser():
     return p
 
 
+def _percent(what):
+    def parse(text):
+        t = str(text).strip().rstrip("%")
+        try:
+            v = float(t)
+        except ValueError:
+            v = -1.0
+        if not 0 < v < 100:
+            raise UsageError(f"bad {what} '{text}': expected a percentage like 5 or 2.5%")
+        return v
+    return parse
+
+
+def _backends(text):
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return []
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    if not names:
+        raise UsageError("empty matrix: --backends lists no backend")
+    return names
+
+
 def run_options(a):
     preset = matrix.QUICK if a.quick else matrix.DEFAULT
+    modes = matrix.parse_modes(a.modes) if a.modes is not None else list(preset["modes"])
+    if a.rates is not None:
+        modes += [m for m in matrix.parse_rates(a.rates) if m not in modes]
+    if a.max_repetitions is not None and a.until_ci is None:
+        raise UsageError("--max-repetitions needs --until-ci PCT")
+    reps = a.repetitions or preset["repetitions"]
+    max_reps = a.max_repetitions or max(10, reps)
+    if a.until_ci is not None and max_reps < reps:
+        raise UsageError(f"--max-repetitions {max_reps} is below --repetitions {reps}")
     opts = runner.RunOptions(
-        backends=[b.strip() for b in a.backends.split(",") if b.strip()]
-        if a.backends is not None else None,
+        backends=_backends(a.backends),
         connections=matrix.parse_connections(a.connections) if a.connections is not None
         else list(preset["connections"]),
         sizes=matrix.parse_sizes(a.sizes) if a.sizes is not None else list(preset["sizes"]),
-        modes=matrix.parse_modes(a.modes) if a.modes is not None else list(preset["modes"]),
+        modes=modes,
         duration=a.duration or preset["duration"],
         warmup=a.warmup if a.warmup is not None else preset["warmup"],
-        repetitions=a.repetitions or preset["repetitions"],
+        repetitions=reps,
         server_cpus=a.server_cpus, client_cpus=a.client_cpus,
-        server_threads=a.threads, client_threads=a.client_threads, pipeline=a.pipeline,
+        server_threads=a.server_threads, client_threads=a.client_threads, pipeline=a.pipeline,
         preset="quick" if a.quick else "default",
         out_root=pathlib.Path(a.out).resolve() if a.out else None,
         conform=a.conform or ("quick" if a.quick else "must"),
-        conform_timeout=a.conform_timeout, rates_from=a.rates_from)
-    if opts.backends is not None and not opts.backends:
-        raise UsageError("empty matrix: --backends lists no backend")
+        conform_timeout=a.conform_timeout, rates_from=a.rates_from,
+        servers=list(a.server), targets=list(a.target),
+        placements=matrix.parse_placements(a.placement) if a.placement is not None
+        else [matrix.DEFAULT_PLACEMENT],
+        until_ci=a.until_ci, max_repetitions=max_reps if a.until_ci is not None else None,
+        slo=a.slo, sweep_connections=a.sweep_connections,
+        sweep_duration=min(preset["sweep_duration"], a.duration or preset["sweep_duration"]),
+        sweep_warmup=min(preset["sweep_warmup"],
+                         a.warmup if a.warmup is not None else preset["sweep_warmup"]),
+        load_hosts=[d.strip() for d in a.load_hosts.split(",") if d.strip()]
+        if a.load_hosts else None,
+        ssh_options=list(a.ssh_option))
+    if a.load_hosts is not None and not opts.load_hosts:
+        raise UsageError("--load-hosts lists no destination")
+    if a.ssh_option and not opts.load_hosts:
+        raise UsageError("--ssh-option needs --load-hosts")
     return opts
+
+
+def _labelled(spec, option, what):
+    """'NAME=VALUE' -> (NAME, VALUE); a bare VALUE is its own label (conform only)."""
+    head = spec.split("=", 1)[0]
+    if "=" in spec and head and all(ch.isalnum() or ch in "_.:+-" for ch in head) \
+            and not head.startswith("-"):
+        return parse_spec(spec, option)
+    return spec, spec
 
 
 def cmd_conform(a, build):
     exe = program(build, CONFORM)
     targets = []
+    skipped = []
     if a.backends != "none":
         server = program(build, SERVER)
         wanted = None if a.backends is None else \
@@ -186,24 +286,31 @@ def cmd_conform(a, build):
         names, skipped = pick_backends(server, wanted)
         targets += [(f"echo-server --backend {b}", {"exec_cmd": conform.backend_exec(server, b)})
                     for b in names]
-    else:
-        skipped = []
-    targets += [(cmd, {"exec_cmd": cmd}) for cmd in a.server]
-    targets += [(addr, {"target": addr}) for addr in a.target]
-    if not targets:
-        raise UsageError("nothing to test: no backend, --server or --target")
-    if a.tap_dir:
-        pathlib.Path(a.tap_dir).mkdir(parents=True, exist_ok=True)
-    results = {}
-    for i, (label, how) in enumerate(targets):
-        tap = pathlib.Path(a.tap_dir) / f"{i:02d}.tap" if a.tap_dir else None
-        if sys.stderr.isatty():
-            sys.stderr.write(f"\r\033[Kconformance {i + 1}/{len(targets)}: {label}")
-            sys.stderr.flush()
-        results[label] = conform.run_one(exe, must_only=a.must_only, timeout=a.timeout,
-                                         tap_path=tap, **how)
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\033[K")
+    started = []
+    try:
+        for spec in a.server:
+            label, cmd = _labelled(spec, "--server", "COMMAND")
+            if "{port}" in cmd:
+                try:
+                    srv = start_command(cmd)
+                except RunError as e:
+                    raise UsageError(f"--server {label}: {e}") from None
+                started.append(srv)
+                targets.append((label, {"target": srv.addr, "server_pid": srv.serving_pid()}))
+            else:
+                targets.append((label, {"exec_cmd": cmd}))
+        targets += [(label, {"target": addr}) for label, addr in
+                    (_labelled(t, "--target", "ADDR") for t in a.target)]
+        if not targets:
+            raise UsageError("nothing to test: no backend, --server or --target")
+        if a.tap_dir:
+            pathlib.Path(a.tap_dir).mkdir(parents=True, exist_ok=True)
+            targets = [(label, dict(how, tap_path=pathlib.Path(a.tap_dir) / f"{i:02d}.tap"))
+                       for i, (label, how) in enumerate(targets)]
+        results = conform.run_many(exe, targets, must_only=a.must_only, timeout=a.timeout)
+    finally:
+        for srv in started:
+            srv.stop()
     w = max(len(k) for k in results)
     print(f"{'server':<{w}}  verdict")
     for label, r in results.items():

@@ -4,73 +4,66 @@ TAP is the source of truth (it is echo-conform's stable interface); its --json f
 beside it for whoever wants the details.
 """
 import os
-import re
 import shlex
 import signal
 import subprocess
+import sys
 import time
 
-_TAP_LINE = re.compile(r"^(not ok|ok)\b\s*(\d+)?\s*(?:-\s*)?(.*)$")
-_DIRECTIVE = re.compile(r"\s+#\s*(SKIP|TODO)\b\s*(.*)$", re.IGNORECASE)
-
-
-def parse_tap(text):
-    """Counts and failed case IDs from TAP 13 output. A case's ID is the first word of its
-    description (`ok 3 - halfclose.n5 5 bytes then SHUT_WR`)."""
-    res = {"plan": None, "passed": 0, "failed": 0, "skipped": 0, "todo": 0,
-           "failed_ids": [], "skipped_ids": [], "todo_ids": [], "bail_out": None}
-    for line in text.splitlines():
-        if line.startswith("1.."):
-            m = re.match(r"1\.\.(\d+)", line)
-            if m:
-                res["plan"] = int(m.group(1))
-            continue
-        if line.startswith("Bail out!"):
-            res["bail_out"] = line[len("Bail out!"):].strip() or "bail out"
-            continue
-        m = _TAP_LINE.match(line)
-        if not m:
-            continue
-        ok, desc = m.group(1) == "ok", m.group(3)
-        directive = _DIRECTIVE.search(desc)
-        if directive:
-            desc = desc[:directive.start()]
-        case_id = desc.split()[0] if desc.split() else f"#{m.group(2)}"
-        if directive and directive.group(1).upper() == "SKIP":
-            res["skipped"] += 1
-            res["skipped_ids"].append(case_id)
-        elif directive and directive.group(1).upper() == "TODO":
-            # echo-conform --must-only marks a failed SHOULD case as TODO: shown, not counted.
-            res["todo"] += 1
-            if not ok:
-                res["todo_ids"].append(case_id)
-        elif ok:
-            res["passed"] += 1
-        else:
-            res["failed"] += 1
-            res["failed_ids"].append(case_id)
-    return res
-
+from .tap import parse_tap
 
 # The cases that take seconds by design (idle and slow-reader timers, 10k connection churn,
-# CPU sampling): the --quick run leaves them out so that five backends fit in about 25 s.
-# `echobench conform` and `run --conform must|all` run them.
+# CPU sampling): the quick conformance run leaves them out so that five backends fit in about
+# 25 s. Used only while `echo-conform --list` has no "long" column (see long_cases).
 QUICK_SKIP = ("DISC-IDLE-5S", "HALF-CLOSE-SLOW-DRAIN", "HALF-CLOSE-DELAYED-3S", "WB-IDLE-CPU",
               "BP-STALL-64M", "LIMIT-CHURN-10K")
 
 
-def catalogue(exe):
-    """The case IDs `echo-conform --list` prints (first column), empty if it cannot list."""
+def parse_catalogue(text):
+    """[{id, level, needs, long, description}] from `echo-conform --list`: one case per line,
+    `ID LEVEL NEEDS [long] DESCRIPTION`. long is None when the listing has no such column."""
+    rows = []
+    for line in text.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) < 3:
+            continue
+        desc = parts[3] if len(parts) > 3 else ""
+        long_ = None
+        first, _, rest = desc.partition(" ")
+        if first in ("long", "short"):
+            long_, desc = first == "long", rest.strip()
+        rows.append({"id": parts[0], "level": parts[1], "needs": parts[2], "long": long_,
+                     "description": desc})
+    return rows
+
+
+def catalogue_rows(exe):
+    """parse_catalogue of `exe --list`, empty if it cannot list."""
     try:
         res = subprocess.run([str(exe), "--list"], capture_output=True, text=True, timeout=30,
                              stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
-        return set()
-    return {line.split()[0] for line in res.stdout.splitlines() if line.strip()}
+        return []
+    return parse_catalogue(res.stdout) if res.returncode == 0 else []
+
+
+def catalogue(exe):
+    """The case IDs `echo-conform --list` prints, empty if it cannot list."""
+    return {r["id"] for r in catalogue_rows(exe)}
+
+
+def long_cases(exe):
+    """IDs of the cases that take seconds by design: the catalogue's "long" column, or
+    QUICK_SKIP (those the catalogue knows) from builds that do not print one."""
+    rows = catalogue_rows(exe)
+    if any(r["long"] is not None for r in rows):
+        return tuple(r["id"] for r in rows if r["long"])
+    known = {r["id"] for r in rows}
+    return tuple(c for c in QUICK_SKIP if c in known)
 
 
 def run_one(exe, *, exec_cmd=None, target=None, must_only=True, timeout=300.0,
-            json_path=None, tap_path=None, skip=(), extra=()):
+            json_path=None, tap_path=None, skip=(), extra=(), server_pid=None):
     """echo-conform against `exec_cmd` (started and stopped by echo-conform, which makes the
     white-box cases possible) or an already running `target`. Returns a verdict dict:
     verdict pass | fail | error, counts, failed_ids, seconds, note."""
@@ -82,6 +75,8 @@ def run_one(exe, *, exec_cmd=None, target=None, must_only=True, timeout=300.0,
     if skip:
         argv += ["--skip", ",".join(skip)]
     argv += list(extra)
+    if server_pid:
+        argv += ["--server-pid", str(server_pid)]
     if exec_cmd:
         argv += ["--exec", exec_cmd]
     if target:
@@ -131,6 +126,26 @@ def run_one(exe, *, exec_cmd=None, target=None, must_only=True, timeout=300.0,
             "not_counted": tap["todo"], "not_counted_ids": tap["todo_ids"], "exit": rc,
             "seconds": round(seconds, 1), "note": note, "suite": suite,
             "left_out": list(skip)}
+
+
+def run_many(exe, targets, progress=None, **common):
+    """run_one per (label, how) in targets, how being run_one's keywords for that server
+    (exec_cmd or target, json_path, tap_path, ...). One progress line on a terminal
+    (`conformance i/n LABEL`). Returns {label: verdict dict}."""
+    stream = progress or sys.stderr
+    tty = stream.isatty()
+    results = {}
+    for i, (label, how) in enumerate(targets, 1):
+        if tty:
+            stream.write(f"\r\033[Kconformance {i}/{len(targets)}: {label}")
+            stream.flush()
+        kw = dict(common)
+        kw.update(how)
+        results[label] = run_one(exe, **kw)
+    if tty:
+        stream.write("\r\033[K")
+        stream.flush()
+    return results
 
 
 def _kill_group(proc):

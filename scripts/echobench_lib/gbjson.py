@@ -8,9 +8,10 @@ is better, and its natural value sits beside it:
   bytes_per_sec -> real_time = us per MiB echoed
   *_us          -> real_time = cpu_time = the latency in us
   *_ns_per_*    -> real_time = cpu_time = the CPU time in ns
-and every entry carries an `echobench` object: backend, connections, size, mode, metric, value,
-unit, higher_is_better (and offered_rate for open loop), which is what echobench compare and the
-report read.
+and every entry carries an `echobench` object: entry (= backend), entry_kind, connections, size,
+mode, placement, offered_rate, valid, invalid_reasons, metric, value, unit, higher_is_better,
+which is what echobench compare and the report read; context.echobench has the run-level fields.
+docs/RESULTS.md describes every field.
 """
 import json
 import math
@@ -33,6 +34,34 @@ def encode(metric, value):
     if metric.endswith("_us"):
         return value, "us"
     return value, "ns"
+
+
+ENTRY_KINDS = ("backend", "server", "target")
+
+
+def sample_fields(sample):
+    """The per-sample part of an entry's `echobench` object (docs/RESULTS.md): who was measured,
+    where, at what offered rate, and whether echo-load's self-checks held. Old runners pass
+    fewer attributes: every field has a default, so old runs still read."""
+    cell = sample["cell"]
+    load = sample.get("load") or {}
+    metrics = sample.get("metrics") or {}
+    name = getattr(cell, "backend", None)
+    kind = getattr(cell, "entry_kind", None) or "backend"
+    offered = getattr(cell, "offered_rate", None)
+    if offered is None:
+        offered = metrics.get("offered_rate")
+    if offered is None and isinstance(load, dict):
+        offered = load.get("rate_target")
+    valid = load.get("valid") if isinstance(load, dict) else None
+    reasons = load.get("invalid_reasons") if isinstance(load, dict) else None
+    return {"backend": name, "entry": name, "entry_kind": kind,
+            "connections": cell.connections, "size": cell.size, "mode": cell.mode,
+            "placement": getattr(cell, "placement", None),
+            "offered_rate": float(offered) if offered else None,
+            # no self-checks (old echo-load) counts as valid: nothing says otherwise
+            "valid": True if valid is None else bool(valid),
+            "invalid_reasons": [str(r) for r in reasons] if isinstance(reasons, list) else []}
 
 
 def _iteration(name, family, rep, reps, sample, metric):
@@ -59,11 +88,9 @@ def _iteration(name, family, rep, reps, sample, metric):
     if metric == "bytes_per_sec":
         entry["bytes_per_second"] = value
     entry["label"] = f"{metric} {unit(metric)}"
-    eb = {"backend": cell.backend, "connections": cell.connections, "size": cell.size,
-          "mode": cell.mode, "metric": metric, "value": value, "unit": unit(metric),
-          "higher_is_better": higher_is_better(metric)}
-    if "offered_rate" in sample["metrics"]:
-        eb["offered_rate"] = sample["metrics"]["offered_rate"]
+    eb = sample_fields(sample)
+    eb.update({"metric": metric, "value": value, "unit": unit(metric),
+               "higher_is_better": higher_is_better(metric)})
     entry["echobench"] = eb
     return entry
 
@@ -87,14 +114,40 @@ def _aggregates(entries):
                 e[counter] = fn([x[counter] for x in entries])
         eb = dict(first["echobench"])
         eb["value"] = fn([x["echobench"]["value"] for x in entries])
-        eb.pop("offered_rate", None)
+        # the aggregate is valid only when every repetition was
+        eb["valid"] = all(x["echobench"].get("valid", True) for x in entries)
+        eb["invalid_reasons"] = sorted({r for x in entries
+                                        for r in x["echobench"].get("invalid_reasons") or []})
         e["echobench"] = eb
         out.append(e)
     return out
 
 
+RUN_FIELDS = {"incomplete": None, "placement": None, "until_ci": None, "entries": None,
+              "sweep": {}}
+
+
+def run_fields(context, samples=()):
+    """context.echobench with every run-level field present (docs/RESULTS.md); `entries` is
+    derived from the samples when the runner did not list them."""
+    eb = dict(RUN_FIELDS)
+    eb.update((context or {}).get("echobench") or {})
+    if eb["entries"] is None:
+        seen = {}
+        for s in samples:
+            f = sample_fields(s)
+            seen.setdefault(f["entry"], {"name": f["entry"], "kind": f["entry_kind"]})
+        eb["entries"] = list(seen.values())
+    if eb["sweep"] is None:
+        eb["sweep"] = {}
+    return eb
+
+
 def build_run_json(context, samples, repetitions):
-    """context: dict; samples: [{cell, repetition, metrics, messages}] -> the run.json object."""
+    """context: dict; samples: [{cell, repetition, metrics, messages, load}] -> the run.json
+    object. context["echobench"] carries the run-level fields (run_fields fills defaults)."""
+    context = dict(context)
+    context["echobench"] = run_fields(context, samples)
     by_name = {}
     order = []
     for s in samples:
@@ -148,6 +201,9 @@ class Series:
         self.name, self.unit, self.higher = name, unit_, higher
         self.values = []
         self.from_aggregate = from_aggregate
+        self.invalid_reasons = []   # echo-load self-check failures of any repetition
+        self.invalid = 0            # how many repetitions failed a self-check
+
 
 
 # Google Benchmark fields that are not user counters.
@@ -169,13 +225,18 @@ def series(data):
     iter_names = {e.get("run_name", e["name"]) for e in data["benchmarks"]
                   if e.get("run_type", "iteration") == "iteration"}
 
-    def add(name, unit_, higher, value, agg=False):
+    def add(name, unit_, higher, value, agg=False, eb=None):
         if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
             return
         s = out.get(name)
         if s is None:
             s = out[name] = Series(name, unit_, higher, agg)
         s.values.append(float(value))
+        if eb is not None and eb.get("valid") is False:
+            s.invalid += 1
+            for r in eb.get("invalid_reasons") or ["echo-load's self-checks failed"]:
+                if r not in s.invalid_reasons:
+                    s.invalid_reasons.append(r)
 
     for e in data["benchmarks"]:
         if e.get("error_occurred") or "name" not in e:
@@ -190,7 +251,7 @@ def series(data):
             agg = False
         eb = e.get("echobench")
         if isinstance(eb, dict) and "value" in eb:
-            add(base, eb.get("unit", ""), eb.get("higher_is_better"), eb["value"], agg)
+            add(base, eb.get("unit", ""), eb.get("higher_is_better"), eb["value"], agg, eb)
             continue
         scale = _TO_NS.get(e.get("time_unit", "ns"), 1.0)
         if "real_time" in e:
@@ -206,8 +267,9 @@ def series(data):
 
 
 def iterations(data):
-    """Our iteration entries as flat rows: [{backend, connections, size, mode, metric, value,
-    repetition, offered_rate}] (entries written by other tools are ignored)."""
+    """Our iteration entries as flat rows: [{entry, backend (= entry), entry_kind, connections,
+    size, mode, placement, metric, value, repetition, offered_rate, valid, invalid_reasons}]
+    (entries written by other tools are ignored; fields missing in old runs get defaults)."""
     rows = []
     for e in data["benchmarks"]:
         eb = e.get("echobench")
@@ -216,8 +278,13 @@ def iterations(data):
         parsed = parse_name(e["name"])
         if parsed is None:
             continue
-        rows.append({"backend": eb["backend"], "connections": eb["connections"],
-                     "size": eb["size"], "mode": eb["mode"], "metric": eb["metric"],
+        name = eb.get("entry") or eb.get("backend")
+        rows.append({"entry": name, "backend": name,
+                     "entry_kind": eb.get("entry_kind") or "backend",
+                     "connections": eb["connections"], "size": eb["size"], "mode": eb["mode"],
+                     "placement": eb.get("placement"), "metric": eb["metric"],
                      "value": eb["value"], "repetition": e.get("repetition_index", 0),
-                     "offered_rate": eb.get("offered_rate")})
+                     "offered_rate": eb.get("offered_rate"),
+                     "valid": eb.get("valid", True) is not False,
+                     "invalid_reasons": list(eb.get("invalid_reasons") or [])})
     return rows

@@ -1,14 +1,20 @@
 """The measurement matrix: backends x connections x sizes x modes, its presets and its names.
 
-A mode is `closed` (closed loop), `openNN` (open loop at NN % of the same backend's measured
-closed-loop peak for that connection count and size) or `stream`. Benchmark names follow
-`echo/<backend>/c:<connections>/s:<size>/<mode>/<metric>`, stable across runs so that compare
-and dashboards can match them.
+A mode is `closed` (closed loop), `openNN` (open loop at NN % of the reference entry's
+measured closed-loop peak for that connection count, size and placement: every entry of a cell
+group gets the same offered rate), `rateN` (open loop at N msgs/s, from --rates) or `stream`.
+`sweep` is not a cell mode: it asks for the knee search (runner.sweep). Benchmark names follow
+`echo/<entry>/c:<connections>/s:<size>/<mode>[/p:<placement>]/<metric>` (the placement part only
+when it is not the default, split), stable across runs so that compare and dashboards can match
+them. An entry is one of our backends or a user's server (--server, --target).
 """
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .util import UsageError, parse_count, parse_list, parse_size
+
+PLACEMENTS = ("split", "shared", "free")
+DEFAULT_PLACEMENT = "split"
 
 DEFAULT = {
     "connections": [1, 16, 64, 256, 1024],
@@ -17,51 +23,81 @@ DEFAULT = {
     "duration": 3.0,
     "warmup": 1.0,
     "repetitions": 3,
+    "sweep_duration": 1.0,
+    "sweep_warmup": 0.25,
 }
 
-# Under two minutes with five backends on a 2-core box: 3 connection counts x 1 size x 3 modes
-# x 1 repetition, 1 s each. One repetition means `compare` cannot test significance on it.
+# The main job (scripts/run-main.sh): 3 repetitions, so that a winner can be significant (3
+# against 3 is the smallest U test that can reach p <= 0.05), and a small knee sweep at 64
+# connections. Five backends: 2 x 1 x 2 cells x 3 repetitions x (0.5 + 0.1 + CELL_OVERHEAD_S)
+# = 60 s, the sweep at most 5 x 8 steps x (0.3 + 0.05 + CELL_OVERHEAD_S) = 30 s, conformance
+# (quick) about 25 s: about 2 minutes on a quiet machine.
 QUICK = {
-    "connections": [1, 16, 64],
+    "connections": [1, 64],
     "sizes": [64],
-    "modes": ["closed", "open50", "stream"],
-    "duration": 1.0,
-    "warmup": 0.25,
-    "repetitions": 1,
+    "modes": ["closed", "open50", "sweep"],
+    "duration": 0.5,
+    "warmup": 0.1,
+    "repetitions": 3,
+    "sweep_duration": 0.3,
+    "sweep_warmup": 0.05,
 }
 
 
 @dataclass(frozen=True)
 class Cell:
-    backend: str
+    backend: str                   # the entry's name: a backend or a user's server
     connections: int
     size: int
     mode: str
+    placement: str = DEFAULT_PLACEMENT
+    # Not part of the cell's identity: what this run offered (open loop) and what the entry is.
+    offered_rate: float = field(default=None, compare=False)
+    entry_kind: str = field(default="backend", compare=False)
 
     @property
     def open_pct(self):
-        """The open-loop load in percent of the closed-loop peak, None for other modes."""
+        """The open-loop load in percent of the reference's closed-loop peak, None for other
+        modes."""
         return int(self.mode[4:]) if self.mode.startswith("open") else None
 
     @property
+    def fixed_rate(self):
+        """The absolute open-loop rate of a rateN cell (msgs/s), None for other modes."""
+        return int(self.mode[4:]) if self.mode.startswith("rate") else None
+
+    @property
     def group(self):
-        """Cells sharing a closed-loop peak: same backend, connections, size."""
-        return (self.backend, self.connections, self.size)
+        """Cells sharing a closed-loop peak: same entry, connections, size, placement."""
+        return (self.backend, self.connections, self.size, self.placement)
+
+    @property
+    def rate_group(self):
+        """Cells that must be offered the same open-loop rates, whatever the entry."""
+        return (self.connections, self.size, self.placement)
+
+    @property
+    def _place(self):
+        return "" if self.placement == DEFAULT_PLACEMENT else f"/p:{self.placement}"
 
     def name(self, metric):
-        return f"echo/{self.backend}/c:{self.connections}/s:{self.size}/{self.mode}/{metric}"
+        return (f"echo/{self.backend}/c:{self.connections}/s:{self.size}/{self.mode}"
+                f"{self._place}/{metric}")
 
     @property
     def key(self):
-        """File-name form: epoll_c256_s64_closed."""
-        return f"{self.backend}_c{self.connections}_s{self.size}_{self.mode}"
+        """File-name form: epoll_c256_s64_closed (_shared when not split)."""
+        place = "" if self.placement == DEFAULT_PLACEMENT else f"_{self.placement}"
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "-", self.backend)
+        return f"{safe}_c{self.connections}_s{self.size}_{self.mode}{place}"
 
     def label(self):
-        return f"{self.backend} c={self.connections} s={self.size} {self.mode}"
+        place = "" if self.placement == DEFAULT_PLACEMENT else f" {self.placement}"
+        return f"{self.backend} c={self.connections} s={self.size} {self.mode}{place}"
 
 
 NAME_RE = re.compile(r"^echo/(?P<backend>[^/]+)/c:(?P<c>\d+)/s:(?P<s>\d+)/(?P<mode>[^/]+)/"
-                     r"(?P<metric>[^/]+)$")
+                     r"(?:p:(?P<p>[a-z]+)/)?(?P<metric>[^/]+)$")
 
 
 def parse_name(name):
@@ -69,21 +105,22 @@ def parse_name(name):
     m = NAME_RE.match(name)
     if not m:
         return None
-    return Cell(m["backend"], int(m["c"]), int(m["s"]), m["mode"]), m["metric"]
+    return Cell(m["backend"], int(m["c"]), int(m["s"]), m["mode"],
+                m["p"] or DEFAULT_PLACEMENT), m["metric"]
 
 
 def parse_mode(text, what="mode"):
     """One --modes item -> list of canonical modes. 'open' means open25, open50, open75."""
     t = text.strip().lower()
-    if t in ("closed", "stream"):
+    if t in ("closed", "stream", "sweep"):
         return [t]
     if t == "open":
         return ["open25", "open50", "open75"]
     m = re.fullmatch(r"open[:@]?(\d+)%?", t)
     if m and 1 <= int(m.group(1)) <= 100:
         return [f"open{int(m.group(1))}"]
-    raise UsageError(f"bad {what} '{text}': expected closed, stream, open or openNN "
-                     f"(NN = percent of the closed-loop peak, 1-100)")
+    raise UsageError(f"bad {what} '{text}': expected closed, stream, sweep, open or openNN "
+                     f"(NN = percent of the reference's closed-loop peak, 1-100)")
 
 
 def parse_modes(text):
@@ -107,21 +144,45 @@ def parse_sizes(text):
     return parse_list(text, parse_size, "message size")
 
 
+def parse_placements(text):
+    out = parse_list(text, _placement, "placement")
+    return out
+
+
+def _placement(text, what):
+    t = text.strip().lower()
+    if t not in PLACEMENTS:
+        raise UsageError(f"bad {what} '{text}': expected split, shared or free")
+    return t
+
+
+def parse_rates(text):
+    """--rates '5k,20000' -> ['rate5000', 'rate20000'] modes."""
+    return [f"rate{r}" for r in parse_list(text, parse_count, "rate")]
+
+
 def mode_order(mode):
-    """closed first (its result sets the open-loop rates), then open by load, then stream."""
+    """closed first (its result sets the open-loop rates), then open by load, then fixed rates,
+    then stream."""
     if mode == "closed":
         return (0, 0)
-    if mode.startswith("open"):
+    if mode.startswith("open") and mode[4:].isdigit():
         return (1, int(mode[4:]))
-    return (2, 0)
+    if mode.startswith("rate") and mode[4:].isdigit():
+        return (2, int(mode[4:]))
+    return (3, 0)
 
 
-def build_matrix(backends, connections, sizes, modes):
-    """Every cell, ordered size -> connections -> backend -> mode so that each backend's
-    closed-loop cell runs just before the open-loop cells that depend on it."""
-    cells = [Cell(b, c, s, m)
-             for s in sizes for c in connections for b in backends
-             for m in sorted(modes, key=mode_order)]
-    if not cells:
+def build_matrix(backends, connections, sizes, modes, placements=(DEFAULT_PLACEMENT,),
+                 kinds=None):
+    """Every cell, ordered placement -> size -> connections -> entry -> mode so that each
+    entry's closed-loop cell runs just before the open-loop cells that depend on it. The first
+    entry must be the reference (its peak sets every entry's open-loop rates). kinds maps an
+    entry to its kind (backend, server, target)."""
+    kinds = kinds or {}
+    cells = [Cell(b, c, s, m, p, entry_kind=kinds.get(b, "backend"))
+             for p in placements for s in sizes for c in connections for b in backends
+             for m in sorted(modes, key=mode_order) if m != "sweep"]
+    if not cells and "sweep" not in modes:
         raise UsageError("empty matrix: no backend, connection count, size or mode selected")
     return cells

@@ -21,6 +21,9 @@ METRICS = {
     "server_cpu_ns_per_msg": ("ns", False, "server CPU time (user+system) per message"),
     "server_cpu_ns_per_kib": ("ns", False, "server CPU time (user+system) per KiB echoed"),
     "offered_rate": ("msgs/s", None, "open loop: the rate asked of echo-load"),
+    "rate_achieved": ("msgs/s", None, "open loop: msgs/s answered in the window (self-check)"),
+    "send_lag_p99_us": ("us", False, "open loop: p99 of how late messages went out"),
+    "client_cpu_busiest": ("fraction", False, "busiest echo-load thread's share of the window"),
     "errors": ("count", False, "connection errors of every kind"),
     "mismatches": ("count", False, "echoed bytes that differed"),
 }
@@ -71,6 +74,15 @@ def from_load_json(load, server_cpu_s=None, cpu_window_s=None, offered_rate=None
         out["mismatches"] = float(load["mismatches"])
     if offered_rate:
         out["offered_rate"] = float(offered_rate)
+    # echo-load's self-check figures (issue 9), for cells.csv: absent in old echo-load JSON.
+    if load.get("rate_target") is not None and _num(load.get("rate_achieved")) is not None:
+        out["rate_achieved"] = float(load["rate_achieved"])
+    lag = load.get("send_lag_us") or {}
+    if isinstance(lag, dict) and _num(lag.get("p99")) is not None:
+        out["send_lag_p99_us"] = float(lag["p99"])
+    cpu = load.get("client_cpu") or {}
+    if isinstance(cpu, dict) and _num(cpu.get("busiest_thread")) is not None:
+        out["client_cpu_busiest"] = float(cpu["busiest_thread"])
     if server_cpu_s is not None and cpu_window_s and cpu_window_s > 0:
         cpu_per_s = server_cpu_s / cpu_window_s
         mps, bps = out.get("msgs_per_sec"), out.get("bytes_per_sec")

@@ -3,11 +3,11 @@ stop. Follows the start-up contract in docs/CONTRACTS.md (`listening ADDR` lines
 import os
 import select
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 
+from .net import connect, free_port, wait_accepting
 from .util import RunError
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -26,23 +26,48 @@ def pinned(cpus):
 
 
 class Server:
-    """echo-server (or anything honouring its contract) started from argv.
+    """echo-server (or anything honouring its contract) started from argv, in its own process
+    group so that stopping it stops whatever it started too.
 
-    The listening line is awaited with a timeout; stderr goes to a temporary file so that a
-    chatty server can never block on a full pipe while we measure it."""
+    Ready means: the `listening ADDR` lines are in, or, with wait_addr, that address accepts a
+    connection (for servers that print nothing). stderr (and stdout when it is not read) goes
+    to a temporary file so that a chatty server can never block on a full pipe while we
+    measure it."""
 
-    def __init__(self, argv, cpus=None, ready_timeout=None):
+    def __init__(self, argv, cpus=None, ready_timeout=None, wait_addr=None):
         self.argv = [str(a) for a in argv]
         self._err = tempfile.TemporaryFile()
         try:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=self._err,
-                                         preexec_fn=pinned(cpus))
+                                         stdout=self._err if wait_addr else subprocess.PIPE,
+                                         stderr=self._err, preexec_fn=pinned(cpus),
+                                         start_new_session=True)
         except OSError as e:
             self._err.close()
             raise RunError(f"cannot start {self.argv[0]}: {e}") from e
         self.listening = []
-        self._await_listening(ready_timeout or START_TIMEOUT)
+        try:
+            if wait_addr:
+                self._await_accepting(wait_addr, ready_timeout or START_TIMEOUT)
+            else:
+                self._await_listening(ready_timeout or START_TIMEOUT)
+        except BaseException:
+            # Interrupted while waiting: the server must not outlive us.
+            if self.proc.poll() is None:
+                self.stop(signal.SIGKILL)
+            raise
+
+    def _not_ready(self, why):
+        rc, err = self.stop(signal.SIGKILL)
+        last = err.strip().splitlines()[-1] if err.strip() else ""
+        if rc is not None and rc >= 0:
+            why = f"exited {rc} before it was ready"
+        raise RunError(f"server did not start ({why}){': ' + last if last else ''}")
+
+    def _await_accepting(self, addr, timeout):
+        if not wait_accepting(addr, self.proc, timeout):
+            self._not_ready(f"{addr} did not accept within {timeout:g}s")
+        self.listening = [addr]
 
     def _await_listening(self, timeout):
         deadline = time.monotonic() + timeout
@@ -64,11 +89,7 @@ class Server:
                 if line.startswith(b"listening "):
                     self.listening.append(line[len(b"listening "):].decode().strip())
         if not self.listening:
-            rc, err = self.stop(signal.SIGKILL)
-            last = err.strip().splitlines()[-1] if err.strip() else ""
-            why = f"exited {rc}" if rc is not None and rc >= 0 and last else \
-                f"no 'listening' line within {timeout:g}s"
-            raise RunError(f"server did not start ({why}){': ' + last if last else ''}")
+            self._not_ready(f"no 'listening' line within {timeout:g}s")
 
     @property
     def addr(self):
@@ -82,26 +103,68 @@ class Server:
         return self.proc.poll() is None
 
     def cpu_sample(self):
-        """A CpuSample of the server process now (None when it is gone)."""
-        return CpuSample.take(self.proc.pid)
+        """A CpuSample of the server's process group now (None when it is gone): a user's
+        server may be a shell and its child, or fork per connection."""
+        return CpuSample.take_group(self.proc.pid)
+
+    def serving_pid(self):
+        """The pid that serves: our child, or the one child of a `/bin/sh -c CMD` that did not
+        exec its command."""
+        pid = self.proc.pid
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = f.read().split()
+        except OSError:
+            return pid
+        return int(kids[0]) if comm in ("sh", "dash", "bash") and len(kids) == 1 else pid
 
     def stop(self, sig=signal.SIGTERM, timeout=10.0):
-        """Signals, waits (SIGKILL after timeout); returns (exit code, stderr text)."""
+        """Signals the process group, waits (SIGKILL to the group after timeout); returns (exit
+        code, stderr text)."""
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            _signal_group(self.proc.pid, sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                _signal_group(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        # Anything it left behind in its group (a forking server's children) goes too.
+        _signal_group(self.proc.pid, signal.SIGKILL)
         text = ""
         if not self._err.closed:
             self._err.seek(0)
             text = self._err.read().decode(errors="replace")
             self._err.close()
-            self.proc.stdout.close()
+            if self.proc.stdout:
+                self.proc.stdout.close()
             self._stderr = text
         return self.proc.returncode, getattr(self, "_stderr", text)
+
+
+def _signal_group(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def start_command(cmd, cpus=None, ready_timeout=None, attempts=3):
+    """A user's server from a shell command: `{port}` in it is replaced by a free port and the
+    server is ready when that port accepts; without `{port}` it must print `listening ADDR`.
+    A lost race for the port (the command exits before it is ready) is retried."""
+    if "{port}" not in cmd:
+        return Server(["/bin/sh", "-c", cmd], cpus=cpus, ready_timeout=ready_timeout)
+    for attempt in range(attempts):
+        port = free_port()
+        try:
+            return Server(["/bin/sh", "-c", cmd.replace("{port}", str(port))], cpus=cpus,
+                          ready_timeout=ready_timeout, wait_addr=f"127.0.0.1:{port}")
+        except RunError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 class CpuSample:
@@ -133,6 +196,34 @@ class CpuSample:
             tids, sched_ns = None, None
         return cls(stat_s, tids, sched_ns)
 
+    @classmethod
+    def take_group(cls, pgid):
+        """The sum over every process of process group pgid (None when there is none)."""
+        total = None
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2:].split()
+            if len(fields) < 3 or int(fields[2]) != pgid:
+                continue
+            one = cls.take(int(entry))
+            if one is None:
+                continue
+            if total is None:
+                total = cls(0.0, frozenset(), 0)
+            total.stat_s += one.stat_s
+            if one.tids is None or total.tids is None:
+                total.tids, total.sched_ns = None, None
+            else:
+                total.tids = total.tids | {f"{entry}/{t}" for t in one.tids}
+                total.sched_ns += one.sched_ns
+        return total
+
     def delta(self, later):
         """(CPU seconds from self to later, 'schedstat' | 'stat')."""
         if self.sched_ns is not None and later.sched_ns is not None and self.tids == later.tids:
@@ -153,28 +244,39 @@ def proc_cpu_seconds(pid):
     return (utime + stime) / CLK_TCK
 
 
-def connect(addr, timeout):
-    """A connected socket to '127.0.0.1:P', '[::1]:P', 'HOST:P' or 'unix:/path'."""
-    if addr.startswith("unix:"):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        s.connect(addr[5:])
-        return s
-    host, _, port = addr.rpartition(":")
-    s = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
+_BLOCK = 65536
 
 
-def payload(size, seed):
-    """Deterministic bytes with every value represented and no period shorter than 251."""
-    return bytes((i * 7 + seed + i // 251) & 0xFF for i in range(size))
+class Pattern:
+    """Deterministic test bytes of any length in bounded memory: 64 KiB blocks, each the same
+    pseudo-random block rotated by a different amount, so that a byte echoed at the wrong
+    offset (even a whole block off) differs."""
+
+    def __init__(self, seed):
+        import random
+        self.block = random.Random(seed).randbytes(_BLOCK)
+
+    def chunk(self, k):
+        r = (k * 251) % _BLOCK
+        return self.block[r:] + self.block[:r]
+
+    def at(self, offset, n):
+        """The n pattern bytes from offset."""
+        out = bytearray()
+        while n > 0:
+            k, i = divmod(offset, _BLOCK)
+            piece = self.chunk(k)[i:i + n]
+            out += piece
+            offset += len(piece)
+            n -= len(piece)
+        return bytes(out)
 
 
 def echo_roundtrip(addr, size, timeout=5.0, seed=0):
-    """Sends `size` bytes and reads them back while still sending (so a large size cannot
-    deadlock on full socket buffers). Returns None when the echo was exact, else the reason."""
-    data = payload(size, seed)
+    """Sends `size` pattern bytes and verifies what comes back while still sending (so a large
+    size cannot deadlock on full socket buffers): linear time, memory bounded by a few blocks.
+    Returns None when the echo was exact, else the reason."""
+    pat = Pattern(seed)
     deadline = time.monotonic() + timeout
     try:
         s = connect(addr, timeout)
@@ -182,38 +284,42 @@ def echo_roundtrip(addr, size, timeout=5.0, seed=0):
         return f"connect to {addr}: {e.strerror or e}"
     with s:
         s.setblocking(False)
-        sent, got = 0, bytearray()
-        while len(got) < size:
+        sent, got, out = 0, 0, b""
+        while got < size:
             left = deadline - time.monotonic()
             if left <= 0:
-                return f"timeout after {timeout:g}s: {len(got)} of {size} bytes echoed"
-            want_w = [s] if sent < size else []
-            r, w, _ = select.select([s], want_w, [], left)
+                return f"timeout after {timeout:g}s: {got} of {size} bytes echoed"
+            if not out and sent < size:
+                out = pat.at(sent, min(_BLOCK, size - sent))
+            r, w, _ = select.select([s], [s] if out else [], [], left)
             try:
                 if w:
-                    sent += s.send(data[sent:sent + 65536])
+                    n = s.send(out)
+                    sent += n
+                    out = out[n:]
                 if r:
-                    chunk = s.recv(65536)
+                    chunk = s.recv(_BLOCK)
                     if not chunk:
-                        return f"connection closed after {len(got)} of {size} bytes echoed"
-                    got += chunk
+                        return f"connection closed after {got} of {size} bytes echoed"
+                    if got + len(chunk) > size:
+                        return f"{got + len(chunk) - size} extra bytes echoed"
+                    want = pat.at(got, len(chunk))
+                    if chunk != want:
+                        at = next(i for i in range(len(chunk)) if chunk[i] != want[i])
+                        return f"echoed data differs at byte {got + at} of {size}"
+                    got += len(chunk)
             except BlockingIOError:
                 continue
             except OSError as e:
-                return f"{e.strerror or e} after {len(got)} of {size} bytes echoed"
-            n = min(len(got), size)
-            if got[:n] != data[:n]:
-                at = next(i for i in range(n) if got[i] != data[i])
-                return f"echoed data differs at byte {at} of {size}"
-        if len(got) > size:
-            return f"{len(got) - size} extra bytes echoed"
+                return f"{e.strerror or e} after {got} of {size} bytes echoed"
     return None
 
 
 def verify_echo(addr, sizes, timeout=5.0):
-    """Round trips of each size; None when all were exact, else the first reason."""
+    """Round trips of each size; None when all were exact, else the first reason. The time
+    limit grows with the size (at least 8 MB/s)."""
     for i, size in enumerate(sizes):
-        why = echo_roundtrip(addr, size, timeout, seed=i)
+        why = echo_roundtrip(addr, size, timeout + size / 8e6, seed=i)
         if why:
             return f"{size} B: {why}"
     return None

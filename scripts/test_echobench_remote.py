@@ -111,6 +111,10 @@ def _skip_reason():
                if o not in help_text]
     if missing:
         return f"this echo-load has no {', '.join(missing)}"
+    probe = subprocess.run([LOAD, "--merge", "/nonexistent", "--json", "-"], capture_output=True,
+                           text=True, timeout=10).stderr
+    if "not built" in probe:
+        return f"this echo-load's --merge/--hist-out are placeholders: {probe.strip()}"
     return None
 
 
@@ -234,9 +238,72 @@ def test_killed_load_host_fails_the_cell_and_keeps_the_other(net_and_server, tmp
     assert result["messages"] == alive["json"]["messages"]
 
 
-def test_unreachable_load_host_names_it(net_and_server):
-    net, _ = net_and_server
-    bad = f"root@{net.server_addr}"            # no sshd there: connection refused
-    with pytest.raises(RunError, match=f"load host {bad}: ssh failed"):
-        with LoadHosts([net.dests()[0], bad], net.ssh_options(), LOAD, log=None):
-            pass
+def test_unreachable_load_host_names_it_and_cleans_up():
+    why = netns.unavailable() or (None if LOAD.exists() else f"{LOAD} is not built")
+    if why:
+        pytest.skip(why)
+    with netns.TestNet(loads=1) as net:
+        bad = f"root@{net.server_addr}"            # no sshd there: connection refused
+        before = set(os.listdir("/tmp"))
+        with pytest.raises(RunError, match=f"load host {bad}: ssh failed"):
+            with LoadHosts([net.dests()[0], bad], net.ssh_options(), LOAD, log=None):
+                pass
+        # the good host's directory and both control sockets were removed all the same
+        left = {d for d in set(os.listdir("/tmp")) - before
+                if d.startswith(("echobench-load.", "echobench-ssh-"))}
+        assert not left
+
+
+# -- the driver end to end: echobench run --target ... --load-hosts ... ----------------------
+ECHOBENCH = ROOT / "scripts" / "echobench"
+
+
+@pytest.fixture(scope="module")
+def driver_run(tmp_path_factory):
+    """`echobench run --target mine=SERVER --load-hosts L0,L1`: one closed-loop cell, run from
+    the control namespace (the driver checks the target's echo itself, so it must reach it)."""
+    help_text = subprocess.run(["/usr/bin/python3", ECHOBENCH, "run", "--help"],
+                               capture_output=True, text=True, timeout=30).stdout
+    if "--load-hosts" not in help_text:
+        pytest.skip("echobench run has no --load-hosts yet")
+    out = tmp_path_factory.mktemp("results")
+    with load_net() as (net, srv):
+        argv = ["/usr/bin/python3", ECHOBENCH, "run", "--backends", "none",
+                "--target", f"mine={srv.addr}", "--connections", "4", "--sizes", "64",
+                "--modes", "closed", "--duration", "1s", "--warmup", "200ms",
+                "--repetitions", "1", "--conform", "none", "--out", str(out),
+                "--load-hosts", ",".join(net.dests())]
+        for o in net.ssh_options(proxy=False):
+            argv += ["--ssh-option", o]
+        res = subprocess.run(net.ctl_argv(argv), capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "ECHOBENCH_BUILD": str(BUILD)})
+        yield res, out / "latest", net
+
+
+@pytest.mark.slow
+def test_driver_runs_one_cell_on_two_load_hosts(driver_run):
+    res, run_dir, net = driver_run
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    raws = [json.loads(p.read_text()) for p in (run_dir / "raw").glob("*.json")
+            if "hosts" in p.read_text()]
+    assert len(raws) == 1, "one cell"
+    cell = raws[0]
+    per = [h["json"] for h in cell["hosts"]]
+    assert [h["dest"] for h in cell["hosts"]] == net.dests()
+    assert all(h["ok"] for h in cell["hosts"]) and cell.get("complete") is not False
+    assert cell["messages"] == sum(p["messages"] for p in per) > 0
+    assert cell["latency_us"]["count"] == sum(p["latency_us"]["count"] for p in per)
+    mine = _merge([h["hist_file"] for h in cell["hosts"]][::-1], run_dir)
+    assert cell["latency_us"]["p99"] == mine["latency_us"]["p99"]
+    assert all(p["verify"] and p["mismatches"] == 0 for p in per)
+    assert len(list((run_dir / "hgrm").glob("*.hgrm"))) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="the report does not show per-host detail yet "
+                   "(report.py/summary, not this module)")
+def test_driver_report_shows_per_host_detail(driver_run):
+    res, run_dir, net = driver_run
+    assert res.returncode == 0
+    report = (run_dir / "summary.md").read_text() + (run_dir / "report.html").read_text()
+    assert all(d in report for d in net.dests())

@@ -330,8 +330,10 @@ static void run_window(struct loader *w)
 
 			if (due <= now + SPIN_NS) {
 				/* Poll without sleeping; the time found idle is spin, not load. */
-				if (wait_events(w, now, now) == 0)
-					w->spin_ns += now_ns() - now;
+				uint64_t t = now_ns();
+
+				if (wait_events(w, t, t) == 0)
+					w->spin_ns += now_ns() - t;
 				continue;
 			}
 			deadline = min_u64(deadline, due - SPIN_NS);

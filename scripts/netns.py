@@ -8,7 +8,7 @@ TestNet builds, on this machine, what `echobench run --load-hosts` needs from re
 
 Addresses come only from 198.18.0.0/15 (RFC 2544's benchmarking range) and exist only inside
 the namespaces; the veth pairs are created with both ends already inside namespaces, so the
-root namespace gets no interface, address or route. Names carry our pid (`eb<pid>s`, ...) so
+root namespace gets no interface, address or route. Names carry our pid and a counter (`eb<pid>x<n>s`, ...) so
 that concurrent runs never meet. Everything is removed at exit, also when set-up fails half way.
 
 sshd needs its privilege-separation directory /run/sshd, which Debian creates at boot and a
@@ -19,6 +19,7 @@ From the root namespace, ssh reaches a load host through
 `ProxyCommand=ip netns exec C socat STDIO TCP:%h:%p` (ssh_options()); a process run inside C
 (ctl_argv()) reaches every address directly (ssh_options(proxy=False)).
 """
+import itertools
 import os
 import shutil
 import signal
@@ -62,10 +63,12 @@ def unavailable():
 
 
 class TestNet:
-    """Namespaces, bridge, keys and one sshd per load host; a context manager."""
+    """Namespaces, bridge, keys and one sshd per load host; a context manager. Several may
+    exist at once (each instance numbers its namespaces)."""
+    _made = itertools.count()
 
     def __init__(self, loads=2):
-        self.tag = f"eb{os.getpid()}"
+        self.tag = f"eb{os.getpid()}x{next(TestNet._made)}"
         self.server_ns = f"{self.tag}s"
         self.ctl_ns = f"{self.tag}c"
         self.load_ns = [f"{self.tag}l{i}" for i in range(loads)]

@@ -316,15 +316,15 @@ int main(int argc, char **argv)
 
 	load_parse_options(argc, argv, &cfg);
 	open_outs(&cfg, &outs);
-	if (result_init(&res, &cfg) < 0)
-		die(1, "out of memory");
 	if (cfg.merge_files) {
-		if (record_merge_files(&res, cfg.merge_files) < 0)
+		if (record_merge_files(&res, &cfg) < 0)
 			exit(1);
 		code = finish_run(&res, &outs);
 		result_free(&res);
 		return code;
 	}
+	if (result_init(&res, &cfg) < 0)
+		die(1, "out of memory");
 	sigfd = setup_signals();
 
 	/* One fd per connection, two per thread, and a few for stdio and outputs. */

@@ -138,10 +138,11 @@ int report_csv(FILE *f, const struct load_result *r, bool header);
 /* load_record.c: the lossless record of --hist-out (clients/histio.h) and --merge, and the
  * percentile confidence intervals (clients/latci.h). */
 int record_write(FILE *f, const struct load_result *r);
-/* Reads, merges and turns the files into r (and its configuration); on failure prints one
- * line and returns -errno. */
-int record_merge_files(struct load_result *r, char **files);
-void report_ci_json(FILE *f, const struct load_result *r);
+/* Reads and merges cfg->merge_files, then fills cfg (the runs' shape) and r (result_init
+ * included); on failure prints one line and returns -errno. */
+int record_merge_files(struct load_result *r, struct load_config *cfg);
+void report_ci_json(FILE *f, const struct load_result *r);   /* "unresolved" or [lo, hi] */
+void report_ci_human(FILE *f, const struct load_result *r);
 
 const char *mode_name(enum load_mode m);
 const char *transport_name(const struct load_config *cfg);

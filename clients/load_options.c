@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "die.h"
@@ -144,6 +145,8 @@ static double start_at_arg(const char *s)
 	t = strtod(s, &end);
 	if (errno || end == s || *end || !(t > 0) || !isfinite(t))
 		die(2, "bad --start-at '%s': expected a Unix time in seconds, e.g. 1767225600.5", s);
+	if (t > (double)time(NULL) + 86400)
+		die(2, "bad --start-at '%s': more than a day from now", s);
 	return t;
 }
 

@@ -1,20 +1,238 @@
+/* The lossless record of a run (--hist-out, clients/histio.h) and its offline merge (--merge),
+ * and the percentile confidence intervals of latency_ci_us (clients/latci.h).
+ *
+ * A record holds every histogram whole (latency, uncorrected latency, connect, send lag, the
+ * LOAD_CI_BLOCKS time blocks, messages per connection), every counter, and the run's shape as
+ * reals whose merge policy says how hosts combine: rates and CPU seconds add up, windows and
+ * the busiest thread take the largest, sizes and completeness the smallest. Merging records
+ * and reporting gives the figures one run over all their connections would have given: counts
+ * added, percentiles from the merged buckets. The per-interval series is not in the record.
+ */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "histio.h"
+#include "latci.h"
 #include "load.h"
+#include "loader.h"
+
+static const struct { const char *key; double pct; } ci_pcts[] = {
+	{ "p50", 50 }, { "p90", 90 }, { "p99", 99 }, { "p999", 99.9 }, { "p9999", 99.99 },
+};
+
+/* The counters of struct load_counts and struct load_result, by name. */
+#define COUNTERS(X) \
+	X("messages", c.messages) X("bytes", c.bytes) X("drained", c.drained) \
+	X("sent", c.sent) X("mismatches", c.mismatches) X("short_bytes", c.short_bytes) \
+	X("extra_bytes", c.extra_bytes) X("lost", c.lost) X("unanswered", c.unanswered) \
+	X("errors_refused", c.errors[ERR_REFUSED]) X("errors_reset", c.errors[ERR_RESET]) \
+	X("errors_timeout", c.errors[ERR_TIMEOUT]) X("errors_eof", c.errors[ERR_EOF]) \
+	X("errors_other", c.errors[ERR_OTHER]) X("connections_lost", c.conns_failed) \
+	X("connections", connections) X("connected", connected) X("threads", threads) \
+	X("starved_connections", starved)
+
+static int put_hist(struct histio_record *rec, const char *name, const struct hist *h, int err)
+{
+	return err ? err : h ? histio_put_hist(rec, name, h) : 0;
+}
+
+static int build(struct histio_record *rec, const struct load_result *r)
+{
+	const struct load_config *cfg = r->cfg;
+	char name[16];
+	int err = 0;
+
+	err = put_hist(rec, "latency", r->lat, err);
+	err = put_hist(rec, "latency_uncorrected", r->lat_unc, err);
+	err = put_hist(rec, "connect", r->connect, err);
+	err = put_hist(rec, "send_lag", r->lag, err);
+	err = put_hist(rec, "msgs_per_conn", r->per_conn, err);
+	for (unsigned b = 0; b < LOAD_CI_BLOCKS; b++) {
+		snprintf(name, sizeof(name), "block%u", b);
+		err = put_hist(rec, name, r->block[b], err);
+	}
+#define PUT(n, field) if (!err) err = histio_put_counter(rec, n, r->field);
+	COUNTERS(PUT)
+#undef PUT
+	struct { const char *name; double v; enum histio_policy p; } reals[] = {
+		{ "mode", cfg->mode, HISTIO_MAX },
+		{ "datagrams", cfg->tp->socktype == SOCK_DGRAM, HISTIO_MAX },
+		{ "unix", cfg->target.family == AF_UNIX, HISTIO_MAX },
+		{ "size_min", (double)cfg->size_lo, HISTIO_MIN },
+		{ "size_max", (double)cfg->size_hi, HISTIO_MAX },
+		{ "pipeline", (double)r->pipeline, HISTIO_MAX },
+		{ "verify", cfg->verify, HISTIO_MIN },
+		{ "seed", (double)cfg->seed, HISTIO_MAX },
+		{ "warmup_s", cfg->warmup_ns / 1e9, HISTIO_MAX },
+		{ "duration_asked_s", cfg->duration_ns / 1e9, HISTIO_MAX },
+		{ "duration_s", r->duration_s, HISTIO_MAX },
+		{ "wall_s", r->wall_s, HISTIO_MAX },
+		{ "rate_target", r->rate_target, HISTIO_SUM },
+		{ "user_s", r->user_s, HISTIO_SUM },
+		{ "sys_s", r->sys_s, HISTIO_SUM },
+		{ "busiest_thread", r->busiest, HISTIO_MAX },
+		{ "start_lag_us", r->start_lag_us, HISTIO_MAX },
+		{ "complete", r->complete, HISTIO_MIN },
+	};
+	for (unsigned i = 0; !err && i < sizeof(reals) / sizeof(reals[0]); i++)
+		err = histio_put_real(rec, reals[i].name, reals[i].v, reals[i].p);
+	return err;
+}
 
 int record_write(FILE *f, const struct load_result *r)
 {
-	return -ENOSYS;
+	struct histio_record *rec = malloc(sizeof(*rec));
+	int err;
+
+	if (!rec)
+		return -ENOMEM;
+	histio_init(rec);
+	err = build(rec, r);
+	if (!err)
+		err = histio_write(f, rec);
+	histio_free(rec);
+	free(rec);
+	return err;
 }
 
-int record_merge_files(struct load_result *r, char **files)
+static double real_or(const struct histio_record *rec, const char *name, double dflt)
 {
-	fprintf(stderr, "echo-load: --merge is not built\n");
-	return -ENOSYS;
+	double v;
+
+	return histio_real(rec, name, &v) == 0 ? v : dflt;
+}
+
+static void take_hist(struct hist *dst, const struct histio_record *rec, const char *name)
+{
+	const struct hist *h = histio_hist(rec, name);
+
+	if (dst && h)
+		hist_merge(dst, h);
+}
+
+/* The merged record -> the configuration a report needs, and the result. */
+static int unpack(struct load_result *r, struct load_config *cfg,
+		  const struct histio_record *rec, unsigned nfiles)
+{
+	char name[16];
+	int err;
+
+	cfg->mode = (enum load_mode)real_or(rec, "mode", MODE_CLOSED);
+	cfg->tp = real_or(rec, "datagrams", 0) > 0 ? &transport_dgram : &transport_stream;
+	cfg->target.family = real_or(rec, "unix", 0) > 0 ? AF_UNIX : AF_INET;
+	snprintf(cfg->target.text, sizeof(cfg->target.text), "merged %u records", nfiles);
+	cfg->size_lo = (uint64_t)real_or(rec, "size_min", 0);
+	cfg->size_hi = (uint64_t)real_or(rec, "size_max", 0);
+	cfg->verify = real_or(rec, "verify", 1) > 0;
+	cfg->seed = (uint64_t)real_or(rec, "seed", 0);
+	cfg->warmup_ns = (uint64_t)(real_or(rec, "warmup_s", 0) * 1e9);
+	cfg->duration_ns = (uint64_t)(real_or(rec, "duration_asked_s", 0) * 1e9);
+	cfg->rate = real_or(rec, "rate_target", 0);
+	if ((err = result_init(r, cfg)) < 0)
+		return err;
+	take_hist(r->lat, rec, "latency");
+	take_hist(r->lat_unc, rec, "latency_uncorrected");
+	take_hist(r->connect, rec, "connect");
+	take_hist(r->lag, rec, "send_lag");
+	take_hist(r->per_conn, rec, "msgs_per_conn");
+	for (unsigned b = 0; b < LOAD_CI_BLOCKS; b++) {
+		snprintf(name, sizeof(name), "block%u", b);
+		take_hist(r->block[b], rec, name);
+	}
+#define GET(n, field) histio_counter(rec, n, &r->field);
+	COUNTERS(GET)
+#undef GET
+	r->pipeline = (uint64_t)real_or(rec, "pipeline", 1);
+	r->duration_s = real_or(rec, "duration_s", 0);
+	r->wall_s = real_or(rec, "wall_s", 0);
+	r->rate_target = cfg->rate;
+	r->user_s = real_or(rec, "user_s", 0);
+	r->sys_s = real_or(rec, "sys_s", 0);
+	r->busiest = real_or(rec, "busiest_thread", 0);
+	r->start_lag_us = real_or(rec, "start_lag_us", -1);
+	r->complete = real_or(rec, "complete", 0) > 0;
+	if (!r->complete)
+		snprintf(r->error, sizeof(r->error), "at least one of the merged runs was "
+			 "incomplete");
+	return 0;
+}
+
+int record_merge_files(struct load_result *r, struct load_config *cfg)
+{
+	struct histio_record *all = malloc(sizeof(*all)), *one = malloc(sizeof(*one));
+	unsigned n = 0;
+	int err = 0;
+
+	if (!all || !one) {
+		fprintf(stderr, "echo-load: out of memory\n");
+		return -ENOMEM;
+	}
+	histio_init(all);
+	histio_init(one);
+	for (char **p = cfg->merge_files; *p && !err; p++, n++) {
+		FILE *f = fopen(*p, "r");
+
+		if (!f) {
+			err = -errno;
+			fprintf(stderr, "echo-load: cannot read '%s': %s\n", *p, strerror(errno));
+			break;
+		}
+		err = histio_read(f, one);
+		fclose(f);
+		if (!err)
+			err = histio_merge(all, one);
+		if (err)
+			fprintf(stderr, "echo-load: '%s': %s\n", *p, err == -EINVAL ?
+				(one->error[0] ? one->error : all->error) : strerror(-err));
+	}
+	if (!err && (err = unpack(r, cfg, all, n)) < 0)
+		fprintf(stderr, "echo-load: out of memory\n");
+	histio_free(all);
+	histio_free(one);
+	free(all);
+	free(one);
+	return err;
+}
+
+/* The interval of ci_pcts[i], or -1 when not resolved. */
+static int ci_of(const struct load_result *r, unsigned i, struct latci *ci)
+{
+	const struct hist *const *blocks = (const struct hist *const *)r->block;
+
+	if (latci_compute(r->lat, blocks, LOAD_CI_BLOCKS, ci_pcts[i].pct, ci) < 0 || !ci->resolved)
+		return -1;
+	return 0;
+}
+
+void report_ci_human(FILE *f, const struct load_result *r)
+{
+	fputs("  Latency 95 % CI (us):", f);
+	for (unsigned i = 0; i < sizeof(ci_pcts) / sizeof(ci_pcts[0]); i++) {
+		struct latci ci;
+
+		if (ci_of(r, i, &ci) < 0)
+			fprintf(f, " %s unresolved", ci_pcts[i].key);
+		else
+			fprintf(f, " %s [%.2f, %.2f]", ci_pcts[i].key, ci.lo_ns / 1000.0,
+				ci.hi_ns / 1000.0);
+		fputc(i + 1 < sizeof(ci_pcts) / sizeof(ci_pcts[0]) ? ',' : '\n', f);
+	}
 }
 
 void report_ci_json(FILE *f, const struct load_result *r)
 {
-	fputs("null", f);
+	fputc('{', f);
+	for (unsigned i = 0; i < sizeof(ci_pcts) / sizeof(ci_pcts[0]); i++) {
+		struct latci ci;
+
+		fprintf(f, "%s\"%s\": ", i ? ", " : "", ci_pcts[i].key);
+		if (ci_of(r, i, &ci) < 0)
+			fputs("\"unresolved\"", f);
+		else
+			fprintf(f, "[%.3f, %.3f]", ci.lo_ns / 1000.0, ci.hi_ns / 1000.0);
+	}
+	fputc('}', f);
 }

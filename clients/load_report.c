@@ -138,6 +138,8 @@ int report_human(FILE *f, const struct load_result *r)
 	if (cfg->mode == MODE_OPEN)
 		human_row(f, "uncorrected", r->lat_unc);
 	human_row(f, "connect", r->connect);
+	if (hist_count(r->lat))
+		report_ci_human(f, r);
 	fprintf(f, "  %llu messages, %s echoed in %.2fs\n", (unsigned long long)r->c.messages,
 		scaled((double)r->c.bytes, "B", a, sizeof(a)), r->duration_s);
 	fprintf(f, "  Errors: refused %llu, reset %llu, timeout %llu, eof %llu, other %llu",

@@ -90,6 +90,14 @@ def test_failed_checks_both_shapes():
     assert remote.failed_checks(None) == []
 
 
+def test_a_failed_check_on_one_host_is_named():
+    shares = [{"dest": "a", "json": {"checks": [{"name": "send_lag", "ok": False}],
+                                     "invalid_reasons": ["send_lag: p99 5 ms late"]}},
+              {"dest": "b", "json": {"checks": [{"name": "send_lag", "ok": True}]}},
+              {"dest": "c", "json": None}]
+    assert remote.host_check_reasons(shares) == ["load host a: send_lag: p99 5 ms late"]
+
+
 def test_no_or_duplicate_destinations_are_usage_errors():
     with pytest.raises(UsageError):
         LoadHosts([], [], LOAD)
@@ -168,7 +176,8 @@ def test_two_hosts_merged_exactly(net_and_server, tmp_path):
     assert rc == 0, closed.get("error")
     per = [h["json"] for h in closed["hosts"]]
     assert [h["dest"] for h in closed["hosts"]] == net.dests()
-    assert [h["connections"] for h in closed["hosts"]] == [2, 2]
+    assert [(h["connections"], h["rate"], h["phase"]) for h in closed["hosts"]] == \
+        [(2, None, None), (2, None, None)]
     assert all(h["ok"] and h["error"] is None for h in closed["hosts"])
     assert all(p["messages"] > 0 for p in per)
     # the merged message count is the sum of the hosts' counts

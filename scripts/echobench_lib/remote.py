@@ -173,6 +173,21 @@ def failed_checks(load):
     return []
 
 
+def host_check_reasons(shares):
+    """One line per failed self-check on any host, naming the host: a check that failed on
+    one host marks the cell even when the merged record's checks pass."""
+    out = []
+    for s in shares:
+        load, dest = s.get("json"), s.get("dest") or s["host"].dest
+        if not isinstance(load, dict):
+            continue
+        reasons = [r for r in load.get("invalid_reasons") or [] if isinstance(r, str)]
+        for name in failed_checks(load):
+            why = next((r for r in reasons if r.startswith(name + ":")), f"{name} failed")
+            out.append(f"load host {dest}: {why}")
+    return out
+
+
 class _Host:
     """One load host: destination, ssh argv through its control socket, remote directory."""
 
@@ -426,7 +441,8 @@ class LoadHosts:
             logf = open(log_path, "wb")
             proc = subprocess.Popen(h.argv(cmd), stdin=subprocess.DEVNULL, stdout=logf,
                                     stderr=subprocess.STDOUT)
-            cells.append({"host": h, "connections": c, "rate": r, "phase": f"{k}/{n}",
+            cells.append({"host": h, "connections": c, "rate": r,
+                          "phase": None if r is None else f"{k}/{n}",
                           "proc": proc, "logf": logf, "log": log_path})
         self._wait_all(cells, time.monotonic() + budget, budget)
         with concurrent.futures.ThreadPoolExecutor(len(cells)) as pool:
@@ -522,6 +538,10 @@ class LoadHosts:
             "json": c["json"], "ok": c["ok"], "error": c.get("error"),
             "failed_checks": failed_checks(c["json"]),
             "hist_file": str(c["hist"]) if c.get("hist") else None} for c in cells]
+        marks = host_check_reasons(cells)
+        if marks:
+            result["valid"] = False
+            result["invalid_reasons"] = list(result.get("invalid_reasons") or []) + marks
         errors = [f"load host {c['host'].dest}: {c['error']}" for c in cells if not c["ok"]]
         if merge_error:
             errors.append(f"merging the hosts' histograms: {merge_error}")

@@ -15,8 +15,11 @@
  *   - the ring is SINGLE_ISSUER|DEFER_TASKRUN (6.1, else COOP_TASKRUN, else plain), so that
  *     completions run only when we ask for them, in our thread, batched; its fd is registered
  *     (io_uring_register_ring_fd) so that io_uring_enter skips the fd lookup.
- * Fixed files and registered send buffers were not used: the per-message work left is in the
- * kernel's TCP path.
+ * Registered files (IOSQE_FIXED_FILE) were tried and did not measurably lower client CPU per
+ * message here (256 connections, 6 interleaved rounds on a busy 2-CPU machine), so they are
+ * not used; registered send buffers would not help a send that copies 128 bytes. What is left
+ * per message is the kernel's TCP path (on loopback the sender also runs the receiver's
+ * softirq), which no engine removes.
  *
  * A socket is closed only after an IORING_OP_ASYNC_CANCEL by fd has been submitted for it
  * (while the fd still names it); completions that arrive for a dead connection are ignored,

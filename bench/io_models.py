@@ -39,6 +39,9 @@ GOAL_ENGINE_CPU = "<= 0.85 (uring engine CPU/msg at least 15 % below epoll's)"
 GOAL_RSS = "<= 2 KiB"
 
 
+SECTIONS = ("uring-epoll", "epoll-minimal", "engines", "rss")
+
+
 class Failed(Exception):
     """A program failed to run: reported, the section is abandoned, the exit status is 1."""
 
@@ -270,6 +273,20 @@ def load_has_engine(load):
     return "--engine" in p.stdout
 
 
+def uring_engine_usable(load):
+    """(usable, its `echo-load --version` line): the uring engine may be missing from the
+    build (no liburing) or refused by the kernel."""
+    try:
+        p = subprocess.run([str(load), "--version"], capture_output=True, text=True, timeout=10,
+                           stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return False, "--version did not run"
+    for line in p.stdout.splitlines():
+        if line.startswith("engine uring: "):
+            return line.startswith("engine uring: usable"), line
+    return False, "--version does not list the uring engine"
+
+
 def parse_args():
     # The driver's parser: a usage error is one line on stderr and exit 2.
     ap = Parser(description=__doc__.splitlines()[0], allow_abbrev=False)
@@ -284,6 +301,9 @@ def parse_args():
     ap.add_argument("--size", type=int, default=128, help="message bytes (default 128)")
     ap.add_argument("--epoll", default="epoll", help="the epoll side's backend (default epoll)")
     ap.add_argument("--uring", default="uring", help="the uring side's backend (default uring)")
+    ap.add_argument("--only", action="append", choices=SECTIONS,
+                    help="run only this part (repeatable; default: all of "
+                         f"{', '.join(SECTIONS)})")
     ap.add_argument("--idle", type=int, default=5000,
                     help="idle connections for the RSS figure (default 5000, bounded by "
                          "RLIMIT_NOFILE; 0 skips it)")
@@ -299,7 +319,14 @@ def parse_args():
         build = build_dir(a.build)
         defaults = {"server": "servers/echo-server", "minserver": "bench/minserver/echo-minserver",
                     "minclient": "bench/minclient/echo-minclient", "load": "clients/echo-load"}
+        # Only the programs the chosen parts run must exist.
+        parts = set(a.only or SECTIONS)
+        needed = {"server"} | ({"minclient"} if parts & {"uring-epoll", "epoll-minimal"} else
+                               set()) | ({"minserver"} if "epoll-minimal" in parts else set()) \
+            | ({"load"} if "engines" in parts else set())
         for key, rel in defaults.items():
+            if key not in needed:
+                continue
             path = pathlib.Path(getattr(a, key) or build / rel)
             if not (path.is_file() and os.access(path, os.X_OK)):
                 raise UsageError(f"--{key}: {path} is not an executable (build first, or give "
@@ -344,26 +371,31 @@ def main():
         if not usable.get(side):
             why = reasons.get(side, "not in --list-backends")
             print(f"\nnote: backend {side} is not usable here ({why}): its lines are skipped")
-    if usable.get(a.epoll) and usable.get(a.uring):
+    want = set(a.only or SECTIONS)
+    if "uring-epoll" in want and usable.get(a.epoll) and usable.get(a.uring):
         for where, cpus in placements:
             b.section(b.alternate, f"{a.uring}/{a.epoll}, {where}", GOAL_URING_EPOLL,
                       [(a.epoll, epoll_argv), (a.uring, uring_argv)], cpus)
-    if usable.get(a.epoll):
+    if "epoll-minimal" in want and usable.get(a.epoll):
         for where, cpus in placements:
             b.section(b.alternate, f"{a.epoll}/minimal (echo-minserver), {where}",
                       GOAL_EPOLL_MINIMAL,
                       [("minimal", [a.minserver, "--listen", "127.0.0.1:0"]),
                        (a.epoll, epoll_argv)], cpus)
 
-    if not load_has_engine(a.load):
+    if "engines" not in want:
+        pass
+    elif not load_has_engine(a.load):
         print("\nload engines: skipped: echo-load has no --engine option yet (its --help does "
               "not mention it)")
     elif not usable.get("epoll"):
         print("\nload engines: skipped: the epoll backend is not usable here")
+    elif not uring_engine_usable(a.load)[0]:
+        print(f"\nload engines: skipped: echo-load {uring_engine_usable(a.load)[1]}")
     else:
         b.section(b.engines, *placements[0])
 
-    if a.idle:
+    if a.idle and "rss" in want:
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         # This process holds the client ends; leave room for its other descriptors.
         count = min(a.idle, hard - 64) if hard != resource.RLIM_INFINITY else a.idle

@@ -227,6 +227,28 @@ static double wait_start(double at, int sigfd)
 	return (realtime_s() - at) * 1e6;
 }
 
+/* A --processes child: tells the parent it has connected, then waits for the common start
+ * (the parent closes the go pipe once every child is ready). */
+static void await_go(const struct load_config *cfg, int sigfd)
+{
+	char b = 1;
+
+	if (write(cfg->ready_fd, &b, 1) < 0)
+		return;
+	for (;;) {
+		struct pollfd p[2] = { { cfg->go_fd, POLLIN, 0 }, { sigfd, POLLIN, 0 } };
+
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			return;
+		if (p[1].revents & POLLIN) {
+			load_stop_requested = true;
+			return;
+		}
+		if (p[0].revents)
+			return;   /* EOF: go */
+	}
+}
+
 /* Splits the connected sockets among the threads and starts them. Connection i keeps id i
  * (its payload stream). Returns the threads, with *n set. */
 static struct loader *start_loaders(const struct load_config *cfg, struct load_result *res,
@@ -239,7 +261,7 @@ static struct loader *start_loaders(const struct load_config *cfg, struct load_r
 	for (uint64_t i = 0; i < cfg->connections; i++) {
 		if (fds[i] >= 0) {
 			fds[n] = fds[i];
-			ids[n++] = i;
+			ids[n++] = cfg->id_base + i;
 		}
 	}
 	*nthreads = cfg->threads < n ? cfg->threads : n;
@@ -266,6 +288,8 @@ static struct loader *start_loaders(const struct load_config *cfg, struct load_r
 		die(1, "cannot set up the load threads: %s", strerror(-err));
 	res->threads = *nthreads;
 	res->pipeline = ws[0].pipeline;
+	if (cfg->go_fd >= 0)
+		await_go(cfg, sigfd);
 	if (cfg->start_at > 0)
 		res->start_lag_us = wait_start(cfg->start_at, sigfd);
 	t0 = now_ns();
@@ -302,17 +326,104 @@ static int setup_signals(void)
 	return sigfd;
 }
 
+/* Connects and runs the load threads in this process; fills res (result_init done). */
+static void run_here(struct load_config *cfg, struct load_result *res, struct loader **wsp,
+		     uint64_t *nthreads)
+{
+	int sigfd = setup_signals();
+	long connected, need, got;
+	int *fds;
+	uint64_t *ids;
+
+	/* One fd per connection, two per thread, and a few for stdio and outputs. */
+	need = (long)(cfg->connections + 2 * cfg->threads + 16);
+	got = sock_raise_nofile((uint64_t)need);
+	if (got >= 0 && got < need)
+		die(1, "%llu connections need %ld open files but RLIMIT_NOFILE (open files per "
+		      "process, hard limit) allows at most %ld: use --processes, or raise it "
+		      "(ulimit -Hn)", (unsigned long long)cfg->connections, need, got);
+	fds = calloc(cfg->connections, sizeof(*fds));
+	ids = calloc(cfg->connections, sizeof(*ids));
+	if (!fds || !ids)
+		die(1, "out of memory");
+	res->rate_target = cfg->mode == MODE_OPEN ? cfg->rate : 0;
+	connected = load_connect_all(cfg, fds, res->connect, &res->c);
+	res->connected = connected > 0 ? (uint64_t)connected : 0;
+	res->complete = true;
+	if (connected > 0 && res->c.errors[ERR_OTHER] && res->c.first_errno == EADDRNOTAVAIL)
+		fprintf(stderr, "echo-load: %llu connections failed with no local port left: "
+			"ephemeral ports per source address (ip_local_port_range, %llu) ran out; "
+			"give --source A-B\n", (unsigned long long)res->c.errors[ERR_OTHER],
+			(unsigned long long)load_ephemeral_ports());
+	if (connected <= 0) {
+		if (cfg->go_fd >= 0)
+			await_go(cfg, sigfd);   /* the others still start together */
+		result_no_connection(res, connected);
+	} else {
+		bool interrupted;
+		struct loader *ws = start_loaders(cfg, res, fds, ids, nthreads, sigfd);
+		uint64_t t_run = ws[0].t_start;
+
+		interrupted = wait_loaders(cfg, ws, *nthreads, sigfd, ws[0].t_start);
+		res->wall_s = (double)(now_ns() - t_run) / 1e9;
+		result_merge_loaders(res, ws, *nthreads, interrupted);
+		*wsp = ws;
+	}
+	free(fds);
+	free(ids);
+}
+
+/* A --processes child: runs its share and writes its record for the parent to merge. Its
+ * failures are told on stderr; the parent reports the merged run. */
+static int run_child(struct load_config *cfg, const char *record_path)
+{
+	struct load_result res;
+	struct loader *ws = NULL;
+	uint64_t nthreads = 0;
+	FILE *f;
+	int err;
+
+	if (result_init(&res, cfg) < 0)
+		die(1, "out of memory");
+	run_here(cfg, &res, &ws, &nthreads);
+	if (!res.complete)
+		fprintf(stderr, "echo-load: the process of connections %llu-%llu: %s\n",
+			(unsigned long long)cfg->id_base,
+			(unsigned long long)(cfg->id_base + cfg->connections - 1), res.error);
+	f = fopen(record_path, "w");
+	err = f ? record_write(f, &res) : -errno;
+	if (f && fclose(f) != 0 && !err)
+		err = -EIO;
+	for (uint64_t t = 0; t < nthreads; t++)
+		loader_free(&ws[t]);
+	free(ws);
+	result_free(&res);
+	if (err)
+		die(1, "cannot write the record '%s': %s", record_path, strerror(-err));
+	return 0;
+}
+
+/* --engine: the kernel may lack what the engine needs. Asked for: exit 1 with the reason;
+ * the default: epoll instead (the JSON says which one ran). */
+static void choose_engine(struct load_config *cfg)
+{
+	const char *why = "";
+
+	if (cfg->engine->probe(&why) == 0)
+		return;
+	if (cfg->engine_set)
+		die(1, "--engine %s cannot run here: %s", cfg->engine->name, why);
+	cfg->engine = &engine_epoll;
+}
+
 int main(int argc, char **argv)
 {
 	struct load_config cfg;
 	struct load_result res;
 	struct outs outs;
 	struct loader *ws = NULL;
-	uint64_t nthreads = 0, t_run;
-	int *fds;
-	uint64_t *ids;
-	long connected, need, got;
-	int sigfd, code = 0;
+	uint64_t nthreads = 0;
+	int code = 0;
 
 	load_parse_options(argc, argv, &cfg);
 	open_outs(&cfg, &outs);
@@ -323,43 +434,20 @@ int main(int argc, char **argv)
 		result_free(&res);
 		return code;
 	}
-	if (result_init(&res, &cfg) < 0)
-		die(1, "out of memory");
-	sigfd = setup_signals();
-
-	/* One fd per connection, two per thread, and a few for stdio and outputs. */
-	need = (long)(cfg.connections + 2 * cfg.threads + 16);
-	got = sock_raise_nofile((uint64_t)need);
-	if (got >= 0 && got < need)
-		die(1, "%llu connections need %ld open files but RLIMIT_NOFILE allows at most %ld "
-		      "(hard limit); raise it (ulimit -Hn) or use fewer connections",
-		      (unsigned long long)cfg.connections, need, got);
-
-	fds = calloc(cfg.connections, sizeof(*fds));
-	ids = calloc(cfg.connections, sizeof(*ids));
-	if (!fds || !ids)
-		die(1, "out of memory");
-	res.rate_target = cfg.mode == MODE_OPEN ? cfg.rate : 0;
-	connected = load_connect_all(&cfg, fds, res.connect, &res.c);
-	res.connected = connected > 0 ? (uint64_t)connected : 0;
-	res.complete = true;
-	if (connected <= 0) {
-		result_no_connection(&res, connected);
+	choose_engine(&cfg);
+	load_plan_sources(&cfg);
+	if (cfg.processes > 1) {
+		if (load_run_processes(&cfg, &res, run_child) < 0)
+			exit(1);
 	} else {
-		bool interrupted;
-
-		ws = start_loaders(&cfg, &res, fds, ids, &nthreads, sigfd);
-		t_run = ws[0].t_start;
-		interrupted = wait_loaders(&cfg, ws, nthreads, sigfd, ws[0].t_start);
-		res.wall_s = (double)(now_ns() - t_run) / 1e9;
-		result_merge_loaders(&res, ws, nthreads, interrupted);
+		if (result_init(&res, &cfg) < 0)
+			die(1, "out of memory");
+		run_here(&cfg, &res, &ws, &nthreads);
 	}
 	code = finish_run(&res, &outs);
 	for (uint64_t t = 0; t < nthreads; t++)
 		loader_free(&ws[t]);
 	free(ws);
-	free(fds);
-	free(ids);
 	result_free(&res);
 	return code;
 }

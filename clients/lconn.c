@@ -50,7 +50,7 @@ static void drop(struct loader *w, struct lconn *c)
 	w->pending -= c->count + c->owed;
 	c->count = c->nsent = 0;
 	c->owed = 0;
-	epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
+	w->eng->forget(w, c);
 	close(c->fd);
 	c->fd = -1;
 	c->dead = true;

@@ -31,11 +31,24 @@ extern const char *const err_kind_name[ERR_KINDS];
 enum err_kind err_kind_of(int err);   /* errno -> kind */
 
 struct transport;
+struct engine;
+
+#define LOAD_MAX_SOURCES 256     /* --source: addresses in the range, at most */
 
 struct load_config {
 	struct endpoint target;
 	const char *target_arg;
 	const struct transport *tp; /* streams (TCP, unix) or datagrams (UDP) */
+	const struct engine *engine; /* epoll or uring (--engine) */
+	bool engine_set;            /* --engine was given: no silent fallback */
+	uint32_t src_first;         /* --source: first IPv4 address (host order), src_count of
+				     * them; connection id i binds to src_first + i % src_count */
+	uint32_t src_count;         /* 0: no --source (the kernel picks) */
+	bool src_auto;              /* chosen by echo-load because -c needs it */
+	uint64_t processes;         /* --processes: forked load processes (1: none) */
+	uint64_t id_base;           /* the global id of this process's first connection */
+	uint64_t connections_total; /* over every process (== connections without --processes) */
+	int ready_fd, go_fd;        /* a --processes child: says "connected", awaits the start */
 	enum load_mode mode;
 	uint64_t connections;
 	uint64_t pipeline;          /* messages in flight per connection (open loop: at most) */
@@ -118,6 +131,16 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg);
 long load_connect_all(const struct load_config *cfg, int *fds, struct hist *lat,
 		      struct load_counts *counts);
 
+/* load_connect.c: --source: the range given, or the one picked when -c needs more local
+ * ports than one address has. Exits 1 (naming the limit) when the ports cannot suffice. */
+void load_plan_sources(struct load_config *cfg);
+uint64_t load_ephemeral_ports(void);   /* ports one source address has (ip_local_port_range) */
+
+/* load_procs.c: --processes: forks them, each with its share of the connections and threads,
+ * and merges their records (the --merge path) into r. Returns in the parent only. */
+typedef int load_child_fn(struct load_config *cfg, const char *record_path);
+int load_run_processes(struct load_config *cfg, struct load_result *r, load_child_fn *child);
+
 /* load_result.c */
 struct loader;
 int result_init(struct load_result *r, const struct load_config *cfg);
@@ -147,5 +170,7 @@ void report_ci_human(FILE *f, const struct load_result *r);
 
 const char *mode_name(enum load_mode m);
 const char *transport_name(const struct load_config *cfg);
+/* "127.0.0.2-127.0.0.9", or "" without --source. */
+void source_text(const struct load_config *cfg, char *buf, size_t len);
 
 #endif

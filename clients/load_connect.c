@@ -2,6 +2,8 @@
  * in progress, paced by --connect-rate, each bounded by --timeout. A datagram socket's
  * connect() only fixes the peer: it completes at once, through the same path. */
 #include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "die.h"
 #include "load.h"
 #include "loader.h"
 #include "sock.h"
@@ -33,7 +36,71 @@ static void fail(struct load_counts *counts, int *fd, int err)
 	*fd = -1;
 }
 
-static int open_socket(const struct load_config *cfg)
+#define PORTS_PER_SOURCE_USE 0.75   /* of the ephemeral range: leave room for TIME_WAIT */
+
+uint64_t load_ephemeral_ports(void)
+{
+	unsigned lo = 32768, hi = 60999;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+
+	if (f) {
+		if (fscanf(f, "%u %u", &lo, &hi) != 2 || hi < lo)
+			lo = 32768, hi = 60999;
+		fclose(f);
+	}
+	return (uint64_t)(hi - lo + 1);
+}
+
+void load_plan_sources(struct load_config *cfg)
+{
+	uint64_t ports = load_ephemeral_ports(), n = cfg->connections_total;
+	uint64_t per = (uint64_t)((double)ports * PORTS_PER_SOURCE_USE);
+	uint32_t target;
+
+	if (cfg->target.family != AF_INET || cfg->tp->socktype != SOCK_STREAM)
+		return;
+	if (cfg->src_count) {
+		uint64_t each = (n + cfg->src_count - 1) / cfg->src_count;
+
+		if (each > ports)
+			die(1, "%llu connections over %u source addresses are %llu per address, but "
+			    "one source address has %llu ephemeral ports (ip_local_port_range): "
+			    "widen --source", (unsigned long long)n, cfg->src_count,
+			    (unsigned long long)each, (unsigned long long)ports);
+		return;
+	}
+	if (n <= per)
+		return;
+	target = ntohl(((const struct sockaddr_in *)&cfg->target.sa)->sin_addr.s_addr);
+	if (target >> 24 != 127)
+		die(1, "%llu connections to %s need more than the %llu ephemeral ports of one "
+		    "source address (ip_local_port_range): give --source A-B with local "
+		    "addresses", (unsigned long long)n, cfg->target.text, (unsigned long long)ports);
+	/* Loopback: any 127.0.0.0/8 address is local. 127.0.0.2 upwards. */
+	cfg->src_count = (uint32_t)((n + per - 1) / per);
+	if (cfg->src_count > LOAD_MAX_SOURCES)
+		die(1, "%llu connections need more than %u source addresses", (unsigned long long)n,
+		    LOAD_MAX_SOURCES);
+	cfg->src_first = (127u << 24) | 2;
+	cfg->src_auto = true;
+}
+
+/* Connection `id` (global) binds to its source address, the port left to connect(). */
+static int bind_source(const struct load_config *cfg, int fd, uint64_t id)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	int one = 1;
+
+	sa.sin_addr.s_addr = htonl(cfg->src_first + (uint32_t)(id % cfg->src_count));
+	/* The port is picked at connect() against the 4-tuple, not reserved at bind(): otherwise
+	 * each address could hold one connection per port over every destination. */
+	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
+	return 0;
+}
+
+static int open_socket(const struct load_config *cfg, uint64_t id)
 {
 	int type = cfg->tp->socktype;
 	int fd = socket(cfg->target.family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -42,6 +109,14 @@ static int open_socket(const struct load_config *cfg)
 		return -errno;
 	if (type == SOCK_STREAM && cfg->target.family != AF_UNIX)
 		sock_set_nodelay(fd);
+	if (cfg->src_count) {
+		int err = bind_source(cfg, fd, id);
+
+		if (err < 0) {
+			close(fd);
+			return err;
+		}
+	}
 	return fd;
 }
 
@@ -92,7 +167,14 @@ long load_connect_all(const struct load_config *cfg, int *fds, struct hist *lat,
 			}
 			if (!a->t_first)
 				a->t_first = now;
-			a->fd = open_socket(cfg);
+			a->fd = open_socket(cfg, cfg->id_base + next);
+			if (a->fd == -EADDRNOTAVAIL || a->fd == -EADDRINUSE) {
+				/* This source address has no port left (or is not local). */
+				a->fd = -1;
+				fail(counts, &fds[next], EADDRNOTAVAIL);
+				next++;
+				continue;
+			}
 			if (a->fd < 0) {
 				err = a->fd;
 				goto out;

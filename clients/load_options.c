@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -36,7 +37,16 @@ static const char usage_text[] =
 "                          --stream: 16k). Suffixes k, M (x1024)\n"
 "  -d, --duration D        measured time (default 10s). Suffixes ms, s, m\n"
 "      --warmup D          load before the measurement, excluded from every figure (default 0)\n"
-"  -t, --threads N         threads (default: number of cores, at most one per connection)\n"
+"  -t, --threads N         threads (default: number of cores, at most one per connection);\n"
+"                          with --processes, the total over the processes\n"
+"      --engine E          how load threads move bytes: epoll (readiness, send/recv) or\n"
+"                          uring (io_uring completions; TCP and unix streams only)\n"
+"                          (default " LOAD_DEFAULT_ENGINE_TEXT ")\n"
+"      --processes N       spread the connections over N forked processes, each under its\n"
+"                          own open-file limit; their histograms are merged exactly\n"
+"      --source A[-B]      bind each connection to a source IPv4 address from the range,\n"
+"                          round robin (e.g. 127.0.0.2-127.0.0.9); automatic on loopback\n"
+"                          when -c needs more ports than one address has\n"
 "      --connect-rate N    open at most N connections per second (default: no pacing)\n"
 "      --timeout D         bound on a connect, on each reply, on the drain of what is owed\n"
 "                          after the window and on the close (default 5s)\n"
@@ -65,7 +75,8 @@ static const char usage_text[] =
 enum {
 	OPT_STREAM = 256, OPT_WARMUP, OPT_CONNECT_RATE, OPT_SEED, OPT_NO_VERIFY,
 	OPT_JSON, OPT_HGRM, OPT_CSV, OPT_CSV_HEADER, OPT_PROGRESS, OPT_TIMEOUT, OPT_INTERVALS,
-	OPT_START_AT, OPT_PHASE, OPT_STRICT, OPT_HIST_OUT, OPT_MERGE,
+	OPT_START_AT, OPT_PHASE, OPT_STRICT, OPT_HIST_OUT, OPT_MERGE, OPT_ENGINE, OPT_PROCESSES,
+	OPT_SOURCE,
 };
 
 static const struct option long_opts[] = {
@@ -93,6 +104,9 @@ static const struct option long_opts[] = {
 	{ "strict",       no_argument,       NULL, OPT_STRICT },
 	{ "hist-out",     required_argument, NULL, OPT_HIST_OUT },
 	{ "merge",        no_argument,       NULL, OPT_MERGE },
+	{ "engine",       required_argument, NULL, OPT_ENGINE },
+	{ "processes",    required_argument, NULL, OPT_PROCESSES },
+	{ "source",       required_argument, NULL, OPT_SOURCE },
 	{ "help",         no_argument,       NULL, 'h' },
 	{ "version",      no_argument,       NULL, 'V' },
 	{ 0, 0, 0, 0 },
@@ -163,6 +177,38 @@ static void phase_arg(const char *s, struct load_config *cfg)
 	cfg->phase_n = n;
 }
 
+static const struct engine *engine_arg(const char *s)
+{
+	if (strcmp(s, "epoll") == 0)
+		return &engine_epoll;
+	if (strcmp(s, "uring") == 0)
+		return &engine_uring;
+	die(2, "bad --engine '%s': expected epoll or uring", s);
+}
+
+/* --source A or A-B: IPv4 addresses, A <= B, at most LOAD_MAX_SOURCES of them. */
+static void source_arg(const char *s, struct load_config *cfg)
+{
+	char a[INET_ADDRSTRLEN + 1] = "", b[INET_ADDRSTRLEN + 1] = "";
+	const char *dash = strchr(s, '-');
+	struct in_addr ia, ib;
+	size_t la = dash ? (size_t)(dash - s) : strlen(s);
+
+	if (la >= sizeof(a) || (dash && strlen(dash + 1) >= sizeof(b)))
+		die(2, "bad --source '%s': expected an IPv4 address or a range A-B", s);
+	memcpy(a, s, la);
+	snprintf(b, sizeof(b), "%s", dash ? dash + 1 : a);
+	if (inet_pton(AF_INET, a, &ia) != 1 || inet_pton(AF_INET, b, &ib) != 1)
+		die(2, "bad --source '%s': expected an IPv4 address or a range A-B, "
+		    "e.g. 127.0.0.2-127.0.0.9", s);
+	cfg->src_first = ntohl(ia.s_addr);
+	if (ntohl(ib.s_addr) < cfg->src_first)
+		die(2, "bad --source '%s': the range ends before it starts", s);
+	if (ntohl(ib.s_addr) - cfg->src_first >= LOAD_MAX_SOURCES)
+		die(2, "bad --source '%s': at most %u addresses", s, LOAD_MAX_SOURCES);
+	cfg->src_count = ntohl(ib.s_addr) - cfg->src_first + 1;
+}
+
 /* At most one output may be stdout: two would interleave there. */
 static void one_stdout(const struct load_config *cfg)
 {
@@ -200,6 +246,21 @@ static void target_checks(struct load_config *cfg, bool udp, const char *size_ar
 		    UDP_MAX_PAYLOAD);
 }
 
+/* The version, and each engine with whether it runs here (tests read this to skip). */
+static void print_version(void)
+{
+	const struct engine *e[] = { &engine_epoll, &engine_uring };
+
+	printf("echo-load %s\n", ECHOBENCH_VERSION);
+	for (unsigned i = 0; i < 2; i++) {
+		const char *why = "";
+		int r = e[i]->probe(&why);
+
+		printf("engine %s: %s%s%s\n", e[i]->name, r < 0 ? "unavailable: " : "usable",
+		       r < 0 ? why : "", e[i] == &LOAD_DEFAULT_ENGINE ? " (default)" : "");
+	}
+}
+
 void load_parse_options(int argc, char **argv, struct load_config *cfg)
 {
 	const char *size_arg = NULL;
@@ -217,6 +278,9 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 	cfg->seed = 1;
 	cfg->verify = true;
 	cfg->progress = isatty(STDERR_FILENO);
+	cfg->engine = &LOAD_DEFAULT_ENGINE;
+	cfg->processes = 1;
+	cfg->ready_fd = cfg->go_fd = -1;
 
 	opterr = 0;   /* our own one-line messages, with exit 2 */
 	while ((opt = getopt_long(argc, argv, ":c:p:R:s:d:t:uhV", long_opts, NULL)) != -1) {
@@ -269,10 +333,18 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 		case OPT_CSV: cfg->csv_path = optarg; break;
 		case OPT_HIST_OUT: cfg->hist_out_path = optarg; break;
 		case OPT_MERGE: merge = true; break;
+		case OPT_ENGINE:
+			cfg->engine = engine_arg(optarg);
+			cfg->engine_set = true;
+			break;
+		case OPT_PROCESSES:
+			cfg->processes = count_arg("--processes", optarg, 1, 1024);
+			break;
+		case OPT_SOURCE: source_arg(optarg, cfg); break;
 		case OPT_CSV_HEADER: cfg->csv_header = true; break;
 		case OPT_PROGRESS: cfg->progress = true; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
-		case 'V': printf("echo-load %s (epoll)\n", ECHOBENCH_VERSION); exit(0);
+		case 'V': print_version(); exit(0);
 		case ':':
 			die(2, "option '%s' needs a value", argv[optind - 1]);
 		default:
@@ -285,6 +357,9 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 	if (cfg->csv_header && !cfg->csv_path)
 		die(2, "--csv-header needs --csv FILE");
 	if (merge) {
+		if (cfg->engine_set || cfg->processes > 1 || cfg->src_count)
+			die(2, "--merge reads histogram files; --engine, --processes and --source "
+			    "do not apply");
 		if (optind == argc)
 			die(2, "--merge needs at least one --hist-out FILE to read");
 		if (cfg->hist_out_path)
@@ -305,6 +380,19 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 	if (!size_arg)
 		cfg->size_lo = cfg->size_hi = cfg->mode == MODE_STREAM ? 16384 : 64;
 	target_checks(cfg, udp, size_arg);
+	if (!cfg->engine->supports(cfg->tp)) {
+		if (cfg->engine_set)
+			die(2, "--engine %s moves stream sockets only (TCP, unix); --udp runs on "
+			    "--engine epoll", cfg->engine->name);
+		cfg->engine = &engine_epoll;   /* the default engine, where it applies */
+	}
+	if (cfg->src_count && cfg->target.family != AF_INET)
+		die(2, "--source binds IPv4 addresses: the target '%s' is not an IPv4 address",
+		    cfg->target_arg);
+	if (cfg->processes > cfg->connections)
+		die(2, "--processes %llu is more than --connections %llu: each process needs one",
+		    (unsigned long long)cfg->processes, (unsigned long long)cfg->connections);
+	cfg->connections_total = cfg->connections;
 	if (cfg->mode == MODE_OPEN && cfg->rate < (double)cfg->connections / 3600.0)
 		die(2, "--rate %.0f is too low for %llu connections (at least one message per "
 			    "connection per hour)", cfg->rate, (unsigned long long)cfg->connections);
@@ -323,6 +411,8 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 		    cfg->interval_ns / 1e6, cfg->duration_ns / 1e9, SERIES_MAX_INTERVALS);
 	if (!threads_set)
 		cfg->threads = cores();
+	if (cfg->threads < cfg->processes)
+		cfg->threads = cfg->processes;   /* at least one per process */
 	if (cfg->threads > cfg->connections)
 		cfg->threads = cfg->connections;
 }

@@ -76,6 +76,11 @@ static int build(struct histio_record *rec, const struct load_result *r)
 		{ "busiest_thread", r->busiest, HISTIO_MAX },
 		{ "start_lag_us", r->start_lag_us, HISTIO_MAX },
 		{ "complete", r->complete, HISTIO_MIN },
+		/* 0 epoll, 1 uring: records of different engines merge to the larger. */
+		{ "engine", cfg->engine == &engine_uring, HISTIO_MAX },
+		{ "processes", (double)cfg->processes, HISTIO_SUM },
+		{ "source_first", (double)cfg->src_first, HISTIO_MIN },
+		{ "source_count", (double)cfg->src_count, HISTIO_MAX },
 	};
 	for (unsigned i = 0; !err && i < sizeof(reals) / sizeof(reals[0]); i++)
 		err = histio_put_real(rec, reals[i].name, reals[i].v, reals[i].p);
@@ -131,6 +136,14 @@ static int unpack(struct load_result *r, struct load_config *cfg,
 	cfg->warmup_ns = (uint64_t)(real_or(rec, "warmup_s", 0) * 1e9);
 	cfg->duration_ns = (uint64_t)(real_or(rec, "duration_asked_s", 0) * 1e9);
 	cfg->rate = real_or(rec, "rate_target", 0);
+	switch ((int)real_or(rec, "engine", -1)) {
+	case 0: cfg->engine = &engine_epoll; break;
+	case 1: cfg->engine = &engine_uring; break;
+	default: cfg->engine = NULL;   /* a record from before engines were recorded */
+	}
+	cfg->processes = (uint64_t)real_or(rec, "processes", 1);
+	cfg->src_first = (uint32_t)real_or(rec, "source_first", 0);
+	cfg->src_count = (uint32_t)real_or(rec, "source_count", 0);
 	if ((err = result_init(r, cfg)) < 0)
 		return err;
 	take_hist(r->lat, rec, "latency");

@@ -32,6 +32,19 @@ const char *transport_name(const struct load_config *cfg)
 	return cfg->tp->name;
 }
 
+void source_text(const struct load_config *cfg, char *buf, size_t len)
+{
+	uint32_t a = cfg->src_first, b = cfg->src_first + cfg->src_count - 1;
+
+	if (!cfg->src_count)
+		snprintf(buf, len, "%s", "");
+	else if (a == b)
+		snprintf(buf, len, "%u.%u.%u.%u", a >> 24, a >> 16 & 255, a >> 8 & 255, a & 255);
+	else
+		snprintf(buf, len, "%u.%u.%u.%u-%u.%u.%u.%u", a >> 24, a >> 16 & 255, a >> 8 & 255,
+			 a & 255, b >> 24, b >> 16 & 255, b >> 8 & 255, b & 255);
+}
+
 static double us(uint64_t ns) { return (double)ns / 1000.0; }
 
 static double per_sec(uint64_t n, double s) { return s > 0 ? (double)n / s : 0.0; }
@@ -78,12 +91,14 @@ static void human_header(FILE *f, const struct load_result *r)
 	else
 		snprintf(size, sizeof(size), "%llu-%llu B", (unsigned long long)cfg->size_lo,
 			 (unsigned long long)cfg->size_hi);
-	fprintf(f, "Running %.2fs test @ %s (%s, %s%s)\n", cfg->duration_ns / 1e9,
-		cfg->target.text, transport_name(cfg),
+	fprintf(f, "Running %.2fs test @ %s (%s, %s engine, %s%s)\n", cfg->duration_ns / 1e9,
+		cfg->target.text, transport_name(cfg), cfg->engine ? cfg->engine->name : "unknown",
 		cfg->mode == MODE_OPEN ? "open loop" : cfg->mode == MODE_STREAM ? "stream" :
 		"closed loop", cfg->warmup_ns ? ", after warmup" : "");
 	fprintf(f, "  %llu threads and %llu connections, ", (unsigned long long)r->threads,
 		(unsigned long long)r->connections);
+	if (cfg->processes > 1)
+		fprintf(f, "in %llu processes, ", (unsigned long long)cfg->processes);
 	if (cfg->mode == MODE_OPEN)
 		fprintf(f, "%.0f msgs/s scheduled, at most %llu in flight each, ", r->rate_target,
 			(unsigned long long)r->pipeline);
@@ -275,8 +290,22 @@ int report_json(FILE *f, const struct load_result *r)
 
 	fprintf(f, "{\"tool\": \"echo-load\", \"version\": \"%s\", \"target\": ", ECHOBENCH_VERSION);
 	json_write_string(f, cfg->target.text);
-	fprintf(f, ", \"transport\": \"%s\", \"mode\": \"%s\"", transport_name(cfg),
+	fprintf(f, ", \"transport\": \"%s\", \"mode\": \"%s\", \"engine\": ", transport_name(cfg),
 		mode_name(cfg->mode));
+	if (cfg->engine)
+		fprintf(f, "\"%s\"", cfg->engine->name);
+	else
+		fputs("null", f);
+	fprintf(f, ", \"processes\": %llu, \"source\": ", (unsigned long long)cfg->processes);
+	if (cfg->src_count) {
+		char src[64];
+
+		source_text(cfg, src, sizeof(src));
+		json_write_string(f, src);
+	} else {
+		fputs("null", f);
+	}
+	fprintf(f, ", \"source_auto\": %s", cfg->src_auto ? "true" : "false");
 	fprintf(f, ", \"connections\": %llu, \"connected\": %llu, \"threads\": %llu, "
 		"\"pipeline\": %llu",
 		(unsigned long long)r->connections, (unsigned long long)r->connected,

@@ -19,7 +19,7 @@ static void tcp_buffers(const struct load_config *cfg, size_t *rbuf, size_t *wbu
 	*wbuf = TCP_WBUF;
 }
 
-static bool tcp_unsent(const struct lconn *c)
+bool tcp_unsent(const struct lconn *c)
 {
 	return c->send_off < c->queued_off;
 }
@@ -50,8 +50,7 @@ static void tcp_flush(struct loader *w, struct lconn *c)
 	lconn_set_want_out(w, c, c->send_off < c->queued_off);
 }
 
-static void tcp_consume(struct loader *w, struct lconn *c, const uint8_t *p, size_t n,
-			uint64_t now)
+void tcp_consume(struct loader *w, struct lconn *c, const uint8_t *p, size_t n, uint64_t now)
 {
 	const struct load_config *cfg = w->cfg;
 
@@ -121,7 +120,7 @@ static void tcp_readable(struct loader *w, struct lconn *c)
 }
 
 /* A byte stream cannot skip a message: a reply that late fails the connection. */
-static bool tcp_expire(struct loader *w, struct lconn *c)
+bool tcp_expire(struct loader *w, struct lconn *c)
 {
 	lconn_fail(w, c, ERR_TIMEOUT);
 	return false;

@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -23,7 +22,6 @@
 #include "loader.h"
 #include "series.h"
 
-#define MAX_EVENTS 256
 #define STREAM_WINDOW (256u << 10)   /* --stream: bytes in flight per connection, at least */
 #define STREAM_MAX_MSGS 4096u        /* ...in at most this many messages (tiny sizes) */
 #define SCAN_NS (100 * UINT64_C(1000000))   /* reply timeouts are checked this often */
@@ -71,11 +69,11 @@ int loader_setup(struct loader *w, const struct load_config *cfg, int index, con
 		 const uint64_t *ids, uint32_t n)
 {
 	uint32_t cap = (uint32_t)ring_need(cfg);
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 
 	memset(w, 0, sizeof(*w));
 	w->cfg = cfg;
 	w->tp = cfg->tp;
+	w->eng = cfg->engine;
 	w->index = index;
 	w->ep = w->stop_fd = -1;
 	w->nconns = w->live = n;
@@ -88,9 +86,8 @@ int loader_setup(struct loader *w, const struct load_config *cfg, int index, con
 	w->wbuf = malloc(w->wbuf_len);
 	if (!w->conns || alloc_hists(w, cfg) < 0 || !w->rbuf || !w->wbuf)
 		return -ENOMEM;
-	w->ep = epoll_create1(EPOLL_CLOEXEC);
 	w->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (w->ep < 0 || w->stop_fd < 0 || epoll_ctl(w->ep, EPOLL_CTL_ADD, w->stop_fd, &ev) < 0)
+	if (w->stop_fd < 0)
 		return -errno;
 	for (uint32_t i = 0; i < n; i++) {
 		struct lconn *c = &w->conns[i];
@@ -102,16 +99,15 @@ int loader_setup(struct loader *w, const struct load_config *cfg, int index, con
 		c->ring = malloc(cap * sizeof(*c->ring));
 		if (!c->ring)
 			return -ENOMEM;
-		ev.events = EPOLLIN | w->tp->events;
-		ev.data.ptr = c;
-		if (epoll_ctl(w->ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
-			return -errno;
 	}
 	return 0;
 }
 
 void loader_free(struct loader *w)
 {
+	/* The engine first: an io_uring request may still refer to a socket or a buffer. */
+	if (w->eng)
+		w->eng->free(w);
 	for (uint32_t i = 0; w->conns && i < w->nconns; i++) {
 		if (w->conns[i].fd >= 0)
 			close(w->conns[i].fd);
@@ -126,8 +122,6 @@ void loader_free(struct loader *w)
 	for (unsigned b = 0; b < LOAD_CI_BLOCKS; b++)
 		hist_free(w->block[b]);
 	series_free(w->series);
-	if (w->ep >= 0)
-		close(w->ep);
 	if (w->stop_fd >= 0)
 		close(w->stop_fd);
 }
@@ -151,15 +145,6 @@ void loader_start_clock(struct loader *w, uint64_t t0)
 		ratesched_init(&w->rs, t0 + (uint64_t)phase, rate);
 		ratesched_stop_at(&w->rs, w->t_end);
 	}
-}
-
-/* The one dispatch of an event: read what came (and refill), then send what waits. */
-static void dispatch(struct loader *w, struct lconn *c, bool readable)
-{
-	if (readable)
-		w->tp->readable(w, c);
-	if (!c->dead && !c->closing && w->tp->unsent(c))
-		w->tp->flush(w, c);
 }
 
 static void fire_ticks(struct loader *w, uint64_t now)
@@ -209,44 +194,14 @@ static void scan_timeouts(struct loader *w, uint64_t now)
 		}
 		if (popped) {
 			lconn_replenish(w, c, now);
-			dispatch(w, c, false);
+			conn_dispatch(w, c, false);
 		}
 	}
 }
 
-/* Waits for events until deadline (or polls, when it has passed) and handles them. Returns
- * the number of events, or -1. */
 static int wait_events(struct loader *w, uint64_t now, uint64_t deadline)
 {
-	struct epoll_event evs[MAX_EVENTS];
-	uint64_t wait = deadline > now ? deadline - now : 0;
-	struct timespec ts = { (time_t)(wait / 1000000000u), (long)(wait % 1000000000u) };
-	int n = epoll_pwait2(w->ep, evs, MAX_EVENTS, &ts, NULL);
-
-	if (n < 0 && errno == ENOSYS) {
-		/* Kernels before 5.11: millisecond timeouts, rounded up so we never spin. */
-		n = epoll_wait(w->ep, evs, MAX_EVENTS, (int)((wait + 999999) / 1000000));
-	}
-	if (n < 0) {
-		if (errno != EINTR) {
-			w->error = -errno;
-			snprintf(w->error_text, sizeof(w->error_text), "epoll_wait: %s",
-				 strerror(errno));
-		}
-		return -1;
-	}
-	for (int i = 0; i < n; i++) {
-		struct lconn *c = evs[i].data.ptr;
-
-		if (!c) {
-			load_stop_requested = true;
-			continue;
-		}
-		if (c->dead)
-			continue;   /* failed earlier in this batch */
-		dispatch(w, c, evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP));
-	}
-	return n;
+	return w->eng->wait(w, now, deadline);
 }
 
 static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
@@ -281,7 +236,7 @@ static bool use_blocking(struct loader *w)
 {
 	const struct load_config *cfg = w->cfg;
 
-	if (cfg->mode != MODE_CLOSED || w->nconns != 1 || cfg->pipeline != 1 ||
+	if (!w->eng->blocking_ok || cfg->mode != MODE_CLOSED || w->nconns != 1 || cfg->pipeline != 1 ||
 	    cfg->size_hi > BLOCKING_MAX_SIZE)
 		return false;
 	return set_blocking(w->conns[0].fd, true);
@@ -335,7 +290,7 @@ static void run_window(struct loader *w)
 			next_scan = now + SCAN_NS;
 		}
 		if (w->blocking) {
-			dispatch(w, &w->conns[0], true);
+			conn_dispatch(w, &w->conns[0], true);
 			continue;
 		}
 		deadline = min_u64(w->t_end, next_scan);
@@ -417,11 +372,21 @@ void *loader_main(void *arg)
 
 	/* The default 50 us timer slack would make every scheduled send late by up to that. */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+	/* The engine is set up here, in the thread that uses it: an io_uring ring with
+	 * SINGLE_ISSUER|DEFER_TASKRUN belongs to the task that created it. */
+	int err = w->eng->setup(w);
+
+	if (err < 0) {
+		w->error = err;
+		w->t_stopped = now_ns();
+		close_all(w);
+		return NULL;
+	}
 	w->blocking = use_blocking(w);
 	if (w->cfg->mode != MODE_OPEN) {
 		for (uint32_t i = 0; i < w->nconns; i++) {
 			lconn_replenish(w, &w->conns[i], now);
-			dispatch(w, &w->conns[i], false);
+			conn_dispatch(w, &w->conns[i], false);
 		}
 	}
 	run_window(w);

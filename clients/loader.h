@@ -5,10 +5,14 @@
  *                refill rules of the closed and open loop, failure and clean close
  *   load_tcp.c   transport_stream: TCP and unix stream sockets (byte stream, partial writes)
  *   load_udp.c   transport_dgram: UDP (one message = one datagram, batched sendmmsg/recvmmsg)
- *   loader.c     the thread: event loop, schedule, timeouts, drain and close at the end
+ *   load_epoll.c engine_epoll: readiness from epoll; the transports do the I/O
+ *   load_uring.c engine_uring: completions from io_uring; its own stream transport submits
+ *                sends and receives and shares the checking with load_tcp.c (tcp_consume)
+ *   loader.c     the thread: schedule, timeouts, drain and close at the end, over an engine
  *
- * Dependencies go one way: loader.c -> transports -> lconn.c. A transport never calls the
- * loop, and lconn.c never calls a transport.
+ * Dependencies go one way: loader.c -> engines -> transports -> lconn.c. A transport never
+ * calls the loop, and lconn.c never calls a transport (only the engine's `forget` hook, through
+ * the table, before it closes a socket).
  */
 #ifndef ECHOBENCH_LOADER_H
 #define ECHOBENCH_LOADER_H
@@ -75,12 +79,48 @@ struct transport {
 
 extern const struct transport transport_stream, transport_dgram;
 
+/* load_tcp.c, shared by every engine's stream I/O: checks `n` echoed bytes against the ring
+ * and completes the messages they finish. */
+void tcp_consume(struct loader *w, struct lconn *c, const uint8_t *p, size_t n, uint64_t now);
+bool tcp_unsent(const struct lconn *c);
+bool tcp_expire(struct loader *w, struct lconn *c);
+
+/* How a load thread learns that a socket can move bytes (readiness or completion) and how the
+ * I/O is submitted. Scheduling, recording and checks stay in loader.c and lconn.c. Chosen once
+ * (--engine, load_options.c). */
+struct engine {
+	const char *name;           /* "epoll" or "uring" */
+	bool blocking_ok;           /* one connection, -p 1: blocking send/recv may replace it */
+	/* Can it run here? 0, or -errno with *why set (not compiled in, kernel too old...). */
+	int (*probe)(const char **why);
+	/* Whether it moves this transport's bytes (uring: streams only). */
+	bool (*supports)(const struct transport *tp);
+	/* In the load thread, before the first message: the wait mechanism over w->conns. May
+	 * replace w->tp by the engine's own I/O for that transport. 0 or -errno (w->error_text). */
+	int (*setup)(struct loader *w);
+	void (*free)(struct loader *w);
+	/* Submits what is queued, waits for events until deadline (polls when it has passed) and
+	 * handles them. Returns their number, or -1 (w->error set unless interrupted). */
+	int (*wait)(struct loader *w, uint64_t now, uint64_t deadline);
+	/* c's socket is about to be closed: nothing may refer to it afterwards. */
+	void (*forget)(struct loader *w, struct lconn *c);
+};
+
+extern const struct engine engine_epoll, engine_uring;
+
+/* The default --engine (README.md says how it was chosen). Where it cannot run (UDP, or no
+ * io_uring here) the run falls back to epoll; the JSON's `engine` says which one ran. */
+#define LOAD_DEFAULT_ENGINE engine_epoll
+#define LOAD_DEFAULT_ENGINE_TEXT "epoll"
+
 /* The time series of --intervals: per interval, answers and a coarse latency histogram. */
 struct series;
 
 struct loader {
 	const struct load_config *cfg;
 	const struct transport *tp;
+	const struct engine *eng;
+	void *eng_state;            /* the engine's own (uring: the ring, buffers) */
 	int index;
 	pthread_t thread;
 	int ep;
@@ -110,6 +150,15 @@ struct loader {
 	char error_text[160];
 	_Atomic uint64_t progress_done, progress_errors;
 };
+
+/* The one dispatch of an event: read what came (and refill), then send what waits. */
+static inline void conn_dispatch(struct loader *w, struct lconn *c, bool readable)
+{
+	if (readable)
+		w->tp->readable(w, c);
+	if (!c->dead && !c->closing && w->tp->unsent(c))
+		w->tp->flush(w, c);
+}
 
 /* lconn.c */
 void lconn_set_want_out(struct loader *w, struct lconn *c, bool on);

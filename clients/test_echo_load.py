@@ -741,3 +741,219 @@ def test_start_at_waits_for_the_given_time(start_server):
     assert 0 <= obj["start_lag_us"] < 500000
     rc, obj, err = run_load("-c", 1, "-d", "200ms", sp.addr)
     assert obj["start_lag_us"] is None
+
+
+# Issue 12: the io_uring load engine, --processes, --source.
+
+def engine_state(name):
+    """(usable, reason) of a load engine, from `echo-load --version`."""
+    out = subprocess.run([str(binary("clients/echo-load")), "--version"], capture_output=True,
+                         text=True, timeout=10).stdout
+    for line in out.splitlines():
+        if line.startswith(f"engine {name}: "):
+            state = line.split(": ", 1)[1]
+            return state.startswith("usable"), state
+    return False, f"echo-load --version does not list engine {name}"
+
+
+def need_uring():
+    usable, why = engine_state("uring")
+    if not usable:
+        pytest.skip(f"--engine uring: {why}")
+
+
+@pytest.mark.parametrize("args,mode", [
+    (["-c", 4, "-t", 2], "closed"),
+    (["-c", 3, "-p", 8, "-s", "1-9000"], "closed"),
+    (["-c", 2, "--stream", "-s", "64k"], "stream"),
+    (["-c", 3, "-R", "2k"], "open"),
+    (["-c", 1], "closed"),
+])
+def test_uring_engine_modes_same_results(start_server, args, mode):
+    """Each mode under --engine uring: the same verified figures as epoll's checks ask for."""
+    need_uring()
+    sp = start_server("epoll")
+    n = args[1]
+    for engine in ("uring", "epoll"):
+        rc, obj, err = run_load("--engine", engine, *args, "-d", "500ms", sp.addr)
+        assert rc == 0, err
+        check_sane(obj, n)
+        assert obj["engine"] == engine and obj["mode"] == mode
+        if mode == "open":
+            assert abs(obj["messages"] - 1000) <= 3    # 2000/s for 0.5 s, on schedule
+    _, summary = sp.stop(signal.SIGTERM)
+    line = [l for l in summary.splitlines() if "stopped:" in l]
+    assert line and " resets=0 " in line[0], summary   # the uring engine closes cleanly too
+
+
+def test_uring_engine_unix_socket(start_server):
+    need_uring()
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "echo.sock")
+        sp = start_server("epoll", "--listen", f"unix:{path}")
+        rc, obj, err = run_load("--engine", "uring", "-c", 2, "-p", 2, "-d", "300ms",
+                                f"unix:{path}")
+        assert rc == 0, err
+        check_sane(obj, 2)
+        assert obj["transport"] == "unix" and obj["engine"] == "uring"
+
+
+@pytest.mark.parametrize("fault,args", [
+    ("corrupt-deep", ["-c", 2, "--stream", "-s", "64k", "-d", "700ms"]),
+    ("prefix", ["-c", 2, "-d", "300ms"]),
+])
+def test_uring_engine_catches_a_corrupting_server(fault, args):
+    need_uring()
+    sp = faulty("--fault", fault)
+    try:
+        rc, obj, err = run_load("--engine", "uring", *args, sp.addr)
+    finally:
+        sp.stop(signal.SIGKILL)
+    assert rc == 1, err
+    assert obj["engine"] == "uring"
+    assert obj["mismatches"] >= 1 or obj["extra_bytes"] > 0, obj
+    assert checks(obj)["verify"]["ok"] is False
+
+
+def test_uring_engine_starved_connections():
+    need_uring()
+    sp = faulty("--fault", "one-at-a-time")
+    try:
+        rc, obj, err = run_load("--engine", "uring", "-c", 16, "-t", 2, "-d", "1s",
+                                "--timeout", "600ms", sp.addr, timeout=30)
+    finally:
+        sp.stop(signal.SIGKILL)
+    assert obj is not None, err
+    assert obj["starved_connections"] == 15, obj["msgs_per_conn"]
+    assert checks(obj)["connections"]["ok"] is False and obj["valid"] is False
+
+
+def test_uring_engine_server_dies_mid_run(start_server):
+    need_uring()
+    sp = start_server("epoll")
+    threading.Timer(0.3, lambda: sp.stop(signal.SIGKILL)).start()
+    rc, obj, err = run_load("--engine", "uring", "-c", 4, "-d", "2s", "--timeout", "1s",
+                            sp.addr)
+    assert rc == 1, err
+    assert obj["complete"] is False
+    assert sum(obj["errors"].values()) == 4, obj["errors"]
+
+
+def test_engine_options():
+    rc, obj, err = run_load("--engine", "kqueue", "127.0.0.1:1")
+    assert rc == 2 and "--engine" in err and len(err.strip().splitlines()) == 1
+    # UDP has no uring path: asked for explicitly, that is a usage error...
+    rc, obj, err = run_load("--engine", "uring", "--udp", "127.0.0.1:1")
+    assert rc == 2 and "--udp" in err and len(err.strip().splitlines()) == 1, err
+    usable, _ = engine_state("epoll")
+    assert usable
+
+
+def test_uring_engine_unavailable_is_exit_1():
+    """Where the engine cannot run (no liburing at build time, or the kernel refuses io_uring),
+    --engine uring exits 1 with the reason; where it can, this test has nothing to show."""
+    usable, why = engine_state("uring")
+    if usable:
+        pytest.skip("io_uring works here")
+    rc, obj, err = run_load("--engine", "uring", "127.0.0.1:1")
+    assert rc == 1 and "--engine uring" in err and len(err.strip().splitlines()) == 1, err
+
+
+def peers_of(port):
+    """Source addresses of the established connections to our port, seen from the server."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True, timeout=10).stdout
+    peers = []
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 4:
+            peers.append(f[-1].rsplit(":", 1)[0])
+    return peers
+
+
+@pytest.mark.parametrize("engine", ["epoll", "uring"])
+def test_processes_and_sources(start_server, engine):
+    """--processes 2 -c 8 --source 127.0.0.2-127.0.0.3: the counts of both processes add up,
+    every connection answered and verified, and the server sees 4 connections from each
+    source address."""
+    if engine == "uring":
+        need_uring()
+    sp = start_server("epoll")
+    port = sp.addr.rsplit(":", 1)[1]
+    argv = [str(binary("clients/echo-load")), "--engine", engine, "--processes", 2, "-c", 8,
+            "--source", "127.0.0.2-127.0.0.3", "-d", "1500ms", "--json", "-", sp.addr]
+    p = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        peers = []
+        deadline = time.monotonic() + 5
+        while len(peers) < 8 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            peers = peers_of(port)
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, err
+    assert sorted(peers) == ["127.0.0.2"] * 4 + ["127.0.0.3"] * 4, peers
+    obj = json.loads(out)
+    assert obj["processes"] == 2 and obj["source"] == "127.0.0.2-127.0.0.3"
+    assert obj["engine"] == engine and obj["threads"] >= 2
+    assert obj["connections"] == obj["connected"] == 8
+    assert obj["connect_us"]["count"] == 8
+    assert obj["messages"] > 0 and obj["mismatches"] == 0 and obj["extra_bytes"] == 0
+    assert obj["starved_connections"] == 0 and obj["msgs_per_conn"]["min"] > 0
+    assert obj["latency_us"]["count"] == obj["messages"] + obj["drained_after_window"]
+    assert obj["complete"] is True and obj["valid"] is True, obj["invalid_reasons"]
+    assert obj["intervals"] is None     # the time series does not travel in the records
+
+
+def test_processes_open_loop_rate_adds_up(start_server):
+    sp = start_server("epoll")
+    rc, obj, err = run_load("--processes", 2, "-c", 4, "-R", "2k", "-d", "500ms", sp.addr)
+    assert rc == 0, err
+    assert obj["rate_target"] == 2000
+    assert abs(obj["messages"] - 1000) <= 4, obj["messages"]
+    assert obj["unanswered"] == 0 and obj["mismatches"] == 0
+
+
+def test_processes_no_server_is_exit_1():
+    rc, obj, err = run_load("--processes", 2, "-c", 4, "-d", "300ms", f"127.0.0.1:{free_port()}")
+    assert rc == 1
+    assert obj["complete"] is False and obj["connected"] == 0
+    assert "refused" in err
+
+
+def test_processes_fd_limit_names_the_limit():
+    def low():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    rc, obj, err = run_load("--processes", 2, "-c", 200, "-d", "300ms", "127.0.0.1:1",
+                            preexec_fn=low)
+    assert rc == 1
+    last = err.strip().splitlines()[-1]
+    assert "RLIMIT_NOFILE" in last and "per process" in last, err
+
+
+@pytest.mark.parametrize("args,word", [
+    (["--source", "127.0.0.9-127.0.0.2"], "--source"),
+    (["--source", "localhost"], "--source"),
+    (["--processes", 0], "--processes"),
+    (["--processes", 5, "-c", 2], "--processes"),
+])
+def test_processes_source_bad_options(args, word):
+    rc, obj, err = run_load(*args, "127.0.0.1:1")
+    assert rc == 2 and word in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_source_on_unix_target_is_usage_error():
+    rc, obj, err = run_load("--source", "127.0.0.2", "unix:/tmp/nothing.sock")
+    assert rc == 2 and "--source" in err, err
+
+
+def test_source_range_too_narrow_names_the_port_limit():
+    """60,000 connections from one source address cannot have a local port each: said before
+    any connection is made, naming the limit."""
+    rc, obj, err = run_load("-c", 60000, "--source", "127.0.0.2", "-d", "300ms", "127.0.0.1:1")
+    assert rc == 1
+    assert "ephemeral ports" in err and "source address" in err, err

@@ -16,8 +16,6 @@
 
 #define LOOP_EVENTS 256
 #define ACCEPTS_PER_WAKE 64   /* bounded so a connect storm cannot starve established clients */
-#define DATAGRAMS_PER_WAKE 64
-#define UDP_BUF 65536
 #define ACCEPT_PAUSE_NS 100000000ull  /* after EMFILE with nothing to shed: 100 ms */
 
 enum fd_kind { FD_NONE, FD_LISTEN, FD_UDP, FD_WAKE, FD_CONN };
@@ -86,7 +84,7 @@ static void conn_close(struct loop *l, int fd, int err)
 	*s = (struct fd_slot){ 0 };
 	close(fd);
 	l->live--;
-	server_release(l->w);
+	svc_release(l->w);
 }
 
 static void conn_serve(struct loop *l, int fd)
@@ -109,14 +107,14 @@ static void conn_open(struct loop *l, int fd)
 
 	if (l->mux->fd_limit && fd >= l->mux->fd_limit) {
 		/* select's fd_set cannot hold it: FD_SET would write past the bitmap. */
-		server_log_once(l->w->srv, "fd_limit",
+		svc_log_once(l->w->svc, "fd_limit",
 				"%s: refusing connections whose fd >= %d (FD_SETSIZE); counted as refused",
 				l->mux->name, l->mux->fd_limit);
 		stat_add(&l->w->stats.refused, 1);
 		close(fd);
 		return;
 	}
-	if (!server_admit(l->w)) {
+	if (!svc_admit(l->w)) {
 		close(fd);
 		return;
 	}
@@ -124,7 +122,7 @@ static void conn_open(struct loop *l, int fd)
 	if (!c || conn_init(c, fd, l->w->cfg->bufsize) < 0) {
 		free(c);
 		close(fd);
-		server_release(l->w);
+		svc_release(l->w);
 		return;
 	}
 	sock_set_nodelay(fd);  /* fails harmlessly on unix sockets */
@@ -134,7 +132,7 @@ static void conn_open(struct loop *l, int fd)
 		free(c);
 		close(fd);
 		l->live--;
-		server_release(l->w);
+		svc_release(l->w);
 		return;
 	}
 	l->slots[fd].conn = c;
@@ -158,32 +156,13 @@ static void on_listener(struct loop *l, int lfd)
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
 		if (errno == EAGAIN ||
-		    ((errno == EMFILE || errno == ENFILE) && server_shed_on_emfile(l->w, lfd)))
+		    ((errno == EMFILE || errno == ENFILE) && svc_shed_on_emfile(l->w, lfd)))
 			return;
 		/* Out of fds with nothing to shed, or ENOBUFS/ENOMEM/...: the listener stays
 		 * readable, so stop watching it for a while instead of waking to fail again. */
 		set_accepting(l, false);
 		l->accept_resume_ns = now_ns() + ACCEPT_PAUSE_NS;
 		return;
-	}
-}
-
-static void on_datagram(struct loop *l, int fd)
-{
-	for (int i = 0; i < DATAGRAMS_PER_WAKE; i++) {
-		struct sockaddr_storage src;
-		socklen_t slen = sizeof(src);
-		/* MSG_TRUNC makes recvfrom return the real length, so an oversized datagram is
-		 * dropped rather than echoed cut short. */
-		ssize_t n = recvfrom(fd, l->udp_buf, UDP_BUF, MSG_TRUNC, (struct sockaddr *)&src, &slen);
-
-		if (n < 0)
-			return;
-		if (n > UDP_BUF || !udp_source_allowed((struct sockaddr *)&src) ||
-		    sendto(fd, l->udp_buf, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&src, slen) < 0)
-			stat_add(&l->w->stats.dropped, 1);
-		else
-			stat_add(&l->w->stats.datagrams, 1);
 	}
 }
 
@@ -233,8 +212,9 @@ static void loop_fini(struct loop *l)
 	free(l->udp_buf);
 }
 
-static int loop_run(struct worker *w, const struct mux_ops *mux)
+int loop_run(struct worker *w)
 {
+	const struct mux_ops *mux = w->backend->mux;
 	struct mux_event ev[LOOP_EVENTS];
 	struct loop l = { .w = w, .mux = mux };
 	int rc = loop_init(&l);
@@ -244,7 +224,7 @@ static int loop_run(struct worker *w, const struct mux_ops *mux)
 		int timeout = -1, n;
 
 		if (l.stopping) {
-			uint64_t deadline = server_drain_deadline_ns(w->srv);
+			uint64_t deadline = svc_drain_deadline_ns(w->svc);
 			if (l.live == 0 || now >= deadline)
 				break;
 			uint64_t ms = (deadline - now) / 1000000 + 1;
@@ -273,7 +253,7 @@ static int loop_run(struct worker *w, const struct mux_ops *mux)
 			switch (fd < l.nslots ? l.slots[fd].kind : FD_NONE) {
 			case FD_CONN:   conn_serve(&l, fd); break;
 			case FD_LISTEN: if (!l.stopping) on_listener(&l, fd); break;
-			case FD_UDP:    on_datagram(&l, fd); break;
+			case FD_UDP:    udp_echo_ready(w, fd, l.udp_buf); break;
 			case FD_WAKE:   begin_drain(&l); break;
 			default:        break;
 			}
@@ -282,11 +262,3 @@ static int loop_run(struct worker *w, const struct mux_ops *mux)
 	loop_fini(&l);
 	return rc;
 }
-
-static int run_select(struct worker *w) { return loop_run(w, &mux_select); }
-static int run_poll(struct worker *w) { return loop_run(w, &mux_poll); }
-static int run_epoll(struct worker *w) { return loop_run(w, &mux_epoll); }
-
-const struct backend backend_select = { .name = "select", .run = run_select };
-const struct backend backend_poll = { .name = "poll", .run = run_poll };
-const struct backend backend_epoll = { .name = "epoll", .run = run_epoll };

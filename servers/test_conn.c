@@ -14,6 +14,7 @@
 #include "check.h"
 #include "clock.h"
 #include "conn.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -43,12 +44,9 @@ static void on_alarm(int sig)
 	_exit(1);
 }
 
-/* Byte i of every stream: a hash of the offset, so a lost, repeated or reordered byte shows at
- * its own position, and every byte value occurs. */
-static uint8_t pattern(uint64_t i)
-{
-	return (uint8_t)((i * 0x9E3779B97F4A7C15ull) >> 56);
-}
+/* Every peer sends the deterministic stream (STREAM_SEED, 0) of common/stream.h, so a lost,
+ * repeated or reordered byte shows at its own position. */
+#define STREAM_SEED 862
 
 struct pair {
 	int srv, peer;
@@ -80,7 +78,7 @@ static void pair_close(struct pair *p)
 		close(p->peer);
 }
 
-/* The peer sends up to `max` further bytes of the pattern, never more than `limit` in all.
+/* The peer sends up to `max` further bytes of the stream, never more than `limit` in all.
  * Returns the bytes sent now (0 when the socket is full). */
 static size_t peer_send(struct pair *p, size_t max, uint64_t limit)
 {
@@ -92,8 +90,7 @@ static size_t peer_send(struct pair *p, size_t max, uint64_t limit)
 		n = (size_t)(limit - p->sent);
 	if (n == 0)
 		return 0;
-	for (size_t k = 0; k < n; k++)
-		chunk[k] = pattern(p->sent + k);
+	stream_fill(STREAM_SEED, 0, p->sent, chunk, n);
 	r = send(p->peer, chunk, n, MSG_NOSIGNAL);
 	if (r < 0) {
 		CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
@@ -103,7 +100,7 @@ static size_t peer_send(struct pair *p, size_t max, uint64_t limit)
 	return (size_t)r;
 }
 
-/* The peer reads up to `max` bytes and checks each against the pattern. Returns the bytes read
+/* The peer reads up to `max` bytes and checks them against the stream. Returns the bytes read
  * now; sets peer_eof on end of stream. */
 static size_t peer_recv(struct pair *p, size_t max)
 {
@@ -119,13 +116,11 @@ static size_t peer_recv(struct pair *p, size_t max)
 		p->peer_eof = true;
 		return 0;
 	}
-	for (ssize_t k = 0; k < r; k++) {
-		if (chunk[k] != pattern(p->received + (uint64_t)k)) {
-			fprintf(stderr, "echoed byte %llu is %u, sent %u\n",
-				(unsigned long long)(p->received + (uint64_t)k), chunk[k],
-				pattern(p->received + (uint64_t)k));
-			exit(1);
-		}
+	size_t ok = stream_check(STREAM_SEED, 0, p->received, chunk, (size_t)r);
+	if (ok < (size_t)r) {
+		fprintf(stderr, "echoed byte %llu differs from the byte sent there\n",
+			(unsigned long long)(p->received + ok));
+		exit(1);
 	}
 	p->received += (uint64_t)r;
 	CHECK(p->received <= p->sent);

@@ -16,6 +16,7 @@
 
 #define LOOP_EVENTS 256
 #define ACCEPTS_PER_WAKE 64   /* bounded so a connect storm cannot starve established clients */
+#define POOL_KEEP 64          /* free echo buffers kept for reuse: bounds idle memory */
 #define ACCEPT_PAUSE_NS 100000000ull  /* after EMFILE with nothing to shed: 100 ms */
 
 enum fd_kind { FD_NONE, FD_LISTEN, FD_UDP, FD_WAKE, FD_CONN };
@@ -36,6 +37,7 @@ struct loop {
 	bool stopping;
 	uint64_t accept_resume_ns;  /* nonzero: accepting paused until then */
 	uint8_t *udp_buf;
+	struct conn_pool pool;   /* echo buffers of connections with echo pending (conn.h) */
 };
 
 static struct fd_slot *slot(struct loop *l, int fd)
@@ -119,7 +121,7 @@ static void conn_open(struct loop *l, int fd)
 		return;
 	}
 	c = malloc(sizeof(*c));
-	if (!c || conn_init(c, fd, l->w->cfg->bufsize) < 0) {
+	if (!c || conn_init(c, fd, l->w->cfg->bufsize, &l->pool) < 0) {
 		free(c);
 		close(fd);
 		svc_release(l->w);
@@ -188,6 +190,7 @@ static int loop_init(struct loop *l)
 {
 	int rc;
 
+	conn_pool_init(&l->pool, l->w->cfg->bufsize, POOL_KEEP);
 	l->udp_buf = l->w->nudp ? malloc(UDP_BUF) : NULL;
 	if (l->w->nudp && !l->udp_buf)
 		return -ENOMEM;
@@ -210,6 +213,7 @@ static void loop_fini(struct loop *l)
 		l->mux->destroy(l->mux_state);
 	free(l->slots);
 	free(l->udp_buf);
+	conn_pool_fini(&l->pool);
 }
 
 int loop_run(struct worker *w)

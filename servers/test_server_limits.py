@@ -281,3 +281,33 @@ def echoed_or_closed(s, data):
         pytest.fail(f"neither echoed nor closed within {SLOW:.0f}s ({len(got)} bytes back)")
     assert got == data, f"{data!r} echoed as {got!r}"
     return True
+
+
+IDLE_CONNS = 500             # below FD_SETSIZE with room to spare, for select
+IDLE_KIB_PER_CONN = 2.0      # a 64 KiB echo buffer held per idle connection is 4+ KiB of RSS
+
+
+def test_idle_connections_hold_no_echo_buffer(backend, start_server):
+    """An idle connection holds no echo buffer: after each of IDLE_CONNS connections has echoed
+    one message and gone quiet, the server's RSS has grown by less than IDLE_KIB_PER_CONN per
+    connection (a property of the allocation, not of speed)."""
+    if backend == "blocking":
+        pytest.skip("blocking holds a thread and its stack per connection by design")
+    sp = start_server(backend)
+    warm = [connect(sp) for _ in range(20)]
+    for i, s in enumerate(warm):
+        assert roundtrip(s, payload(128, seed=i)) == payload(128, seed=i)
+    rss0 = rss_kib(sp.pid)
+    socks = []
+    try:
+        for i in range(IDLE_CONNS):
+            s = connect(sp)
+            socks.append(s)
+            assert roundtrip(s, payload(128, seed=i)) == payload(128, seed=i)
+        per_conn = (rss_kib(sp.pid) - rss0) / IDLE_CONNS
+        print(f"{backend}: {per_conn:.2f} KiB of server RSS per idle connection")
+        assert per_conn < IDLE_KIB_PER_CONN, \
+            f"{per_conn:.2f} KiB of RSS per idle connection: buffers held while idle"
+    finally:
+        for s in socks + warm:
+            s.close()

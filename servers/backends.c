@@ -14,8 +14,12 @@ static const struct backend table[] = {
 	{ .name = "poll", .summary = "event loop over poll(2)", .run = loop_run, .mux = &mux_poll },
 	{ .name = "epoll", .summary = "event loop over epoll(7)", .run = loop_run,
 	  .mux = &mux_epoll },
+	{ .name = "epoll:et", .summary = "epoll, edge-triggered: one epoll_ctl per connection",
+	  .run = loop_run, .mux = &mux_epoll, .flags = BACKEND_EDGE },
 	{ .name = "uring", .summary = "io_uring completions", .probe = uring_probe,
 	  .run = uring_run },
+	{ .name = "uring:singleshot", .summary = "io_uring, one accept submission per connection",
+	  .probe = uring_probe, .run = uring_run, .flags = BACKEND_SINGLESHOT },
 };
 #define NTABLE (int)(sizeof(table) / sizeof(table[0]))
 

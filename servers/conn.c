@@ -144,8 +144,9 @@ static ssize_t conn_write(struct conn *c)
 int conn_progress(struct conn *c)
 {
 	bool rx_empty = false, tx_full = false;
+	int round;
 
-	for (int round = 0; round < CONN_ROUNDS; round++) {
+	for (round = 0; round < CONN_ROUNDS; round++) {
 		bool moved = false;
 		ssize_t r;
 
@@ -157,7 +158,7 @@ int conn_progress(struct conn *c)
 			/* A stream read that returns less than it was offered has emptied the receive
 			 * queue: asking again now would only say EAGAIN. Skipping that saves a system
 			 * call per message; the (level-triggered) poll reports data that comes later. */
-			rx_empty = r == -EAGAIN || (r > 0 && (size_t)r < room);
+			rx_empty = r == -EAGAIN || (r > 0 && (size_t)r < room && !c->edge);
 			moved = r > 0;
 		}
 		if (!tx_full && c->len > 0) {
@@ -171,6 +172,7 @@ int conn_progress(struct conn *c)
 		if (!moved)
 			break;
 	}
+	c->more = round == CONN_ROUNDS;
 	if (c->len == 0)
 		buf_give(c);   /* nothing pending: an idle connection holds no buffer */
 	if ((c->eof || c->draining) && c->len == 0)

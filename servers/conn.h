@@ -42,6 +42,10 @@ struct conn {
 	int fd;
 	bool eof;             /* the peer has shut down its sending side */
 	bool draining;        /* the server is stopping: read nothing new */
+	bool edge;            /* edge-triggered polling: read until EAGAIN or EOF, since a FIN
+			       * that came with the last data gets no edge of its own */
+	bool more;            /* the last conn_progress() stopped at its work bound, not at
+			       * EAGAIN: with edge-triggered polling, call it again unasked */
 	uint8_t *buf;           /* NULL while nothing is pending */
 	struct conn_pool *pool; /* where buf comes from; NULL: malloc/free */
 	size_t cap, head, len;  /* pending bytes are buf[head .. head+len) modulo cap */

@@ -1,5 +1,12 @@
 /* The event loop shared by the select, poll and epoll backends: accepting, the connections
  * (conn.c), UDP echo and draining are written once here; only the multiplexer (mux.h) differs.
+ *
+ * Level-triggered (select, poll, epoll): a connection's interest follows conn_progress()'s mask,
+ * one mux->set() (an epoll_ctl) per change. Edge-triggered (epoll:et, BACKEND_EDGE): a
+ * connection is registered once for both directions and never modified; conn_progress() runs
+ * on every edge until EAGAIN, and a connection that stopped at its work bound instead
+ * (conn->more) waits on the `again` list, served after the next poll (which then does not
+ * block), since no new edge would report it.
  */
 #include "backend.h"
 #include "conn.h"
@@ -24,6 +31,7 @@ enum fd_kind { FD_NONE, FD_LISTEN, FD_UDP, FD_WAKE, FD_CONN };
 struct fd_slot {
 	unsigned char kind;
 	unsigned char mask;      /* interest registered with the multiplexer */
+	unsigned char again;     /* on the again list (edge-triggered) */
 	struct conn *conn;       /* FD_CONN only */
 };
 
@@ -38,6 +46,11 @@ struct loop {
 	uint64_t accept_resume_ns;  /* nonzero: accepting paused until then */
 	uint8_t *udp_buf;
 	struct conn_pool pool;   /* echo buffers of connections with echo pending (conn.h) */
+	bool edge;               /* BACKEND_EDGE: connections are edge-triggered */
+	int *again;              /* connections to serve without an event (edge-triggered) */
+	int nagain, capagain;
+	int *spare;              /* the other list, swapped in while `again` is being served */
+	int capspare;
 };
 
 static struct fd_slot *slot(struct loop *l, int fd)
@@ -89,12 +102,33 @@ static void conn_close(struct loop *l, int fd, int err)
 	svc_release(l->w);
 }
 
+static void serve_again(struct loop *l, int fd)
+{
+	if (l->slots[fd].again)
+		return;
+	if (l->nagain == l->capagain) {
+		int cap = l->capagain ? l->capagain * 2 : 64;
+		int *a = realloc(l->again, sizeof(*a) * (size_t)cap);
+		if (!a)
+			return;   /* the connection waits for its next edge: late, not lost */
+		l->again = a;
+		l->capagain = cap;
+	}
+	l->again[l->nagain++] = fd;
+	l->slots[fd].again = 1;
+}
+
 static void conn_serve(struct loop *l, int fd)
 {
 	int rc = conn_progress(l->slots[fd].conn);
 
 	if (rc <= 0) {
 		conn_close(l, fd, rc < 0);
+		return;
+	}
+	if (l->edge) {         /* interest stays READ|WRITE|EDGE */
+		if (l->slots[fd].conn->more)
+			serve_again(l, fd);
 		return;
 	}
 	if (l->mux->set(l->mux_state, fd, l->slots[fd].mask, rc) < 0)
@@ -127,9 +161,10 @@ static void conn_open(struct loop *l, int fd)
 		svc_release(l->w);
 		return;
 	}
+	c->edge = l->edge;
 	sock_set_nodelay(fd);  /* fails harmlessly on unix sockets */
 	l->live++;
-	if (watch(l, fd, FD_CONN, CONN_WANT_READ) < 0) {
+	if (watch(l, fd, FD_CONN, l->edge ? MUX_READ | MUX_WRITE | MUX_EDGE : CONN_WANT_READ) < 0) {
 		conn_free(c);
 		free(c);
 		close(fd);
@@ -186,6 +221,25 @@ static void begin_drain(struct loop *l)
 	}
 }
 
+/* Connections that stopped at their work bound, in the order they did; a fd closed (or
+ * reused) meanwhile is served only if it is a connection now, which is harmless. */
+static void serve_again_list(struct loop *l)
+{
+	int *list = l->again, n = l->nagain, cap = l->capagain;
+
+	/* Served connections may queue themselves again: onto the other list. */
+	l->again = l->spare;
+	l->capagain = l->capspare;
+	l->nagain = 0;
+	for (int i = 0; i < n; i++)
+		l->slots[list[i]].again = 0;
+	for (int i = 0; i < n; i++)
+		if (l->slots[list[i]].kind == FD_CONN)
+			conn_serve(l, list[i]);
+	l->spare = list;
+	l->capspare = cap;
+}
+
 static int loop_init(struct loop *l)
 {
 	int rc;
@@ -212,6 +266,8 @@ static void loop_fini(struct loop *l)
 	if (l->mux_state)
 		l->mux->destroy(l->mux_state);
 	free(l->slots);
+	free(l->again);
+	free(l->spare);
 	free(l->udp_buf);
 	conn_pool_fini(&l->pool);
 }
@@ -220,7 +276,7 @@ int loop_run(struct worker *w)
 {
 	const struct mux_ops *mux = w->backend->mux;
 	struct mux_event ev[LOOP_EVENTS];
-	struct loop l = { .w = w, .mux = mux };
+	struct loop l = { .w = w, .mux = mux, .edge = w->backend->flags & BACKEND_EDGE };
 	int rc = loop_init(&l);
 
 	while (rc == 0) {
@@ -244,6 +300,8 @@ int loop_run(struct worker *w)
 				timeout = timeout < 0 || ms < timeout ? ms : timeout;
 			}
 		}
+		if (l.nagain)
+			timeout = 0;
 		n = mux->poll(l.mux_state, timeout, ev, LOOP_EVENTS);
 		if (n < 0) {
 			rc = n;
@@ -262,6 +320,7 @@ int loop_run(struct worker *w)
 			default:        break;
 			}
 		}
+		serve_again_list(&l);
 	}
 	loop_fini(&l);
 	return rc;

@@ -159,8 +159,8 @@ def test_port_in_use_exits_1(backend):
 def test_port_in_use_by_another_server_with_threads(backend, start_server):
     """--threads N uses SO_REUSEPORT listeners; a second server with --threads on the same port
     must still fail with "in use" instead of silently sharing the port with the first."""
-    from test_server_support import EVENT_LOOP_BACKENDS
-    if backend not in EVENT_LOOP_BACKENDS:
+    from test_server_support import is_event_loop
+    if not is_event_loop(backend):
         pytest.skip("--threads is for the event-loop backends")
     first = start_server(backend, "--threads", "2")
     port = first.host_port()[1]

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import ServerProcess, usable_backends
-from test_server_support import (EVENT_LOOP_BACKENDS, alive, connect, echo_many, expect_eof,
+from test_server_support import (alive, connect, echo_many, expect_eof, is_event_loop,
                                  needs_ipv6, payload, pump, recv_exact, roundtrip, server_exe,
                                  stays_open, thread_count)
 
@@ -216,7 +216,7 @@ def test_200_concurrent_clients(backend, start_server):
 
 @pytest.mark.parametrize("threads", [2])
 def test_threads(backend, start_server, threads):
-    if backend not in EVENT_LOOP_BACKENDS:
+    if not is_event_loop(backend):
         pytest.skip("--threads is for the event-loop backends")
     one = start_server(backend, "--threads", "1")
     sp = start_server(backend, "--threads", threads)

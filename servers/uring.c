@@ -461,7 +461,10 @@ static void uring_sweep(struct uring *u)
 		sqe = uio_sqe(&u->io);
 		if (!sqe)
 			break;
-		io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+		if (u->w->backend->flags & BACKEND_SINGLESHOT)
+			io_uring_prep_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+		else
+			io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
 		io_uring_sqe_set_data64(sqe, ud(OP_ACCEPT, (uint32_t)i));
 		l->armed = true;
 	}

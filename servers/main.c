@@ -1,6 +1,7 @@
 /* echo-server: an RFC 862 echo server with interchangeable I/O backends. Options, the ready
  * lines and signals live here; serving is server.c and the backends. */
 #include "server.h"
+#include "prefork.h"
 #include "die.h"
 #include "parse.h"
 #include "sock.h"
@@ -40,6 +41,8 @@ static void usage(void)
 	      "                           (default " SERVER_DEFAULT_LISTEN ")\n"
 	      "  -u, --udp                also serve UDP echo (RFC 862) on the same IP addresses and ports\n"
 	      "  -t, --threads N          workers, each with its own SO_REUSEPORT listener (default 1)\n"
+	      "      --processes N        prefork: N worker processes with --threads workers each, every\n"
+	      "                           one with its own listener; one summary for all (default 1)\n"
 	      "  -m, --max-conns N        refuse (accept and close) connections beyond N (default: no limit)\n"
 	      "  -B, --bufsize BYTES      per-connection echo buffer, e.g. 64k (default 64k)\n"
 	      "  -D, --drain-timeout DUR  on SIGTERM/SIGINT, how long to flush pending echo (default 2s)\n"
@@ -88,6 +91,7 @@ static void parse_args(int argc, char **argv, struct server_config *cfg)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "udp", no_argument, NULL, 'u' },
 		{ "threads", required_argument, NULL, 't' },
+		{ "processes", required_argument, NULL, 'P' },
 		{ "max-conns", required_argument, NULL, 'm' },
 		{ "bufsize", required_argument, NULL, 'B' },
 		{ "drain-timeout", required_argument, NULL, 'D' },
@@ -122,6 +126,9 @@ static void parse_args(int argc, char **argv, struct server_config *cfg)
 			break;
 		case 'u': cfg->udp = true; break;
 		case 't': cfg->threads = (unsigned)number_arg("--threads", optarg, 1, 256, false); break;
+		case 'P':
+			cfg->processes = (unsigned)number_arg("--processes", optarg, 1, PREFORK_MAX, false);
+			break;
 		case 'm': cfg->max_conns = (unsigned)number_arg("--max-conns", optarg, 1, 1u << 30, false); break;
 		case 'B': cfg->bufsize = number_arg("--bufsize", optarg, 1, 1ull << 30, true); break;
 		case 'D':
@@ -145,15 +152,82 @@ static void parse_args(int argc, char **argv, struct server_config *cfg)
 		usage_error("unexpected argument '%s'", argv[optind]);
 }
 
+static void print_ready(const struct server *srv)
+{
+	for (int i = 0; i < server_listener_count(srv); i++)
+		printf("listening %s\n", server_listener_text(srv, i));
+	fflush(stdout);
+}
+
+static void print_summary(const char *backend, const struct server_stats *st)
+{
+	fprintf(stderr, "echo-server: stopped: backend=%s accepted=%llu refused=%llu resets=%llu "
+		"bytes_in=%llu bytes_out=%llu datagrams=%llu dropped=%llu\n", backend,
+		(unsigned long long)st->accepted, (unsigned long long)st->refused,
+		(unsigned long long)st->resets, (unsigned long long)st->bytes_in,
+		(unsigned long long)st->bytes_out, (unsigned long long)st->datagrams,
+		(unsigned long long)st->dropped);
+}
+
+/* Threads in this process: serve until SIGTERM/SIGINT (or a worker's failure, which raises
+ * SIGTERM), drain, sum. Like serve_processes(): -1 when serving never began (no summary), 0
+ * stopped cleanly, 1 a worker failed. */
+static int serve_threads(struct server *srv, const sigset_t *stop, struct server_stats *st)
+{
+	const char *why;
+	int sig, rc = server_start(srv, &why);
+
+	if (rc < 0) {
+		fprintf(stderr, "echo-server: %s: %s\n", why, strerror(-rc));
+		return -1;
+	}
+	print_ready(srv);
+	while (sigwait(stop, &sig) != 0)
+		;
+	server_stop(srv);
+	server_get_stats(srv, st);
+	return server_failure(srv) < 0 ? 1 : 0;
+}
+
+/* --processes: the children serve; here we wait for a stop signal or a child's death. */
+static int serve_processes(struct server *srv, unsigned n, const sigset_t *stop,
+			   struct server_stats *st)
+{
+	struct prefork pf;
+	sigset_t waitset = *stop;
+	const char *why;
+	pid_t dead = 0;
+	int sig, rc;
+
+	rc = prefork_start(&pf, srv, (int)n, stop, &why);
+	if (rc < 0) {
+		fprintf(stderr, "echo-server: %s\n", why);
+		return -1;
+	}
+	print_ready(srv);
+	sigaddset(&waitset, SIGCHLD);
+	while (!dead) {
+		if (sigwait(&waitset, &sig) != 0)
+			continue;
+		if (sig != SIGCHLD)
+			break;
+		dead = prefork_reap_one(&pf);
+	}
+	if (dead)
+		fprintf(stderr, "echo-server: worker process %d exited; stopping\n", (int)dead);
+	rc = prefork_stop(&pf, st);
+	return rc < 0 || dead ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct server_config cfg;
-	struct server_stats st;
+	struct server_stats st = { 0 };
 	struct server *srv;
 	char open_why[SERVER_WHY_MAX];
 	const char *why;
 	sigset_t stop_signals;
-	int sig, rc;
+	int rc;
 
 	server_config_defaults(&cfg);
 	parse_args(argc, argv, &cfg);
@@ -165,39 +239,28 @@ int main(int argc, char **argv)
 	sock_raise_nofile(UINT64_MAX);
 	if (server_backend_probe(cfg.backend, &why) < 0)
 		die(1, "backend %s cannot run here: %s", cfg.backend, why);
-	cfg.failure_signal = SIGTERM;  /* a dying worker wakes the sigwait() below */
+	cfg.failure_signal = SIGTERM;  /* a dying worker wakes the sigwait() */
 	rc = server_open(&cfg, &srv, open_why);
 	if (rc < 0) {
 		fprintf(stderr, "echo-server: %s\n", open_why);
 		return 1;
 	}
-	/* Blocked before the workers start so they inherit the mask and only sigwait() below
-	 * sees SIGTERM/SIGINT. */
+	/* Blocked before workers (threads or processes) start, so they inherit the mask and only
+	 * sigwait() sees these; SIGCHLD tells the prefork parent that a child died. */
 	sigemptyset(&stop_signals);
 	sigaddset(&stop_signals, SIGTERM);
 	sigaddset(&stop_signals, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
-	rc = server_start(srv, &why);
-	if (rc < 0) {
-		fprintf(stderr, "echo-server: %s: %s\n", why, strerror(-rc));
-		server_close(srv);
-		return 1;
+	{
+		sigset_t block = stop_signals;
+		sigaddset(&block, SIGCHLD);
+		pthread_sigmask(SIG_BLOCK, &block, NULL);
 	}
-	for (int i = 0; i < server_listener_count(srv); i++)
-		printf("listening %s\n", server_listener_text(srv, i));
-	fflush(stdout);
-
-	while (sigwait(&stop_signals, &sig) != 0)
-		;
-	server_stop(srv);
-	rc = server_failure(srv);
-	server_get_stats(srv, &st);
-	fprintf(stderr, "echo-server: stopped: backend=%s accepted=%llu refused=%llu resets=%llu "
-		"bytes_in=%llu bytes_out=%llu datagrams=%llu dropped=%llu\n", cfg.backend,
-		(unsigned long long)st.accepted, (unsigned long long)st.refused,
-		(unsigned long long)st.resets, (unsigned long long)st.bytes_in,
-		(unsigned long long)st.bytes_out, (unsigned long long)st.datagrams,
-		(unsigned long long)st.dropped);
+	if (cfg.processes > 1)
+		rc = serve_processes(srv, cfg.processes, &stop_signals, &st);
+	else
+		rc = serve_threads(srv, &stop_signals, &st);
+	if (rc >= 0)
+		print_summary(cfg.backend, &st);
 	server_close(srv);
-	return rc < 0 ? 1 : 0;
+	return rc == 0 ? 0 : 1;
 }

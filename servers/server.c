@@ -12,6 +12,7 @@
 #include <string.h>
 
 #define SERVER_MAX_THREADS 256
+#define SERVER_MAX_WORKERS 1024   /* threads x processes */
 
 struct server {
 	struct server_config cfg;
@@ -19,7 +20,9 @@ struct server {
 	struct services svc;
 	struct listen_set listeners;
 	struct crew crew;
-	int nworkers;
+	int nworkers;         /* worker threads of this process */
+	int nbound;           /* workers the listeners were bound for: all processes' */
+	bool unlink_paths;    /* this process removes the unix socket paths at close */
 };
 
 void server_config_defaults(struct server_config *cfg)
@@ -31,6 +34,7 @@ void server_config_defaults(struct server_config *cfg)
 	endpoint_parse(SERVER_DEFAULT_LISTEN, &cfg->listen[0], &why);
 	cfg->nlisten = 1;
 	cfg->threads = 1;
+	cfg->processes = 1;
 	cfg->bufsize = 64 * 1024;
 	cfg->drain_timeout_ns = 2000000000ull;
 }
@@ -48,8 +52,10 @@ int server_open(const struct server_config *cfg, struct server **out, char *why)
 	s->cfg = *cfg;
 	s->backend = backend_find(cfg->backend);
 	s->nworkers = cfg->threads ? (int)cfg->threads : 1;
+	s->nbound = s->nworkers * (cfg->processes > 1 ? (int)cfg->processes : 1);
+	s->unlink_paths = true;
 	if (!s->backend || s->nworkers > SERVER_MAX_THREADS || cfg->bufsize == 0 ||
-	    cfg->nlisten < 1) {
+	    cfg->nlisten < 1 || s->nbound > SERVER_MAX_WORKERS) {
 		snprintf(why, SERVER_WHY_MAX, "%s", !s->backend ? "unknown backend" :
 			 cfg->bufsize == 0 ? "bufsize must be > 0" :
 			 cfg->nlisten < 1 ? "no address to listen on" : "too many threads");
@@ -57,13 +63,23 @@ int server_open(const struct server_config *cfg, struct server **out, char *why)
 		return -EINVAL;
 	}
 	svc_init(&s->svc, &s->cfg);
-	rc = listen_set_open(&s->listeners, &s->cfg, s->nworkers, why, SERVER_WHY_MAX);
+	rc = listen_set_open(&s->listeners, &s->cfg, s->nbound, why, SERVER_WHY_MAX);
 	if (rc < 0) {
 		server_close(s);
 		return rc;
 	}
 	*out = s;
 	return 0;
+}
+
+void server_keep_share(struct server *s, int k)
+{
+	if (k < 0) {
+		listen_set_keep(&s->listeners, 0, 0);
+		return;
+	}
+	listen_set_keep(&s->listeners, k * s->nworkers, s->nworkers);
+	s->unlink_paths = false;
 }
 
 int server_listener_count(const struct server *s)
@@ -104,7 +120,7 @@ void server_close(struct server *s)
 	if (s->crew.started)
 		server_stop(s);
 	crew_free(&s->crew);
-	listen_set_close(&s->listeners, true);
+	listen_set_close(&s->listeners, s->unlink_paths);
 	svc_fini(&s->svc);
 	free(s);
 }

@@ -25,6 +25,8 @@ struct server_config {
 	int nlisten;                     /* the defaults hold SERVER_DEFAULT_LISTEN */
 	bool udp;                        /* also serve UDP echo beside each TCP address */
 	unsigned threads;                /* event loops (each with its own SO_REUSEPORT listener) */
+	unsigned processes;              /* prefork: listeners are bound for processes x threads
+					  * workers; each process keeps its share (prefork.h) */
 	unsigned max_conns;              /* 0: no limit beyond the fd limit */
 	size_t bufsize;                  /* per-connection echo buffer */
 	uint64_t drain_timeout_ns;       /* how long server_stop() waits for pending echo */
@@ -48,6 +50,11 @@ struct server;
 /* Binds the listeners. On failure the one-line reason is written to why (the caller's
  * SERVER_WHY_MAX bytes). */
 int server_open(const struct server_config *cfg, struct server **out, char *why);
+/* Prefork (cfg->processes > 1), after fork(): process k (0 <= k < processes) keeps only its own
+ * workers' listeners (and the shared unix ones) and leaves the unix paths to the parent; the
+ * parent (k < 0) keeps none of the per-worker sockets, so a child that dies takes its queue
+ * with it, and it unlinks the unix paths at server_close(). */
+void server_keep_share(struct server *s, int k);
 int server_listener_count(const struct server *s);
 /* Canonical text of listener i with its real port: "127.0.0.1:40123", "udp:127.0.0.1:40123",
  * "unix:/tmp/x.sock". */

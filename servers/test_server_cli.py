@@ -14,8 +14,8 @@ import pytest
 from conftest import ROOT, usable_backends
 from test_server_support import run_cli
 
-OPTIONS = ["--backend", "--list", "--list-backends", "--listen", "--udp", "--threads", "--max-conns",
-           "--bufsize", "--drain-timeout", "--help", "--version"]
+OPTIONS = ["--backend", "--list", "--list-backends", "--listen", "--udp", "--threads",
+           "--processes", "--max-conns", "--bufsize", "--drain-timeout", "--help", "--version"]
 
 
 def project_version():

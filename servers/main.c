@@ -197,6 +197,7 @@ static int serve_processes(struct server *srv, unsigned n, const sigset_t *stop,
 	sigset_t waitset = *stop;
 	const char *why;
 	pid_t dead = 0;
+	bool clean = false;
 	int sig, rc;
 
 	rc = prefork_start(&pf, srv, (int)n, stop, &why);
@@ -211,12 +212,12 @@ static int serve_processes(struct server *srv, unsigned n, const sigset_t *stop,
 			continue;
 		if (sig != SIGCHLD)
 			break;
-		dead = prefork_reap_one(&pf);
+		dead = prefork_reap_one(&pf, &clean);
 	}
-	if (dead)
-		fprintf(stderr, "echo-server: worker process %d exited; stopping\n", (int)dead);
+	if (dead && !clean)
+		fprintf(stderr, "echo-server: worker process %d died; stopping\n", (int)dead);
 	rc = prefork_stop(&pf, st);
-	return rc < 0 || dead ? 1 : 0;
+	return rc < 0 ? 1 : 0;
 }
 
 int main(int argc, char **argv)

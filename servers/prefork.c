@@ -127,12 +127,18 @@ fail:
 	return -ECHILD;
 }
 
-pid_t prefork_reap_one(struct prefork *pf)
+static bool exited_clean(int status)
+{
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+pid_t prefork_reap_one(struct prefork *pf, bool *clean)
 {
 	for (int k = 0; k < pf->n; k++) {
-		if (pf->pid[k] > 0 && waitpid(pf->pid[k], NULL, WNOHANG) == pf->pid[k]) {
+		if (pf->pid[k] > 0 && waitpid(pf->pid[k], &pf->status[k], WNOHANG) == pf->pid[k]) {
 			pid_t pid = pf->pid[k];
 			pf->pid[k] = -pid;   /* reaped: its report pipe still says what it left */
+			*clean = exited_clean(pf->status[k]);
 			return pid;
 		}
 	}
@@ -165,11 +171,12 @@ int prefork_stop(struct prefork *pf, struct server_stats *sum)
 			rc = -1;
 		}
 		close(pf->fd[k]);
-		if (pf->pid[k] > 0 && (waitpid(pf->pid[k], &status, 0) < 0 ||
-				       !WIFEXITED(status) || WEXITSTATUS(status) != 0))
+		if (pf->pid[k] > 0 && waitpid(pf->pid[k], &status, 0) < 0)
 			rc = -1;
 		if (pf->pid[k] < 0)
-			rc = -1;   /* it had died before the stop */
+			status = pf->status[k];   /* reaped before the stop */
+		if (!exited_clean(status))
+			rc = -1;
 	}
 	pf->n = 0;
 	return rc;

@@ -11,6 +11,7 @@
 #define ECHOBENCH_PREFORK_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "server.h"
@@ -19,7 +20,8 @@
 
 struct prefork {
 	pid_t pid[PREFORK_MAX];
-	int fd[PREFORK_MAX];     /* read end of each child's report pipe, -1 once read */
+	int fd[PREFORK_MAX];     /* read end of each child's report pipe */
+	int status[PREFORK_MAX]; /* wait status of a child reaped early (pid then negated) */
 	int n;
 };
 
@@ -28,8 +30,10 @@ struct prefork {
  * one could not start (the others are then stopped). Only the parent returns. */
 int prefork_start(struct prefork *pf, struct server *s, int n, const sigset_t *stop,
 		  const char **why);
-/* Pid of a child that has exited (reaped), or 0 when all still run. */
-pid_t prefork_reap_one(struct prefork *pf);
+/* Pid of a child that has exited (reaped), or 0 when all still run; *clean says whether it
+ * exited 0, i.e. it was asked to stop (a SIGINT to the whole process group from a terminal
+ * reaches the children too), as opposed to dying. */
+pid_t prefork_reap_one(struct prefork *pf, bool *clean);
 /* Sends SIGTERM to every child, waits for their reports and sums them into *sum. Returns 0, or
  * -1 when a child failed or died without reporting. */
 int prefork_stop(struct prefork *pf, struct server_stats *sum);

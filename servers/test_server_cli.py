@@ -14,6 +14,10 @@ import pytest
 from conftest import ROOT, usable_backends
 from test_server_support import run_cli
 
+# How long a program that must refuse to start may take to exit: generous, since only one that
+# starts serving instead (a failure) waits it out.
+EXIT_WAIT = 30
+
 OPTIONS = ["--backend", "--list", "--list-backends", "--listen", "--udp", "--threads",
            "--processes", "--max-conns", "--bufsize", "--drain-timeout", "--help", "--version"]
 
@@ -88,7 +92,7 @@ def test_help_and_version_name_every_listed_backend():
 
 
 def test_unknown_backend_names_every_listed_one():
-    r = run_cli("--backend", "nosuch", "--listen", "127.0.0.1:0", timeout=5)
+    r = run_cli("--backend", "nosuch", "--listen", "127.0.0.1:0", timeout=EXIT_WAIT)
     assert r.returncode == 2, r.stderr
     line = one_line(r.stderr)
     for b, _ in listed():
@@ -132,7 +136,7 @@ def test_bad_usage_exits_2_with_one_line(args, words):
     elif argv[-1] == "--listen":                   # take a fixed port; run_cli times it out
         argv = ["--listen", "127.0.0.1:0", *argv]
     try:
-        r = run_cli(*argv, timeout=5)
+        r = run_cli(*argv, timeout=EXIT_WAIT)
     except subprocess.TimeoutExpired:
         pytest.fail(f"echo-server {' '.join(argv)} started serving instead of refusing")
     assert r.returncode == 2, f"exit {r.returncode}, stderr {r.stderr!r}"
@@ -147,7 +151,7 @@ def test_port_in_use_exits_1(backend):
         taken.listen()
         port = taken.getsockname()[1]
         try:
-            r = run_cli("--backend", backend, "--listen", f"127.0.0.1:{port}", timeout=5)
+            r = run_cli("--backend", backend, "--listen", f"127.0.0.1:{port}", timeout=EXIT_WAIT)
         except subprocess.TimeoutExpired:
             pytest.fail("the server started on a port that is in use")
     assert r.returncode == 1, f"exit {r.returncode}, stderr {r.stderr!r}"
@@ -166,7 +170,7 @@ def test_port_in_use_by_another_server_with_threads(backend, start_server):
     port = first.host_port()[1]
     try:
         r = run_cli("--backend", backend, "--threads", "2", "--listen", f"127.0.0.1:{port}",
-                    timeout=2)
+                    timeout=EXIT_WAIT)
     except subprocess.TimeoutExpired:
         pytest.fail(f"a second server started on port {port}, which the first one serves")
     assert r.returncode == 1, f"exit {r.returncode}, stderr {r.stderr!r}"
@@ -179,7 +183,7 @@ def test_unix_socket_in_use_exits_1(backend, start_server):
     try:
         first = start_server(backend, "--listen", f"unix:{path}")
         try:
-            r = run_cli("--backend", backend, "--listen", f"unix:{path}", timeout=5)
+            r = run_cli("--backend", backend, "--listen", f"unix:{path}", timeout=EXIT_WAIT)
         except subprocess.TimeoutExpired:
             pytest.fail("a second server took over a live unix socket")
         assert r.returncode == 1, f"exit {r.returncode}, stderr {r.stderr!r}"
@@ -227,7 +231,7 @@ def readonly_dir():
 def run_unprivileged(*args):
     """Runs echo-server as nobody when we are root (root bypasses the permission checks)."""
     kw = {"preexec_fn": as_nobody} if os.geteuid() == 0 else {}
-    return run_cli(*args, timeout=5, **kw)
+    return run_cli(*args, timeout=EXIT_WAIT, **kw)
 
 
 def test_permission_denied_unix_socket_exits_1(readonly_dir):

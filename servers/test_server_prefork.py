@@ -107,7 +107,7 @@ def test_children_never_outlive_the_parent(backend, start_server):
 @pytest.mark.parametrize("n", ["0", "65", "x"])
 def test_bad_process_count_is_a_usage_error(n):
     from test_server_support import run_cli
-    r = run_cli("--processes", n, "--listen", "127.0.0.1:0", timeout=5)
+    r = run_cli("--processes", n, "--listen", "127.0.0.1:0", timeout=30)
     assert r.returncode == 2, r
     assert "--processes" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
 

@@ -329,7 +329,7 @@ def server_exe():
     return binary("servers/echo-server")
 
 
-def run_cli(*args, timeout=10.0, **kw):
+def run_cli(*args, timeout=30.0, **kw):
     """echo-server run to completion (for options that make it exit)."""
     return subprocess.run([str(server_exe()), *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, **kw)

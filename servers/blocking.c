@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #define THREAD_STACK (256 * 1024)
-#define UDP_BUF 65536
 
 struct conn_set {            /* the live connection fds, for shutdown() at stop */
 	pthread_mutex_t lock;
@@ -146,7 +145,7 @@ static void *conn_thread(void *arg)
 	stat_add(&bc.w->stats.bytes_out, out);
 	if (broken)
 		stat_add(&bc.w->stats.resets, 1);
-	server_release(bc.w);
+	svc_release(bc.w);
 	set_remove_close(bc.set, bc.fd);
 	return NULL;
 }
@@ -157,7 +156,7 @@ static void start_conn(struct worker *w, struct conn_set *cs, pthread_attr_t *at
 	pthread_t tid;
 	int fl = fcntl(fd, F_GETFL);
 
-	if (!server_admit(w)) {
+	if (!svc_admit(w)) {
 		close(fd);
 		return;
 	}
@@ -167,15 +166,15 @@ static void start_conn(struct worker *w, struct conn_set *cs, pthread_attr_t *at
 	if (!bc || set_add(cs, fd) < 0) {
 		free(bc);
 		close(fd);
-		server_release(w);
+		svc_release(w);
 		return;
 	}
 	*bc = (struct bconn){ .w = w, .set = cs, .fd = fd };
 	if (pthread_create(&tid, attr, conn_thread, bc) != 0) {
-		server_log_once(w->srv, "thread", "cannot start a connection thread; refusing");
+		svc_log_once(w->svc, "thread", "cannot start a connection thread; refusing");
 		stat_add(&w->stats.refused, 1);
 		free(bc);
-		server_release(w);
+		svc_release(w);
 		set_remove_close(cs, fd);
 	}
 }
@@ -191,30 +190,13 @@ static void accept_some(struct worker *w, struct conn_set *cs, pthread_attr_t *a
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
 		if (errno != EAGAIN &&
-		    !((errno == EMFILE || errno == ENFILE) && server_shed_on_emfile(w, lfd)))
+		    !((errno == EMFILE || errno == ENFILE) && svc_shed_on_emfile(w, lfd)))
 			usleep(100000);  /* a lasting error: back off instead of spinning */
 		return;
 	}
 }
 
-static void echo_datagrams(struct worker *w, int fd, uint8_t *buf)
-{
-	for (int i = 0; i < 64; i++) {
-		struct sockaddr_storage src;
-		socklen_t slen = sizeof(src);
-		ssize_t n = recvfrom(fd, buf, UDP_BUF, MSG_TRUNC | MSG_DONTWAIT,
-				     (struct sockaddr *)&src, &slen);
-		if (n < 0)
-			return;
-		if (n > UDP_BUF || !udp_source_allowed((struct sockaddr *)&src) ||
-		    sendto(fd, buf, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&src, slen) < 0)
-			stat_add(&w->stats.dropped, 1);
-		else
-			stat_add(&w->stats.datagrams, 1);
-	}
-}
-
-static int blocking_run(struct worker *w)
+int blocking_run(struct worker *w)
 {
 	struct conn_set cs = { .lock = PTHREAD_MUTEX_INITIALIZER, .gone = PTHREAD_COND_INITIALIZER };
 	struct pollfd pfd[2 * SERVER_MAX_LISTEN + 1];
@@ -242,12 +224,12 @@ static int blocking_run(struct worker *w)
 			if (i < w->ntcp)
 				accept_some(w, &cs, &attr, pfd[i].fd);
 			else
-				echo_datagrams(w, pfd[i].fd, udp_buf);
+				udp_echo_ready(w, pfd[i].fd, udp_buf);
 		}
 	}
 
 	set_shutdown_all(&cs, SHUT_RD);
-	if (!set_wait_empty(&cs, server_drain_deadline_ns(w->srv))) {
+	if (!set_wait_empty(&cs, svc_drain_deadline_ns(w->svc))) {
 		/* Past the deadline: make every blocked send fail. The threads then leave quickly,
 		 * and they must all be gone before cs (on this stack) goes away. */
 		set_shutdown_all(&cs, SHUT_RDWR);
@@ -258,5 +240,3 @@ static int blocking_run(struct worker *w)
 	free(cs.fds);
 	return 0;
 }
-
-const struct backend backend_blocking = { .name = "blocking", .run = blocking_run };

@@ -9,17 +9,55 @@
  * (a streaming client on loopback) yields to the others in its loop. */
 #define CONN_ROUNDS 8
 
-int conn_init(struct conn *c, int fd, size_t cap)
+void conn_pool_init(struct conn_pool *p, size_t cap, int keep)
 {
-	*c = (struct conn){ .fd = fd, .cap = cap };
-	c->buf = malloc(cap);
+	*p = (struct conn_pool){ .cap = cap, .keep = keep };
+}
+
+void conn_pool_fini(struct conn_pool *p)
+{
+	while (p->n > 0)
+		free(p->free[--p->n]);
+	free(p->free);
+	p->free = NULL;
+}
+
+static int buf_take(struct conn *c)
+{
+	struct conn_pool *p = c->pool;
+
+	c->buf = p && p->n > 0 ? p->free[--p->n] : malloc(c->cap);
 	return c->buf ? 0 : -ENOMEM;
+}
+
+static void buf_give(struct conn *c)
+{
+	struct conn_pool *p = c->pool;
+
+	if (!c->buf)
+		return;
+	if (p && p->n < p->keep) {
+		if (!p->free)
+			p->free = malloc(sizeof(*p->free) * (size_t)p->keep);
+		if (p->free) {
+			p->free[p->n++] = c->buf;
+			c->buf = NULL;
+			return;
+		}
+	}
+	free(c->buf);
+	c->buf = NULL;
+}
+
+int conn_init(struct conn *c, int fd, size_t cap, struct conn_pool *pool)
+{
+	*c = (struct conn){ .fd = fd, .cap = cap, .pool = pool && pool->cap == cap ? pool : NULL };
+	return 0;
 }
 
 void conn_free(struct conn *c)
 {
-	free(c->buf);
-	c->buf = NULL;
+	buf_give(c);
 }
 
 int conn_wants(const struct conn *c)
@@ -64,8 +102,13 @@ static int pending_iov(const struct conn *c, struct iovec iov[2])
 static ssize_t conn_read(struct conn *c)
 {
 	struct iovec iov[2];
-	int n = free_iov(c, iov);
-	ssize_t r = readv(c->fd, iov, n);
+	ssize_t r;
+	int n;
+
+	if (!c->buf && buf_take(c) < 0)
+		return -ENOMEM;
+	n = free_iov(c, iov);
+	r = readv(c->fd, iov, n);
 
 	if (r < 0)
 		return errno == EINTR ? -EAGAIN : -errno;
@@ -101,8 +144,9 @@ static ssize_t conn_write(struct conn *c)
 int conn_progress(struct conn *c)
 {
 	bool rx_empty = false, tx_full = false;
+	int round;
 
-	for (int round = 0; round < CONN_ROUNDS; round++) {
+	for (round = 0; round < CONN_ROUNDS; round++) {
 		bool moved = false;
 		ssize_t r;
 
@@ -114,7 +158,7 @@ int conn_progress(struct conn *c)
 			/* A stream read that returns less than it was offered has emptied the receive
 			 * queue: asking again now would only say EAGAIN. Skipping that saves a system
 			 * call per message; the (level-triggered) poll reports data that comes later. */
-			rx_empty = r == -EAGAIN || (r > 0 && (size_t)r < room);
+			rx_empty = r == -EAGAIN || (r > 0 && (size_t)r < room && !c->edge);
 			moved = r > 0;
 		}
 		if (!tx_full && c->len > 0) {
@@ -128,6 +172,9 @@ int conn_progress(struct conn *c)
 		if (!moved)
 			break;
 	}
+	c->more = round == CONN_ROUNDS;
+	if (c->len == 0)
+		buf_give(c);   /* nothing pending: an idle connection holds no buffer */
 	if ((c->eof || c->draining) && c->len == 0)
 		return 0;
 	return conn_wants(c);

@@ -1,5 +1,12 @@
 /* The event loop shared by the select, poll and epoll backends: accepting, the connections
  * (conn.c), UDP echo and draining are written once here; only the multiplexer (mux.h) differs.
+ *
+ * Level-triggered (select, poll, epoll): a connection's interest follows conn_progress()'s mask,
+ * one mux->set() (an epoll_ctl) per change. Edge-triggered (epoll:et, BACKEND_EDGE): a
+ * connection is registered once for both directions and never modified; conn_progress() runs
+ * on every edge until EAGAIN, and a connection that stopped at its work bound instead
+ * (conn->more) waits on the `again` list, served after the next poll (which then does not
+ * block), since no new edge would report it.
  */
 #include "backend.h"
 #include "conn.h"
@@ -16,8 +23,7 @@
 
 #define LOOP_EVENTS 256
 #define ACCEPTS_PER_WAKE 64   /* bounded so a connect storm cannot starve established clients */
-#define DATAGRAMS_PER_WAKE 64
-#define UDP_BUF 65536
+#define POOL_KEEP 64          /* free echo buffers kept for reuse: bounds idle memory */
 #define ACCEPT_PAUSE_NS 100000000ull  /* after EMFILE with nothing to shed: 100 ms */
 
 enum fd_kind { FD_NONE, FD_LISTEN, FD_UDP, FD_WAKE, FD_CONN };
@@ -25,6 +31,7 @@ enum fd_kind { FD_NONE, FD_LISTEN, FD_UDP, FD_WAKE, FD_CONN };
 struct fd_slot {
 	unsigned char kind;
 	unsigned char mask;      /* interest registered with the multiplexer */
+	unsigned char again;     /* on the again list (edge-triggered) */
 	struct conn *conn;       /* FD_CONN only */
 };
 
@@ -38,6 +45,12 @@ struct loop {
 	bool stopping;
 	uint64_t accept_resume_ns;  /* nonzero: accepting paused until then */
 	uint8_t *udp_buf;
+	struct conn_pool pool;   /* echo buffers of connections with echo pending (conn.h) */
+	bool edge;               /* BACKEND_EDGE: connections are edge-triggered */
+	int *again;              /* connections to serve without an event (edge-triggered) */
+	int nagain, capagain;
+	int *spare;              /* the other list, swapped in while `again` is being served */
+	int capspare;
 };
 
 static struct fd_slot *slot(struct loop *l, int fd)
@@ -86,7 +99,23 @@ static void conn_close(struct loop *l, int fd, int err)
 	*s = (struct fd_slot){ 0 };
 	close(fd);
 	l->live--;
-	server_release(l->w);
+	svc_release(l->w);
+}
+
+static void serve_again(struct loop *l, int fd)
+{
+	if (l->slots[fd].again)
+		return;
+	if (l->nagain == l->capagain) {
+		int cap = l->capagain ? l->capagain * 2 : 64;
+		int *a = realloc(l->again, sizeof(*a) * (size_t)cap);
+		if (!a)
+			return;   /* the connection waits for its next edge: late, not lost */
+		l->again = a;
+		l->capagain = cap;
+	}
+	l->again[l->nagain++] = fd;
+	l->slots[fd].again = 1;
 }
 
 static void conn_serve(struct loop *l, int fd)
@@ -95,6 +124,11 @@ static void conn_serve(struct loop *l, int fd)
 
 	if (rc <= 0) {
 		conn_close(l, fd, rc < 0);
+		return;
+	}
+	if (l->edge) {         /* interest stays READ|WRITE|EDGE */
+		if (l->slots[fd].conn->more)
+			serve_again(l, fd);
 		return;
 	}
 	if (l->mux->set(l->mux_state, fd, l->slots[fd].mask, rc) < 0)
@@ -109,32 +143,33 @@ static void conn_open(struct loop *l, int fd)
 
 	if (l->mux->fd_limit && fd >= l->mux->fd_limit) {
 		/* select's fd_set cannot hold it: FD_SET would write past the bitmap. */
-		server_log_once(l->w->srv, "fd_limit",
+		svc_log_once(l->w->svc, "fd_limit",
 				"%s: refusing connections whose fd >= %d (FD_SETSIZE); counted as refused",
 				l->mux->name, l->mux->fd_limit);
 		stat_add(&l->w->stats.refused, 1);
 		close(fd);
 		return;
 	}
-	if (!server_admit(l->w)) {
+	if (!svc_admit(l->w)) {
 		close(fd);
 		return;
 	}
 	c = malloc(sizeof(*c));
-	if (!c || conn_init(c, fd, l->w->cfg->bufsize) < 0) {
+	if (!c || conn_init(c, fd, l->w->cfg->bufsize, &l->pool) < 0) {
 		free(c);
 		close(fd);
-		server_release(l->w);
+		svc_release(l->w);
 		return;
 	}
+	c->edge = l->edge;
 	sock_set_nodelay(fd);  /* fails harmlessly on unix sockets */
 	l->live++;
-	if (watch(l, fd, FD_CONN, CONN_WANT_READ) < 0) {
+	if (watch(l, fd, FD_CONN, l->edge ? MUX_READ | MUX_WRITE | MUX_EDGE : CONN_WANT_READ) < 0) {
 		conn_free(c);
 		free(c);
 		close(fd);
 		l->live--;
-		server_release(l->w);
+		svc_release(l->w);
 		return;
 	}
 	l->slots[fd].conn = c;
@@ -158,32 +193,13 @@ static void on_listener(struct loop *l, int lfd)
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
 		if (errno == EAGAIN ||
-		    ((errno == EMFILE || errno == ENFILE) && server_shed_on_emfile(l->w, lfd)))
+		    ((errno == EMFILE || errno == ENFILE) && svc_shed_on_emfile(l->w, lfd)))
 			return;
 		/* Out of fds with nothing to shed, or ENOBUFS/ENOMEM/...: the listener stays
 		 * readable, so stop watching it for a while instead of waking to fail again. */
 		set_accepting(l, false);
 		l->accept_resume_ns = now_ns() + ACCEPT_PAUSE_NS;
 		return;
-	}
-}
-
-static void on_datagram(struct loop *l, int fd)
-{
-	for (int i = 0; i < DATAGRAMS_PER_WAKE; i++) {
-		struct sockaddr_storage src;
-		socklen_t slen = sizeof(src);
-		/* MSG_TRUNC makes recvfrom return the real length, so an oversized datagram is
-		 * dropped rather than echoed cut short. */
-		ssize_t n = recvfrom(fd, l->udp_buf, UDP_BUF, MSG_TRUNC, (struct sockaddr *)&src, &slen);
-
-		if (n < 0)
-			return;
-		if (n > UDP_BUF || !udp_source_allowed((struct sockaddr *)&src) ||
-		    sendto(fd, l->udp_buf, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&src, slen) < 0)
-			stat_add(&l->w->stats.dropped, 1);
-		else
-			stat_add(&l->w->stats.datagrams, 1);
 	}
 }
 
@@ -205,10 +221,30 @@ static void begin_drain(struct loop *l)
 	}
 }
 
+/* Connections that stopped at their work bound, in the order they did; a fd closed (or
+ * reused) meanwhile is served only if it is a connection now, which is harmless. */
+static void serve_again_list(struct loop *l)
+{
+	int *list = l->again, n = l->nagain, cap = l->capagain;
+
+	/* Served connections may queue themselves again: onto the other list. */
+	l->again = l->spare;
+	l->capagain = l->capspare;
+	l->nagain = 0;
+	for (int i = 0; i < n; i++)
+		l->slots[list[i]].again = 0;
+	for (int i = 0; i < n; i++)
+		if (l->slots[list[i]].kind == FD_CONN)
+			conn_serve(l, list[i]);
+	l->spare = list;
+	l->capspare = cap;
+}
+
 static int loop_init(struct loop *l)
 {
 	int rc;
 
+	conn_pool_init(&l->pool, l->w->cfg->bufsize, POOL_KEEP);
 	l->udp_buf = l->w->nudp ? malloc(UDP_BUF) : NULL;
 	if (l->w->nudp && !l->udp_buf)
 		return -ENOMEM;
@@ -230,13 +266,17 @@ static void loop_fini(struct loop *l)
 	if (l->mux_state)
 		l->mux->destroy(l->mux_state);
 	free(l->slots);
+	free(l->again);
+	free(l->spare);
 	free(l->udp_buf);
+	conn_pool_fini(&l->pool);
 }
 
-static int loop_run(struct worker *w, const struct mux_ops *mux)
+int loop_run(struct worker *w)
 {
+	const struct mux_ops *mux = w->backend->mux;
 	struct mux_event ev[LOOP_EVENTS];
-	struct loop l = { .w = w, .mux = mux };
+	struct loop l = { .w = w, .mux = mux, .edge = w->backend->flags & BACKEND_EDGE };
 	int rc = loop_init(&l);
 
 	while (rc == 0) {
@@ -244,7 +284,7 @@ static int loop_run(struct worker *w, const struct mux_ops *mux)
 		int timeout = -1, n;
 
 		if (l.stopping) {
-			uint64_t deadline = server_drain_deadline_ns(w->srv);
+			uint64_t deadline = svc_drain_deadline_ns(w->svc);
 			if (l.live == 0 || now >= deadline)
 				break;
 			uint64_t ms = (deadline - now) / 1000000 + 1;
@@ -260,6 +300,8 @@ static int loop_run(struct worker *w, const struct mux_ops *mux)
 				timeout = timeout < 0 || ms < timeout ? ms : timeout;
 			}
 		}
+		if (l.nagain)
+			timeout = 0;
 		n = mux->poll(l.mux_state, timeout, ev, LOOP_EVENTS);
 		if (n < 0) {
 			rc = n;
@@ -273,20 +315,13 @@ static int loop_run(struct worker *w, const struct mux_ops *mux)
 			switch (fd < l.nslots ? l.slots[fd].kind : FD_NONE) {
 			case FD_CONN:   conn_serve(&l, fd); break;
 			case FD_LISTEN: if (!l.stopping) on_listener(&l, fd); break;
-			case FD_UDP:    on_datagram(&l, fd); break;
+			case FD_UDP:    udp_echo_ready(w, fd, l.udp_buf); break;
 			case FD_WAKE:   begin_drain(&l); break;
 			default:        break;
 			}
 		}
+		serve_again_list(&l);
 	}
 	loop_fini(&l);
 	return rc;
 }
-
-static int run_select(struct worker *w) { return loop_run(w, &mux_select); }
-static int run_poll(struct worker *w) { return loop_run(w, &mux_poll); }
-static int run_epoll(struct worker *w) { return loop_run(w, &mux_epoll); }
-
-const struct backend backend_select = { .name = "select", .run = run_select };
-const struct backend backend_poll = { .name = "poll", .run = run_poll };
-const struct backend backend_epoll = { .name = "epoll", .run = run_epoll };

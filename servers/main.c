@@ -1,6 +1,7 @@
 /* echo-server: an RFC 862 echo server with interchangeable I/O backends. Options, the ready
  * lines and signals live here; serving is server.c and the backends. */
 #include "server.h"
+#include "prefork.h"
 #include "die.h"
 #include "parse.h"
 #include "sock.h"
@@ -14,34 +15,57 @@
 
 #define EXIT_USAGE 2
 
-static const char usage_text[] =
-	"Usage: echo-server [options]\n"
-	"  -b, --backend NAME       blocking | select | poll | epoll | uring   (default epoll)\n"
-	"      --list-backends      list the backends compiled in and whether they work here\n"
-	"  -l, --listen ADDR        127.0.0.1:PORT, [::1]:PORT, [::]:PORT (dual stack), HOST:PORT,\n"
-	"                           unix:/path; repeatable; PORT 0 = ephemeral (default 127.0.0.1:7007)\n"
-	"  -u, --udp                also serve UDP echo (RFC 862) on the same IP addresses and ports\n"
-	"  -t, --threads N          workers, each with its own SO_REUSEPORT listener (default 1)\n"
-	"  -m, --max-conns N        refuse (accept and close) connections beyond N (default: no limit)\n"
-	"  -B, --bufsize BYTES      per-connection echo buffer, e.g. 64k (default 64k)\n"
-	"  -D, --drain-timeout DUR  on SIGTERM/SIGINT, how long to flush pending echo (default 2s)\n"
-	"  -h, --help               this text\n"
-	"  -V, --version            the version and the backends compiled in\n"
-	"Once listening it prints `listening ADDR` per listener (real port) on stdout. On SIGTERM or\n"
-	"SIGINT it stops accepting, drains, prints one summary line on stderr and exits 0.\n"
-	"Exit status: 0 stopped cleanly, 1 run-time failure (bind, backend), 2 usage error.\n";
-
 /* Every usage error is one line that points at --help. */
 #define usage_error(fmt, ...) die(EXIT_USAGE, fmt " (see --help)", __VA_ARGS__)
 
+/* The backend names of the table, separated by sep, into buf. */
+static const char *backend_names(char *buf, size_t n, const char *sep)
+{
+	size_t len = 0;
+
+	buf[0] = 0;
+	for (int i = 0; server_backend_name(i) && len < n; i++)
+		len += (size_t)snprintf(buf + len, n - len, "%s%s", i ? sep : "",
+					server_backend_name(i));
+	return buf;
+}
+
+static void usage(void)
+{
+	fputs("Usage: echo-server [options]\n"
+	      "  -b, --backend NAME       one of the backends below (default epoll)\n"
+	      "      --list               list the backends and whether they work here\n"
+	      "                           (alias: --list-backends)\n"
+	      "  -l, --listen ADDR        127.0.0.1:PORT, [::1]:PORT, [::]:PORT (dual stack), HOST:PORT,\n"
+	      "                           unix:/path, udp:ADDR (UDP only); repeatable; PORT 0 = ephemeral\n"
+	      "                           (default " SERVER_DEFAULT_LISTEN ")\n"
+	      "  -u, --udp                also serve UDP echo (RFC 862) on the same IP addresses and ports\n"
+	      "  -t, --threads N          workers, each with its own SO_REUSEPORT listener (default 1)\n"
+	      "      --processes N        prefork: N worker processes with --threads workers each, every\n"
+	      "                           one with its own listener; one summary for all (default 1)\n"
+	      "  -m, --max-conns N        refuse (accept and close) connections beyond N (default: no limit)\n"
+	      "  -B, --bufsize BYTES      per-connection echo buffer, e.g. 64k (default 64k)\n"
+	      "  -D, --drain-timeout DUR  on SIGTERM/SIGINT, how long to flush pending echo (default 2s)\n"
+	      "  -h, --help               this text\n"
+	      "  -V, --version            the version and the backends compiled in\n"
+	      "Backends:\n", stdout);
+	for (int i = 0; server_backend_name(i); i++)
+		printf("  %-24s %s\n", server_backend_name(i), server_backend_summary(i));
+	fputs("Once listening it prints `listening ADDR` per listener (real port) on stdout. On SIGTERM or\n"
+	      "SIGINT it stops accepting, drains, prints one summary line on stderr and exits 0.\n"
+	      "Exit status: 0 stopped cleanly, 1 run-time failure (bind, backend), 2 usage error.\n",
+	      stdout);
+}
+
+/* One line per row of the table; each backend is probed here, once. */
 static int list_backends(void)
 {
-	for (int i = 0; server_backend_names[i]; i++) {
+	for (int i = 0; server_backend_name(i); i++) {
 		const char *why;
-		if (server_backend_probe(server_backend_names[i], &why) == 0)
-			printf("%s usable\n", server_backend_names[i]);
+		if (server_backend_probe(server_backend_name(i), &why) == 0)
+			printf("%s usable\n", server_backend_name(i));
 		else
-			printf("%s unusable: %s\n", server_backend_names[i], why);
+			printf("%s unusable: %s\n", server_backend_name(i), why);
 	}
 	return 0;
 }
@@ -62,10 +86,12 @@ static void parse_args(int argc, char **argv, struct server_config *cfg)
 {
 	static const struct option opts[] = {
 		{ "backend", required_argument, NULL, 'b' },
+		{ "list", no_argument, NULL, 'L' },
 		{ "list-backends", no_argument, NULL, 'L' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "udp", no_argument, NULL, 'u' },
 		{ "threads", required_argument, NULL, 't' },
+		{ "processes", required_argument, NULL, 'P' },
 		{ "max-conns", required_argument, NULL, 'm' },
 		{ "bufsize", required_argument, NULL, 'B' },
 		{ "drain-timeout", required_argument, NULL, 'D' },
@@ -73,6 +99,8 @@ static void parse_args(int argc, char **argv, struct server_config *cfg)
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
+	char names[512];
+	bool listen_given = false;
 	const char *why;
 	int c;
 
@@ -80,13 +108,16 @@ static void parse_args(int argc, char **argv, struct server_config *cfg)
 	while ((c = getopt_long(argc, argv, ":b:l:ut:m:B:D:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'b':
-			if (server_backend_probe(optarg, &why) == -ENOENT)
-				usage_error("unknown backend '%s' (backends: blocking select poll epoll uring)",
-					    optarg);
+			if (!server_backend_known(optarg))
+				usage_error("unknown backend '%s' (backends: %s)", optarg,
+					    backend_names(names, sizeof(names), " "));
 			cfg->backend = optarg;
 			break;
 		case 'L': exit(list_backends());
 		case 'l':
+			if (!listen_given)   /* the first --listen replaces the default */
+				cfg->nlisten = 0;
+			listen_given = true;
 			if (cfg->nlisten == SERVER_MAX_LISTEN)
 				usage_error("too many --listen addresses (at most %s)", "16");
 			if (endpoint_parse(optarg, &cfg->listen[cfg->nlisten], &why) < 0)
@@ -95,6 +126,9 @@ static void parse_args(int argc, char **argv, struct server_config *cfg)
 			break;
 		case 'u': cfg->udp = true; break;
 		case 't': cfg->threads = (unsigned)number_arg("--threads", optarg, 1, 256, false); break;
+		case 'P':
+			cfg->processes = (unsigned)number_arg("--processes", optarg, 1, PREFORK_MAX, false);
+			break;
 		case 'm': cfg->max_conns = (unsigned)number_arg("--max-conns", optarg, 1, 1u << 30, false); break;
 		case 'B': cfg->bufsize = number_arg("--bufsize", optarg, 1, 1ull << 30, true); break;
 		case 'D':
@@ -102,10 +136,10 @@ static void parse_args(int argc, char **argv, struct server_config *cfg)
 				usage_error("bad value '%s' for --drain-timeout: expected a duration like 500ms or 2s",
 					    optarg);
 			break;
-		case 'h': fputs(usage_text, stdout); exit(0);
+		case 'h': usage(); exit(0);
 		case 'V':
-			printf("echo-server %s (backends: blocking select poll epoll uring)\n",
-			       ECHOBENCH_VERSION);
+			printf("echo-server %s (backends: %s)\n", ECHOBENCH_VERSION,
+			       backend_names(names, sizeof(names), " "));
 			exit(0);
 		case ':':
 			usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -118,14 +152,83 @@ static void parse_args(int argc, char **argv, struct server_config *cfg)
 		usage_error("unexpected argument '%s'", argv[optind]);
 }
 
+static void print_ready(const struct server *srv)
+{
+	for (int i = 0; i < server_listener_count(srv); i++)
+		printf("listening %s\n", server_listener_text(srv, i));
+	fflush(stdout);
+}
+
+static void print_summary(const char *backend, const struct server_stats *st)
+{
+	fprintf(stderr, "echo-server: stopped: backend=%s accepted=%llu refused=%llu resets=%llu "
+		"bytes_in=%llu bytes_out=%llu datagrams=%llu dropped=%llu\n", backend,
+		(unsigned long long)st->accepted, (unsigned long long)st->refused,
+		(unsigned long long)st->resets, (unsigned long long)st->bytes_in,
+		(unsigned long long)st->bytes_out, (unsigned long long)st->datagrams,
+		(unsigned long long)st->dropped);
+}
+
+/* Threads in this process: serve until SIGTERM/SIGINT (or a worker's failure, which raises
+ * SIGTERM), drain, sum. Like serve_processes(): -1 when serving never began (no summary), 0
+ * stopped cleanly, 1 a worker failed. */
+static int serve_threads(struct server *srv, const sigset_t *stop, struct server_stats *st)
+{
+	const char *why;
+	int sig, rc = server_start(srv, &why);
+
+	if (rc < 0) {
+		fprintf(stderr, "echo-server: %s: %s\n", why, strerror(-rc));
+		return -1;
+	}
+	print_ready(srv);
+	while (sigwait(stop, &sig) != 0)
+		;
+	server_stop(srv);
+	server_get_stats(srv, st);
+	return server_failure(srv) < 0 ? 1 : 0;
+}
+
+/* --processes: the children serve; here we wait for a stop signal or a child's death. */
+static int serve_processes(struct server *srv, unsigned n, const sigset_t *stop,
+			   struct server_stats *st)
+{
+	struct prefork pf;
+	sigset_t waitset = *stop;
+	const char *why;
+	pid_t dead = 0;
+	bool clean = false;
+	int sig, rc;
+
+	rc = prefork_start(&pf, srv, (int)n, stop, &why);
+	if (rc < 0) {
+		fprintf(stderr, "echo-server: %s\n", why);
+		return -1;
+	}
+	print_ready(srv);
+	sigaddset(&waitset, SIGCHLD);
+	while (!dead) {
+		if (sigwait(&waitset, &sig) != 0)
+			continue;
+		if (sig != SIGCHLD)
+			break;
+		dead = prefork_reap_one(&pf, &clean);
+	}
+	if (dead && !clean)
+		fprintf(stderr, "echo-server: worker process %d died; stopping\n", (int)dead);
+	rc = prefork_stop(&pf, st);
+	return rc < 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct server_config cfg;
-	struct server_stats st;
+	struct server_stats st = { 0 };
 	struct server *srv;
+	char open_why[SERVER_WHY_MAX];
 	const char *why;
 	sigset_t stop_signals;
-	int sig, rc;
+	int rc;
 
 	server_config_defaults(&cfg);
 	parse_args(argc, argv, &cfg);
@@ -137,39 +240,28 @@ int main(int argc, char **argv)
 	sock_raise_nofile(UINT64_MAX);
 	if (server_backend_probe(cfg.backend, &why) < 0)
 		die(1, "backend %s cannot run here: %s", cfg.backend, why);
-	cfg.failure_signal = SIGTERM;  /* a dying worker wakes the sigwait() below */
-	rc = server_open(&cfg, &srv, &why);
+	cfg.failure_signal = SIGTERM;  /* a dying worker wakes the sigwait() */
+	rc = server_open(&cfg, &srv, open_why);
 	if (rc < 0) {
-		fprintf(stderr, "echo-server: %s\n", why);
+		fprintf(stderr, "echo-server: %s\n", open_why);
 		return 1;
 	}
-	/* Blocked before the workers start so they inherit the mask and only sigwait() below
-	 * sees SIGTERM/SIGINT. */
+	/* Blocked before workers (threads or processes) start, so they inherit the mask and only
+	 * sigwait() sees these; SIGCHLD tells the prefork parent that a child died. */
 	sigemptyset(&stop_signals);
 	sigaddset(&stop_signals, SIGTERM);
 	sigaddset(&stop_signals, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
-	rc = server_start(srv, &why);
-	if (rc < 0) {
-		fprintf(stderr, "echo-server: %s: %s\n", why, strerror(-rc));
-		server_close(srv);
-		return 1;
+	{
+		sigset_t block = stop_signals;
+		sigaddset(&block, SIGCHLD);
+		pthread_sigmask(SIG_BLOCK, &block, NULL);
 	}
-	for (int i = 0; i < server_listener_count(srv); i++)
-		printf("listening %s\n", server_listener_text(srv, i));
-	fflush(stdout);
-
-	while (sigwait(&stop_signals, &sig) != 0)
-		;
-	server_stop(srv);
-	rc = server_failure(srv);
-	server_get_stats(srv, &st);
-	fprintf(stderr, "echo-server: stopped: backend=%s accepted=%llu refused=%llu resets=%llu "
-		"bytes_in=%llu bytes_out=%llu datagrams=%llu dropped=%llu\n", cfg.backend,
-		(unsigned long long)st.accepted, (unsigned long long)st.refused,
-		(unsigned long long)st.resets, (unsigned long long)st.bytes_in,
-		(unsigned long long)st.bytes_out, (unsigned long long)st.datagrams,
-		(unsigned long long)st.dropped);
+	if (cfg.processes > 1)
+		rc = serve_processes(srv, cfg.processes, &stop_signals, &st);
+	else
+		rc = serve_threads(srv, &stop_signals, &st);
+	if (rc >= 0)
+		print_summary(cfg.backend, &st);
 	server_close(srv);
-	return rc < 0 ? 1 : 0;
+	return rc == 0 ? 0 : 1;
 }

@@ -2,13 +2,20 @@
  * backends. Everything above it (accepting, connections, UDP, draining) is loop.c, written once.
  * Each multiplexer keeps its state behind one opaque pointer and lives in one short file.
  *
- * Interest is level-triggered everywhere: a ready fd is reported again on every poll until it is
- * served, which is what select and poll can do and keeps loop.c the same for all three.
+ * Interest is level-triggered by default: a ready fd is reported again on every poll until it is
+ * served, which is what select and poll can do and keeps loop.c the same for all three. The
+ * epoll:et variant registers connections once, edge-triggered (MUX_EDGE).
  */
 #ifndef ECHOBENCH_MUX_H
 #define ECHOBENCH_MUX_H
 
-enum { MUX_READ = 1, MUX_WRITE = 2 };
+enum {
+	MUX_READ = 1,
+	MUX_WRITE = 2,
+	/* Edge-triggered: report an fd when it becomes ready, not while it is. Only epoll has
+	 * it (EPOLLET); loop.c asks for it only with the epoll:et variant (BACKEND_EDGE). */
+	MUX_EDGE = 4,
+};
 
 struct mux_event {
 	int fd;

@@ -47,6 +47,8 @@ static int epoll_set(void *state, int fd, int old_mask, int new_mask)
 		ev.events |= EPOLLIN;
 	if (new_mask & MUX_WRITE)
 		ev.events |= EPOLLOUT;
+	if (new_mask & MUX_EDGE)
+		ev.events |= EPOLLET;
 	op = !old_mask ? EPOLL_CTL_ADD : !new_mask ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
 	return epoll_ctl(st->epfd, op, fd, &ev) < 0 ? -errno : 0;
 }

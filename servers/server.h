@@ -16,13 +16,17 @@
 #include "addr.h"
 
 #define SERVER_MAX_LISTEN 16
+#define SERVER_WHY_MAX 256
+#define SERVER_DEFAULT_LISTEN "127.0.0.1:7007"
 
 struct server_config {
-	const char *backend;             /* blocking, select, poll, epoll, uring */
-	struct endpoint listen[SERVER_MAX_LISTEN];
-	int nlisten;
-	bool udp;                        /* also serve UDP echo on each IP address */
+	const char *backend;             /* a name of the backend table (server_backend_name()) */
+	struct endpoint listen[SERVER_MAX_LISTEN];  /* ep.udp: serve UDP only on that address */
+	int nlisten;                     /* the defaults hold SERVER_DEFAULT_LISTEN */
+	bool udp;                        /* also serve UDP echo beside each TCP address */
 	unsigned threads;                /* event loops (each with its own SO_REUSEPORT listener) */
+	unsigned processes;              /* prefork: listeners are bound for processes x threads
+					  * workers; each process keeps its share (prefork.h) */
 	unsigned max_conns;              /* 0: no limit beyond the fd limit */
 	size_t bufsize;                  /* per-connection echo buffer */
 	uint64_t drain_timeout_ns;       /* how long server_stop() waits for pending echo */
@@ -43,9 +47,14 @@ struct server_stats {
 
 struct server;
 
-/* Binds the listeners. On failure *why names the problem for a one-line message (static text
- * or text in the server's own buffer, valid until the next call). */
-int server_open(const struct server_config *cfg, struct server **out, const char **why);
+/* Binds the listeners. On failure the one-line reason is written to why (the caller's
+ * SERVER_WHY_MAX bytes). */
+int server_open(const struct server_config *cfg, struct server **out, char *why);
+/* Prefork (cfg->processes > 1), after fork(): process k (0 <= k < processes) keeps only its own
+ * workers' listeners (and the shared unix ones) and leaves the unix paths to the parent; the
+ * parent (k < 0) keeps none of the per-worker sockets, so a child that dies takes its queue
+ * with it, and it unlinks the unix paths at server_close(). */
+void server_keep_share(struct server *s, int k);
 int server_listener_count(const struct server *s);
 /* Canonical text of listener i with its real port: "127.0.0.1:40123", "udp:127.0.0.1:40123",
  * "unix:/tmp/x.sock". */
@@ -58,9 +67,15 @@ int server_failure(const struct server *s);
 void server_get_stats(const struct server *s, struct server_stats *out);
 void server_close(struct server *s);
 
-/* The backends compiled in, in a fixed order, NULL-terminated. */
-extern const char *const server_backend_names[];
-/* 0 when the backend works on this kernel, else -errno with *why saying why not. */
+/* The backend table (backends.c): backends and variants compiled in, in a fixed order. Entry i
+ * for i = 0, 1, ... until the name is NULL. */
+const char *server_backend_name(int i);
+const char *server_backend_summary(int i);
+/* A table lookup only: says nothing about whether the backend works here. */
+bool server_backend_known(const char *name);
+/* 0 when the backend works on this kernel, else -errno with *why saying why not (-ENOENT for
+ * a name not in the table). May set up kernel objects (io_uring): call it once, when starting
+ * or listing. */
 int server_backend_probe(const char *name, const char **why);
 
 #endif

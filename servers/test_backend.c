@@ -1,9 +1,13 @@
-/* test-backend NAME: one backend through the server library, in process: probe (exit 77, with
- * the probe's reason, when it cannot run here: a kernel or build without io_uring), then a
- * 256 KiB echo read back while sending, a half-close that must give exactly the bytes back and
- * then EOF, and a stop whose stats account for every byte. */
+/* test-backend [NAME]: every row of the backend table (or NAME alone) through the server
+ * library, in process, as TAP: probe (a skip with the probe's reason when it cannot run here: a
+ * kernel or build without io_uring), then a 256 KiB echo read back while sending, a half-close
+ * that must give exactly the bytes back and then EOF, and a stop whose stats account for every
+ * byte. CHECK failures exit 1 at once, which TAP reports as a failed run. */
 #include "check.h"
 #include "server.h"
+#include "stream.h"
+
+#include <stdio.h>
 
 #include <errno.h>
 #include <poll.h>
@@ -53,31 +57,26 @@ static long echo_through(int fd, const unsigned char *out, size_t n, unsigned ch
 	return -ETIMEDOUT;
 }
 
-int main(int argc, char **argv)
+static void one_backend(const char *name, unsigned char *out, unsigned char *in)
 {
 	struct server_config cfg;
 	struct server_stats st;
 	struct server *srv;
 	struct endpoint ep;
+	char open_why[SERVER_WHY_MAX];
 	const char *why;
-	unsigned char *out = malloc(PAYLOAD), *in = malloc(PAYLOAD + 1);
 	int fd;
 	long got;
 
-	CHECK(argc == 2 && out && in);
-	if (server_backend_probe(argv[1], &why) < 0)
-		SKIP("backend %s cannot run here: %s", argv[1], why);
 	server_config_defaults(&cfg);
-	cfg.backend = argv[1];
+	cfg.backend = name;
 	cfg.bufsize = 4096;  /* far below the payload: the echo must wrap and wait on the peer */
 	CHECK_EQ(endpoint_parse("127.0.0.1:0", &cfg.listen[0], &why), 0);
 	cfg.nlisten = 1;
-	CHECK_EQ(server_open(&cfg, &srv, &why), 0);
+	CHECK_EQ(server_open(&cfg, &srv, open_why), 0);
 	CHECK_EQ(server_start(srv, &why), 0);
 	CHECK_EQ(endpoint_parse(server_listener_text(srv, 0), &ep, &why), 0);
 
-	for (size_t i = 0; i < PAYLOAD; i++)
-		out[i] = (unsigned char)(i * 131 + (i >> 9));
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	CHECK(fd >= 0);
 	CHECK(connect(fd, (struct sockaddr *)&ep.sa, ep.len) == 0 || errno == EINPROGRESS);
@@ -94,6 +93,34 @@ int main(int argc, char **argv)
 	CHECK_EQ(st.resets, 0);
 	CHECK_EQ(server_failure(srv), 0);
 	server_close(srv);
+}
+
+int main(int argc, char **argv)
+{
+	unsigned char *out = malloc(PAYLOAD), *in = malloc(PAYLOAD + 1);
+	int n = 0;
+
+	CHECK(argc <= 2 && out && in);
+	CHECK(argc < 2 || server_backend_known(argv[1]));
+	stream_fill(1, 0, 0, out, PAYLOAD);
+	for (int i = 0; server_backend_name(i); i++)
+		n += argc < 2 || strcmp(argv[1], server_backend_name(i)) == 0;
+	printf("1..%d\n", n);
+	n = 0;
+	for (int i = 0; server_backend_name(i); i++) {
+		const char *name = server_backend_name(i), *why;
+
+		if (argc == 2 && strcmp(argv[1], name) != 0)
+			continue;
+		n++;
+		if (server_backend_probe(name, &why) < 0) {
+			printf("ok %d - %s # SKIP cannot run here: %s\n", n, name, why);
+			continue;
+		}
+		fflush(stdout);
+		one_backend(name, out, in);
+		printf("ok %d - %s\n", n, name);
+	}
 	free(out);
 	free(in);
 	return 0;

@@ -14,12 +14,14 @@
 #include "check.h"
 #include "clock.h"
 #include "conn.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -43,12 +45,9 @@ static void on_alarm(int sig)
 	_exit(1);
 }
 
-/* Byte i of every stream: a hash of the offset, so a lost, repeated or reordered byte shows at
- * its own position, and every byte value occurs. */
-static uint8_t pattern(uint64_t i)
-{
-	return (uint8_t)((i * 0x9E3779B97F4A7C15ull) >> 56);
-}
+/* Every peer sends the deterministic stream (STREAM_SEED, 0) of common/stream.h, so a lost,
+ * repeated or reordered byte shows at its own position. */
+#define STREAM_SEED 862
 
 struct pair {
 	int srv, peer;
@@ -80,7 +79,7 @@ static void pair_close(struct pair *p)
 		close(p->peer);
 }
 
-/* The peer sends up to `max` further bytes of the pattern, never more than `limit` in all.
+/* The peer sends up to `max` further bytes of the stream, never more than `limit` in all.
  * Returns the bytes sent now (0 when the socket is full). */
 static size_t peer_send(struct pair *p, size_t max, uint64_t limit)
 {
@@ -92,8 +91,7 @@ static size_t peer_send(struct pair *p, size_t max, uint64_t limit)
 		n = (size_t)(limit - p->sent);
 	if (n == 0)
 		return 0;
-	for (size_t k = 0; k < n; k++)
-		chunk[k] = pattern(p->sent + k);
+	stream_fill(STREAM_SEED, 0, p->sent, chunk, n);
 	r = send(p->peer, chunk, n, MSG_NOSIGNAL);
 	if (r < 0) {
 		CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
@@ -103,7 +101,7 @@ static size_t peer_send(struct pair *p, size_t max, uint64_t limit)
 	return (size_t)r;
 }
 
-/* The peer reads up to `max` bytes and checks each against the pattern. Returns the bytes read
+/* The peer reads up to `max` bytes and checks them against the stream. Returns the bytes read
  * now; sets peer_eof on end of stream. */
 static size_t peer_recv(struct pair *p, size_t max)
 {
@@ -119,13 +117,11 @@ static size_t peer_recv(struct pair *p, size_t max)
 		p->peer_eof = true;
 		return 0;
 	}
-	for (ssize_t k = 0; k < r; k++) {
-		if (chunk[k] != pattern(p->received + (uint64_t)k)) {
-			fprintf(stderr, "echoed byte %llu is %u, sent %u\n",
-				(unsigned long long)(p->received + (uint64_t)k), chunk[k],
-				pattern(p->received + (uint64_t)k));
-			exit(1);
-		}
+	size_t ok = stream_check(STREAM_SEED, 0, p->received, chunk, (size_t)r);
+	if (ok < (size_t)r) {
+		fprintf(stderr, "echoed byte %llu differs from the byte sent there\n",
+			(unsigned long long)(p->received + ok));
+		exit(1);
 	}
 	p->received += (uint64_t)r;
 	CHECK(p->received <= p->sent);
@@ -182,7 +178,7 @@ static void test_init_and_idle(void)
 
 	start("init and idle: wants READ, EAGAIN gives a mask, not a block");
 	pair_open(&p, 0);
-	CHECK_EQ(conn_init(&c, p.srv, 1000), 0);
+	CHECK_EQ(conn_init(&c, p.srv, 1000, NULL), 0);
 	CHECK_EQ(c.fd, p.srv);
 	CHECK_EQ(c.cap, 1000);
 	CHECK_EQ(c.len, 0);
@@ -205,7 +201,7 @@ static void test_small_echo(void)
 
 	start("small echo");
 	pair_open(&p, 0);
-	CHECK_EQ(conn_init(&c, p.srv, 4096), 0);
+	CHECK_EQ(conn_init(&c, p.srv, 4096, NULL), 0);
 	CHECK_EQ(peer_send(&p, 5, 5), 5);
 	for (int i = 0; i < 100 && c.bytes_out < 5; i++)
 		r = progress(&c);
@@ -226,6 +222,47 @@ static void test_small_echo(void)
 	pair_close(&p);
 }
 
+/* The buffer exists only while echo is pending: none before the first byte, none once it is
+ * echoed, one while the peer does not read; with a pool the same buffer comes back, and the pool
+ * keeps no more than `keep`. */
+static void test_buffer_only_while_pending(void)
+{
+	struct conn_pool pool;
+	struct pair p;
+	struct conn c, d;
+	uint8_t *first;
+
+	start("buffer held only while echo is pending; pooled buffers are reused, at most keep");
+	conn_pool_init(&pool, 4096, 1);
+	pair_open(&p, 0);
+	CHECK_EQ(conn_init(&c, p.srv, 4096, &pool), 0);
+	CHECK(c.buf == NULL);
+	CHECK_EQ(progress(&c), CONN_WANT_READ);
+	CHECK(c.buf == NULL);                        /* nothing read: nothing taken */
+	CHECK_EQ(peer_send(&p, 100, 100), 100);
+	for (int i = 0; i < 100 && c.bytes_out < 100; i++)
+		progress(&c);
+	CHECK_EQ(c.bytes_out, 100);
+	CHECK(c.buf == NULL);                        /* all echoed: given back */
+	CHECK_EQ(pool.n, 1);
+	first = pool.free[0];
+	CHECK_EQ(peer_recv(&p, 1000), 100);
+	/* The peer stops reading: the echo stays pending, and so does the buffer. */
+	while (peer_send(&p, 65536, 1 << 20) > 0 || progress(&c) != CONN_WANT_WRITE)
+		;
+	CHECK(c.buf == first && c.len > 0 && pool.n == 0);
+	/* A second connection needs its own buffer: the pool is empty, so malloc. */
+	CHECK_EQ(conn_init(&d, p.peer, 4096, &pool), 0);
+	conn_free(&c);                               /* back to the pool (keep = 1) */
+	CHECK_EQ(pool.n, 1);
+	d.buf = malloc(4096);
+	CHECK(d.buf != NULL);
+	conn_free(&d);                               /* the pool is full: freed */
+	CHECK_EQ(pool.n, 1);
+	conn_pool_fini(&pool);
+	pair_close(&p);
+}
+
 /* Full-duplex stream of `total` bytes through a buffer of `cap` with small socket buffers. The
  * peer reads at most `read_max` per round, slower than it sends, so the connection's sends are
  * partial or EAGAIN again and again (the peer must read less per round than the connection
@@ -241,7 +278,7 @@ static void test_stream(size_t cap, uint64_t total, size_t send_max, size_t read
 		 (unsigned long long)total, cap);
 	start(name);
 	pair_open(&p, SMALL_SOCKBUF);
-	CHECK_EQ(conn_init(&c, p.srv, cap), 0);
+	CHECK_EQ(conn_init(&c, p.srv, cap, NULL), 0);
 	while (p.received < total) {
 		int r;
 
@@ -292,7 +329,7 @@ static void test_backpressure(void)
 
 	start("backpressure: a peer that never reads is bounded by cap, then resumes");
 	pair_open(&p, SMALL_SOCKBUF);
-	CHECK_EQ(conn_init(&c, p.srv, cap), 0);
+	CHECK_EQ(conn_init(&c, p.srv, cap, NULL), 0);
 	r = stall(&c, &p, total);
 	/* Stalled: the buffer is full, the connection waits to write only, and does not read
 	 * although bytes wait on its socket (which is what stalls the peer). */
@@ -335,7 +372,7 @@ static void test_eof_immediate(uint64_t n)
 		 (unsigned long long)n);
 	start(name);
 	pair_open(&p, 0);
-	CHECK_EQ(conn_init(&c, p.srv, 4096), 0);
+	CHECK_EQ(conn_init(&c, p.srv, 4096, NULL), 0);
 	CHECK_EQ(peer_send(&p, n, n), n);
 	CHECK_EQ(shutdown(p.peer, SHUT_WR), 0);
 	for (int i = 0; i < 100 && r > 0; i++)
@@ -365,7 +402,7 @@ static void test_eof_with_pending(void)
 
 	start("EOF with pending data: every byte echoed before conn_progress returns 0");
 	pair_open(&p, SMALL_SOCKBUF);
-	CHECK_EQ(conn_init(&c, p.srv, cap), 0);
+	CHECK_EQ(conn_init(&c, p.srv, cap, NULL), 0);
 	stall(&c, &p, UINT64_MAX);
 	CHECK_EQ(c.len, cap);
 	CHECK(fd_readable(p.srv));
@@ -408,7 +445,7 @@ static void test_peer_closed(void)
 	start("peer closed with echo owed: negative errno, no SIGPIPE");
 	got_sigpipe = 0;
 	pair_open(&p, 0);
-	CHECK_EQ(conn_init(&c, p.srv, 4096), 0);
+	CHECK_EQ(conn_init(&c, p.srv, 4096, NULL), 0);
 	CHECK_EQ(peer_send(&p, 100, 100), 100);
 	close(p.peer);
 	p.peer = -1;
@@ -430,7 +467,7 @@ static void test_peer_reset(void)
 	start("peer reset (closed with unread data): negative errno, no SIGPIPE");
 	got_sigpipe = 0;
 	pair_open(&p, 0);
-	CHECK_EQ(conn_init(&c, p.srv, 4096), 0);
+	CHECK_EQ(conn_init(&c, p.srv, 4096, NULL), 0);
 	CHECK_EQ(peer_send(&p, 10, 10), 10);
 	for (int i = 0; i < 100 && c.bytes_out < 10; i++)
 		progress(&c);
@@ -455,7 +492,7 @@ static void test_peer_gone_while_stalled(void)
 	start("peer gone while echo is pending: negative errno, no SIGPIPE");
 	got_sigpipe = 0;
 	pair_open(&p, SMALL_SOCKBUF);
-	CHECK_EQ(conn_init(&c, p.srv, 20000), 0);
+	CHECK_EQ(conn_init(&c, p.srv, 20000, NULL), 0);
 	stall(&c, &p, UINT64_MAX);
 	close(p.peer);
 	p.peer = -1;
@@ -474,7 +511,7 @@ static void test_draining_idle(void)
 
 	start("draining with nothing pending: finished at once, reads nothing new");
 	pair_open(&p, 0);
-	CHECK_EQ(conn_init(&c, p.srv, 4096), 0);
+	CHECK_EQ(conn_init(&c, p.srv, 4096, NULL), 0);
 	CHECK_EQ(peer_send(&p, 100, 100), 100);   /* arrives after the server began stopping */
 	c.draining = true;
 	CHECK_EQ(conn_wants(&c), 0);
@@ -493,7 +530,7 @@ static void test_draining_pending(void)
 
 	start("draining with echo pending: flushes it all, reads nothing new, then 0");
 	pair_open(&p, SMALL_SOCKBUF);
-	CHECK_EQ(conn_init(&c, p.srv, 30000), 0);
+	CHECK_EQ(conn_init(&c, p.srv, 30000, NULL), 0);
 	stall(&c, &p, UINT64_MAX);
 	CHECK(c.len > 0);
 	c.draining = true;
@@ -534,6 +571,7 @@ int main(void)
 
 	test_init_and_idle();
 	test_small_echo();
+	test_buffer_only_while_pending();
 	test_stream(1, 20000, 3, 1);
 	test_stream(7, 200000, 100, 5);
 	test_stream(4096, 2 << 20, 65536, 3000);

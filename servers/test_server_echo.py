@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import ServerProcess, usable_backends
-from test_server_support import (EVENT_LOOP_BACKENDS, alive, connect, echo_many, expect_eof,
+from test_server_support import (alive, connect, echo_many, expect_eof, is_event_loop,
                                  needs_ipv6, payload, pump, recv_exact, roundtrip, server_exe,
                                  stays_open, thread_count)
 
@@ -58,7 +58,7 @@ def test_default_listen_address():
         except OSError:
             pytest.skip("127.0.0.1:7007 is in use here")
     try:
-        sp = ServerProcess([server_exe(), "--backend", backends[0]], ready_timeout=5)
+        sp = ServerProcess([server_exe(), "--backend", backends[0]], ready_timeout=30)
     except RuntimeError as e:
         if "in use" in str(e):
             pytest.skip("127.0.0.1:7007 was taken meanwhile")
@@ -98,10 +98,10 @@ def test_byte_by_byte(backend, start_server):
     with connect(sp) as s:
         for i in range(len(data)):
             s.sendall(data[i:i + 1])
-            assert recv_exact(s, 1, timeout=5) == data[i:i + 1], f"byte {i}"
+            assert recv_exact(s, 1, timeout=30) == data[i:i + 1], f"byte {i}"
         block = payload(300, seed=3)
         s.sendall(block)
-        back = b"".join(recv_exact(s, 1, timeout=5) for _ in block)
+        back = b"".join(recv_exact(s, 1, timeout=30) for _ in block)
         assert back == block
 
 
@@ -119,8 +119,8 @@ def test_random_fragments(backend, start_server):
             sent += n
             want = rng.randint(0, max(0, min(sent, len(data)) - len(got)))
             if want:
-                got += recv_exact(s, want, timeout=5)
-        got += recv_exact(s, len(data) - len(got), timeout=10)
+                got += recv_exact(s, want, timeout=30)
+        got += recv_exact(s, len(data) - len(got), timeout=30)
         assert bytes(got) == data
 
 
@@ -216,7 +216,7 @@ def test_200_concurrent_clients(backend, start_server):
 
 @pytest.mark.parametrize("threads", [2])
 def test_threads(backend, start_server, threads):
-    if backend not in EVENT_LOOP_BACKENDS:
+    if not is_event_loop(backend):
         pytest.skip("--threads is for the event-loop backends")
     one = start_server(backend, "--threads", "1")
     sp = start_server(backend, "--threads", threads)

@@ -1,6 +1,14 @@
 """echo-server under pressure, every usable backend: a client that does not read stalls only
 itself and server memory stays bounded; --max-conns; running out of fds (EMFILE) without a busy
-spin; select's FD_SETSIZE limit."""
+spin; select's FD_SETSIZE limit.
+
+No verdict here depends on the machine's speed: every wait is a generous deadline for something
+that a correct server does at once (it fails only when the server never does it), time bounds
+are derived from a measurement of the same server in the same run, and strict figures are
+printed, not asserted. They must pass with everything on one CPU shared with a busy loop:
+  taskset -c 0 sh -c 'while :; do :; done' & BUSY=$!
+  ECHOBENCH_BUILD=build taskset -c 0 /usr/bin/python3 -m pytest -q servers/test_server_limits.py
+  kill $BUSY"""
 import os
 import resource
 import select
@@ -14,9 +22,20 @@ from test_server_support import (Stream, alive, closed_by_server, connect, cpu_s
                                  echo_many, fd_count, payload, roundtrip, rss_kib,
                                  start_limited, stop_summary, summary, wait_for)
 
-RTT_BOUND = 2.0          # liveness, not speed: a stalled loop takes forever, not 2 s
 PUSH_LIMIT = 256 << 20   # far beyond what kernel buffers and a bounded server can absorb
+PUSH_TIME = 120.0        # a server that keeps reading absorbs PUSH_LIMIT long before this
 RSS_GROWTH_MAX = 64 << 10   # KiB
+SLOW = 30.0              # a generous deadline for what a correct server does at once
+IDLE_CPU_SHARE = 0.1     # CPU seconds per second that an idle server may use: a spin uses all
+IDLE_WINDOWS = 10        # a spin fails every window; a server still busy with earlier work
+                         # passes once it is done
+
+
+def rtt_bound(warmup):
+    """Liveness, not speed: B's round trips beside a stalled A may not take more than 100
+    times the slowest warm-up round trip of the same server in the same run (a stalled loop
+    takes forever), nor less than 2 s (scheduling hiccups of a busy machine)."""
+    return max(2.0, 100 * max(warmup))
 
 
 class Timed:
@@ -42,19 +61,22 @@ def test_nonreading_client_stalls_only_itself(backend, start_server):
     b = connect(sp)
     a = connect(sp)
     rt = Timed(b)
-    for i in range(20):        # warm up: lazily allocated buffers, threads, rings
-        rt(payload(1000, seed=i))
+    # Warm up (lazily allocated buffers, threads, rings) and measure this run's round trip.
+    bound = rtt_bound([rt(payload(1000, seed=i)) for i in range(20)])
     rss0 = rss_kib(sp.pid)
 
     slowest = 0.0
     pushed = 0
     a.setblocking(False)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + PUSH_TIME
     last_rtt = 0.0
     while pushed < PUSH_LIMIT and time.monotonic() < deadline:
+        # Not writable for a second: stalled. (On a slow machine the server may only be
+        # late; A is then "stalled" too early, which weakens nothing below: A still must get
+        # every byte back, B must still be served, memory must still stay bounded.)
         _, w, _ = select.select([], [a], [], 1.0)
         if not w:
-            break              # not writable for a second: stalled
+            break
         try:
             pushed += a.send(stream.at(pushed, 65536))
         except BlockingIOError:
@@ -65,16 +87,16 @@ def test_nonreading_client_stalls_only_itself(backend, start_server):
     a.setblocking(True)
     a.settimeout(10)
     assert pushed < PUSH_LIMIT and time.monotonic() < deadline, (
-        f"client A pushed {pushed >> 20} MiB without stalling: the server keeps reading a "
-        "client that does not read")
+        f"client A pushed {pushed >> 20} MiB in {PUSH_TIME:.0f}s without stalling: the server "
+        "keeps reading a client that does not read")
 
     # A is stalled now; B goes on.
     for i in range(20):
         slowest = max(slowest, rt(payload(100, seed=100 + i)))
-    assert slowest < RTT_BOUND, f"B's slowest round trip took {slowest:.2f}s beside A"
     grown = rss_kib(sp.pid) - rss0
     print(f"A pushed {pushed >> 10} KiB before stalling; server RSS grew {grown} KiB; "
-          f"B's slowest round trip {slowest * 1000:.1f} ms")
+          f"B's slowest round trip {slowest * 1000:.1f} ms (bound {bound:.2f} s)")
+    assert slowest < bound, f"B's slowest round trip took {slowest:.2f}s beside A"
     assert grown < RSS_GROWTH_MAX, (
         f"server RSS grew {grown >> 10} MiB while A pushed {pushed >> 20} MiB")
 
@@ -87,7 +109,7 @@ def test_nonreading_client_stalls_only_itself(backend, start_server):
         got += len(chunk)
     a.shutdown(socket.SHUT_WR)
     assert a.recv(1) == b""
-    assert rt(b"after") < RTT_BOUND
+    assert rt(b"after") < bound
     a.close()
     b.close()
     st = stop_summary(sp)
@@ -101,18 +123,18 @@ def test_max_conns(backend, start_server):
     assert roundtrip(a, b"a") == b"a" and roundtrip(b, b"b") == b"b"
     refused = 0
     c = connect(sp)            # the third: accepted and closed at once
-    assert closed_by_server(c, timeout=3), "the connection beyond --max-conns was served"
+    assert closed_by_server(c, timeout=SLOW), "the connection beyond --max-conns was served"
     refused += 1
     c.close()
     assert roundtrip(a, b"a2") == b"a2" and roundtrip(b, b"b2") == b"b2"
     a.close()
     # A's slot comes free once the server has seen A go (asynchronous): retry until served.
     served = None
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + SLOW
     while served is None and time.monotonic() < deadline:
         d = connect(sp)
         try:
-            served = d if roundtrip(d, b"d", timeout=3) == b"d" else None
+            served = d if roundtrip(d, b"d", timeout=SLOW) == b"d" else None
         except (AssertionError, ConnectionResetError, BrokenPipeError):
             refused += 1
             d.close()
@@ -134,7 +156,7 @@ def test_connect_burst_while_server_is_busy(backend, start_server):
     try:
         for i in range(300):
             try:
-                socks.append(connect(sp, timeout=2))
+                socks.append(connect(sp, timeout=SLOW))   # the kernel's handshake
             except socket.timeout:
                 pytest.fail(f"connect #{i} did not complete while the server was busy: "
                             "listen backlog too small")
@@ -142,7 +164,7 @@ def test_connect_burst_while_server_is_busy(backend, start_server):
         os.kill(sp.pid, signal.SIGCONT)
     try:
         datas = [b"%03d" % i for i in range(300)]
-        assert echo_many(socks, datas, timeout=30) == datas
+        assert echo_many(socks, datas, timeout=2 * SLOW) == datas
     finally:
         for s in socks:
             s.close()
@@ -152,8 +174,9 @@ def test_connect_burst_while_server_is_busy(backend, start_server):
 
 def test_emfile_no_busy_spin_and_recovery(backend):
     """The server runs with 64 fds and gets 100 connections. It must not spin while it cannot
-    accept (CPU over an idle second stays low), must keep serving the connections it has,
-    and must serve new clients again once fds are free."""
+    accept (its CPU over an idle second falls low: a spin never does, a server still busy with
+    the burst does once it is done), must keep serving the connections it has, and must serve
+    new clients again once fds are free."""
     sp = start_limited(backend, 64)
     socks = []
     try:
@@ -161,12 +184,16 @@ def test_emfile_no_busy_spin_and_recovery(backend):
         for i, s in enumerate(held):
             assert roundtrip(s, b"%d" % i) == b"%d" % i
         for _ in range(100):
-            socks.append(connect(sp, timeout=5))   # completes in the backlog if not accepted
-        time.sleep(0.5)
-        cpu0 = cpu_seconds(sp.pid)
-        time.sleep(1.0)
-        used = cpu_seconds(sp.pid) - cpu0
-        assert used < 0.3, f"server used {used:.2f}s of CPU in an idle second at EMFILE"
+            socks.append(connect(sp, timeout=SLOW))   # completes in the backlog if not accepted
+        shares = []
+        while len(shares) < IDLE_WINDOWS and (not shares or shares[-1] >= IDLE_CPU_SHARE):
+            cpu0, t0 = cpu_seconds(sp.pid), time.monotonic()
+            time.sleep(1.0)
+            shares.append((cpu_seconds(sp.pid) - cpu0) / (time.monotonic() - t0))
+        print("server CPU share per idle second at EMFILE: " +
+              " ".join(f"{x:.2f}" for x in shares))
+        assert shares[-1] < IDLE_CPU_SHARE, \
+            f"server kept using CPU at EMFILE for {len(shares)} idle seconds: {shares}"
         assert alive(sp)
         for i, s in enumerate(held):
             assert roundtrip(s, b"again %d" % i) == b"again %d" % i
@@ -174,12 +201,11 @@ def test_emfile_no_busy_spin_and_recovery(backend):
             s.close()
         socks = []
         served = False
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + SLOW
         while not served and time.monotonic() < deadline:
             with connect(sp) as s:
-                s.settimeout(1)
                 try:
-                    served = roundtrip(s, b"back", timeout=1) == b"back"
+                    served = roundtrip(s, b"back", timeout=SLOW) == b"back"
                 except (AssertionError, ConnectionResetError):
                     time.sleep(0.1)
         assert served, "the server did not serve again after fds were freed"
@@ -207,22 +233,19 @@ def test_select_refuses_fds_beyond_fd_setsize(start_server):
     socks = []
     try:
         for _ in range(total):
-            socks.append(connect(sp, timeout=5))
-        time.sleep(0.5)
+            socks.append(connect(sp, timeout=SLOW))
+        # Each connection is either echoed or closed by the server, however long the server
+        # takes to get to it: a round trip tells which, with no time window.
         served, refused = [], []
-        for s in socks:      # refused ones have EOF waiting (select.select cannot take
-            (served if stays_open_poll(s) else refused).append(s)   # fds >= 1024: poll)
-        for s in refused:
-            assert closed_by_server(s, timeout=2)
-        for i, s in enumerate(served):
-            assert roundtrip(s, b"%d" % i, timeout=5) == b"%d" % i
+        for i, s in enumerate(socks):
+            (served if echoed_or_closed(s, b"%d" % i) else refused).append(s)
         assert len(refused) >= total - 1024 + 1, (len(served), len(refused))
         assert len(served) >= 900, (len(served), len(refused))
         assert alive(sp)
         # Freeing low fds makes room again.
         for s in served[:50]:
             s.close()
-        ok = wait_for(lambda: fd_count(sp.pid) <= 1024 - 40, 5)
+        ok = wait_for(lambda: fd_count(sp.pid) <= 1024 - 40, SLOW)
         assert ok, f"server holds {fd_count(sp.pid)} fds after 50 clients left"
         with connect(sp) as s:
             assert roundtrip(s, b"room again") == b"room again"
@@ -240,7 +263,51 @@ def test_select_refuses_fds_beyond_fd_setsize(start_server):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def stays_open_poll(s, seconds=0.0):
-    p = select.poll()
-    p.register(s, select.POLLIN)
-    return not p.poll(seconds * 1000)
+def echoed_or_closed(s, data):
+    """True when data comes back, False when the server closes (EOF or reset) instead; fails
+    when neither happens within SLOW."""
+    got = b""
+    s.settimeout(SLOW)
+    try:
+        s.sendall(data)
+        while len(got) < len(data):
+            chunk = s.recv(len(data) - len(got))
+            if not chunk:
+                return False
+            got += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        return False
+    except socket.timeout:
+        pytest.fail(f"neither echoed nor closed within {SLOW:.0f}s ({len(got)} bytes back)")
+    assert got == data, f"{data!r} echoed as {got!r}"
+    return True
+
+
+IDLE_CONNS = 500             # below FD_SETSIZE with room to spare, for select
+IDLE_KIB_PER_CONN = 2.0      # a 64 KiB echo buffer held per idle connection is 4+ KiB of RSS
+
+
+def test_idle_connections_hold_no_echo_buffer(backend, start_server):
+    """An idle connection holds no echo buffer: after each of IDLE_CONNS connections has echoed
+    one message and gone quiet, the server's RSS has grown by less than IDLE_KIB_PER_CONN per
+    connection (a property of the allocation, not of speed)."""
+    if backend == "blocking":
+        pytest.skip("blocking holds a thread and its stack per connection by design")
+    sp = start_server(backend)
+    warm = [connect(sp) for _ in range(20)]
+    for i, s in enumerate(warm):
+        assert roundtrip(s, payload(128, seed=i)) == payload(128, seed=i)
+    rss0 = rss_kib(sp.pid)
+    socks = []
+    try:
+        for i in range(IDLE_CONNS):
+            s = connect(sp)
+            socks.append(s)
+            assert roundtrip(s, payload(128, seed=i)) == payload(128, seed=i)
+        per_conn = (rss_kib(sp.pid) - rss0) / IDLE_CONNS
+        print(f"{backend}: {per_conn:.2f} KiB of server RSS per idle connection")
+        assert per_conn < IDLE_KIB_PER_CONN, \
+            f"{per_conn:.2f} KiB of RSS per idle connection: buffers held while idle"
+    finally:
+        for s in socks + warm:
+            s.close()

@@ -17,12 +17,17 @@ import pytest
 from conftest import ServerProcess, binary
 
 IO_TIMEOUT = 10.0
-EVENT_LOOP_BACKENDS = ("select", "poll", "epoll", "uring")
 SUMMARY_RE = re.compile(
     r"echo-server: stopped: backend=(?P<backend>\S+) accepted=(?P<accepted>\d+) "
     r"refused=(?P<refused>\d+) resets=(?P<resets>\d+) bytes_in=(?P<bytes_in>\d+) "
     r"bytes_out=(?P<bytes_out>\d+) datagrams=(?P<datagrams>\d+) dropped=(?P<dropped>\d+)")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def is_event_loop(backend):
+    """Every backend and variant but blocking (thread per connection) runs event loops, which
+    --threads multiplies. Variants are named BACKEND:VARIANT."""
+    return backend.partition(":")[0] != "blocking"
 
 
 def payload(n, seed=0):
@@ -324,7 +329,7 @@ def server_exe():
     return binary("servers/echo-server")
 
 
-def run_cli(*args, timeout=10.0, **kw):
+def run_cli(*args, timeout=30.0, **kw):
     """echo-server run to completion (for options that make it exit)."""
     return subprocess.run([str(server_exe()), *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, **kw)

@@ -18,7 +18,7 @@ SIZES = [0, 1, 1472, 65507]
 
 def udp_socket(family=socket.AF_INET, bind=None):
     s = socket.socket(family, socket.SOCK_DGRAM)
-    s.settimeout(3)
+    s.settimeout(10)   # generous: only a datagram that never comes fails
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
     if bind:
@@ -144,3 +144,34 @@ def test_udp_privileged_source_dropped(backend, start_server):
     st = stop_summary(sp)
     assert st["datagrams"] == 1
     assert st["dropped"] == 3
+
+
+def test_udp_prefix_in_listen_serves_udp_only(backend, start_server):
+    """--listen udp:ADDR (the form echo-server prints for its UDP listeners) serves UDP on that
+    address and nothing else: no TCP listener, no ready line without udp:."""
+    sp = start_server(backend, "--listen", "udp:127.0.0.1:0")
+    assert len(sp.listening) == 1 and sp.listening[0].startswith("udp:127.0.0.1:"), sp.listening
+    _, addr = sockaddr(sp.listening[0])
+    with udp_socket() as s:
+        s.sendto(b"only udp", addr)
+        data, _ = s.recvfrom(65536)
+        assert data == b"only udp"
+    with socket.socket() as t:
+        t.settimeout(5)
+        with pytest.raises(ConnectionRefusedError):
+            t.connect(addr)
+    st = stop_summary(sp)
+    assert st["datagrams"] == 1 and st["accepted"] == 0, st
+
+
+def test_udp_prefix_beside_tcp_address(backend, start_server):
+    """udp:ADDR and a TCP address in one server: each gets its own ready line, and --udp is not
+    needed for the udp: one."""
+    sp = start_server(backend, "--listen", "127.0.0.1:0", "--listen", "udp:127.0.0.1:0")
+    tcp = [a for a in sp.listening if not a.startswith("udp:")]
+    udp = [a for a in sp.listening if a.startswith("udp:")]
+    assert len(tcp) == 1 and len(udp) == 1, sp.listening
+    _, addr = sockaddr(udp[0])
+    with udp_socket() as s:
+        s.sendto(b"x" * 100, addr)
+        assert s.recvfrom(65536)[0] == b"x" * 100

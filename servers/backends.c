@@ -1,0 +1,59 @@
+/* The one table of backends and variants. Usage text, `--list`, `--version`, the `-b` error
+ * text, the unit test and the Python tests (through `echo-server --list`) all derive from it:
+ * adding a backend or a variant is one row here (plus its run function). */
+#include "backend.h"
+#include "mux.h"
+
+#include <errno.h>
+#include <string.h>
+
+static const struct backend table[] = {
+	{ .name = "blocking", .summary = "thread per connection", .run = blocking_run },
+	{ .name = "select", .summary = "event loop over select(2)", .run = loop_run,
+	  .mux = &mux_select },
+	{ .name = "poll", .summary = "event loop over poll(2)", .run = loop_run, .mux = &mux_poll },
+	{ .name = "epoll", .summary = "event loop over epoll(7)", .run = loop_run,
+	  .mux = &mux_epoll },
+	{ .name = "epoll:et", .summary = "epoll, edge-triggered: one epoll_ctl per connection",
+	  .run = loop_run, .mux = &mux_epoll, .flags = BACKEND_EDGE },
+	{ .name = "uring", .summary = "io_uring completions", .probe = uring_probe,
+	  .run = uring_run },
+	{ .name = "uring:singleshot", .summary = "io_uring, one accept submission per connection",
+	  .probe = uring_probe, .run = uring_run, .flags = BACKEND_SINGLESHOT },
+};
+#define NTABLE (int)(sizeof(table) / sizeof(table[0]))
+
+const struct backend *backend_find(const char *name)
+{
+	for (int i = 0; i < NTABLE; i++)
+		if (strcmp(table[i].name, name) == 0)
+			return &table[i];
+	return NULL;
+}
+
+const char *server_backend_name(int i)
+{
+	return i >= 0 && i < NTABLE ? table[i].name : NULL;
+}
+
+const char *server_backend_summary(int i)
+{
+	return i >= 0 && i < NTABLE ? table[i].summary : NULL;
+}
+
+bool server_backend_known(const char *name)
+{
+	return backend_find(name) != NULL;
+}
+
+int server_backend_probe(const char *name, const char **why)
+{
+	const struct backend *b = backend_find(name);
+
+	if (!b) {
+		*why = "no such backend (see --list)";
+		return -ENOENT;
+	}
+	*why = NULL;
+	return b->probe ? b->probe(why) : 0;
+}

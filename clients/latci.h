@@ -1,5 +1,5 @@
 /* A 95 % confidence interval for a latency percentile, from the variation across time blocks of
- * one run (issue 9: echo-load's `latency_ci_us`).
+ * one run (echo-load's `latency_ci_us`).
  *
  * Why blocks. Latency samples of one run are not independent: a slow stretch of the server (a
  * GC, a noisy neighbour on a shared VM, a timer storm) makes many neighbouring samples slow

@@ -1,5 +1,5 @@
 /* echo-minserver: the least an epoll echo server can do, as a yardstick for echo-server's
- * epoll backend (issue 12, "epoll backend vs a minimal C epoll echo server").
+ * epoll backend.
  *
  * One thread, one level-triggered epoll set, one fixed buffer per connection, no counters, no
  * timestamps, no options beyond the address. A readable connection gets one recv() and the

@@ -403,7 +403,13 @@ def test_invalid_cells_are_recorded_and_latest_does_not_move(build, tmp_path):
 def test_quick_preset_can_name_a_significant_winner_in_time():
     from echobench_lib import matrix, runner
     q = matrix.QUICK
-    assert q["repetitions"] >= 3 and "sweep" in q["modes"]
+    from echobench_lib import stats
+    assert "sweep" in q["modes"]
+    # the winner rule tests at alpha/2: these repetitions must be able to reach it
+    for preset in (q, matrix.DEFAULT):
+        assert stats.decide_winner({"a": [2.0 + i for i in range(preset["repetitions"])],
+                                    "b": [1.0 + i / 10 for i in range(preset["repetitions"])]},
+                                   True)["winner"] == "a"
     cells = 5 * len(q["connections"]) * len(q["sizes"]) * \
         len([m for m in q["modes"] if m != "sweep"])
     per_run = q["warmup"] + q["duration"] + runner.CELL_OVERHEAD_S

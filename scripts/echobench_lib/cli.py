@@ -102,8 +102,9 @@ def make_parser():
                        f"connections {matrix.QUICK['connections']}, sizes "
                        f"{matrix.QUICK['sizes']}, modes {matrix.QUICK['modes']}, "
                        f"{matrix.QUICK['duration']:g}s, {matrix.QUICK['repetitions']} "
-                       f"repetitions (about 2 minutes).")
-    r.add_argument("--quick", action="store_true", help="the main job's preset (about 2 minutes)")
+                       f"repetitions (about 2.5 minutes with five backends).")
+    r.add_argument("--quick", action="store_true",
+                   help="the main job's preset (about 2.5 minutes with five backends)")
     r.add_argument("--backends", help="comma list of backends or variants (default: every "
                                       "usable backend; 'none': only --server/--target entries)")
     r.add_argument("--server", action="append", default=[], metavar="NAME=CMD",

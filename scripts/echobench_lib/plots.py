@@ -240,7 +240,7 @@ def knee(d):
         return None
     fig, axes = _panels(1, width=6.4, height=3.8)
     ax = axes[0]
-    slos = set()
+    slos = {}
     for b, k in knees.items():
         steps = sorted((s for s in k.get("steps") or [] if s.get("offered_rate")),
                        key=lambda s: s["offered_rate"])
@@ -258,13 +258,18 @@ def knee(d):
             ax.axvline(k["max_rate_at_slo"], color=col, linestyle=":", linewidth=1)
         limit = _slo_us(k.get("slo"))
         if limit:
-            slos.add(limit)
-    for limit in sorted(slos):
-        ax.axhline(limit, color="#444", linewidth=1.2, label=f"SLO {_si(limit)} µs")
+            slos[limit] = k.get("slo")
+    for limit, slo in sorted(slos.items()):
+        ax.axhline(limit, color="#444", linewidth=1.2, label=f"SLO {_slo_text(slo)}")
     _y(ax, log=True, label="corrected latency (µs)")
     _x_rate(ax, "offered rate (msgs/s)")
     _legend(fig, axes)
     return _svg(fig)
+
+
+def _slo_text(slo):
+    from .report import slo_text
+    return slo_text(slo)
 
 
 def _slo_us(slo):

@@ -33,6 +33,15 @@ UNITS = {"msgs_per_sec": ("msgs/s", 1.0), "bytes_per_sec": ("MB/s", 1e-6),
 UNIT_LEGEND = ("Units: SI throughout, as in echo-load, cells.csv and run.json: k = 10³, "
                "M = 10⁶, G = 10⁹; MB/s = 10⁶ B/s; latencies in µs; CPU time in ns; message "
                "sizes in B. Each column's unit is in its header.")
+def stats_legend(d):
+    """STATS_LEGEND with the coverage of (min, max) at this run's repetitions."""
+    n = d.context.get("repetitions")
+    if isinstance(n, int) and 1 < n < 6:
+        cover = f"{stats.median_ci_coverage(n)[1]:.1%}".replace(".0%", "%").replace("%", " %")
+        return STATS_LEGEND.replace("(75 % at 3 repetitions)", f"({cover} at {n} repetitions)")
+    return STATS_LEGEND
+
+
 STATS_LEGEND = (
     "Every figure is the median over repetitions with its 95 % confidence interval [lo, hi] "
     "from order statistics (binomial, distribution-free). † fewer than 6 repetitions: no "
@@ -474,7 +483,7 @@ def summary_markdown(d):
               f"{str(ctx.get('kernel', '?')).split(' #')[0]}; placement {placement_text(d)}; "
               f"{ctx.get('repetitions', '?')} repetition(s) of {ctx.get('duration_s', '?')} s "
               f"({ctx.get('preset', '?')} preset). Ratios are vs {d.reference}.", "",
-              STATS_LEGEND, "", UNIT_LEGEND, ""]
+              stats_legend(d), "", UNIT_LEGEND, ""]
     lines += [f"**Note:** {n}." for n in notes(d)] + ([""] if notes(d) else [])
     if not d.backends:
         return "\n".join(lines + ["No cell was measured."])
@@ -753,7 +762,7 @@ def invalid_table(d):
     if not bad:
         return '<p id="table-invalid">Every cell passed echo-load\'s self-checks.</p>'
     return _table("table-invalid", ["entry", "cell", "invalid repetitions", "reasons"],
-                  [[b, cell, f"{n} of {tot}", (reasons_text(r), "invalid")]
+                  [[b, (cell, "text"), f"{n} of {tot}", (reasons_text(r), "text")]
                    for b, cell, n, tot, r in bad])
 
 
@@ -786,7 +795,8 @@ def conform_table(d):
                 ", ".join(r["not_counted_ids"])
         if r.get("left_out"):
             note += ("; " if note else "") + "left out for time: " + ", ".join(r["left_out"])
-        rows.append([b, (r["verdict"], cls), r["passed"], r["failed"], r["skipped"], note,
+        rows.append([b, (r["verdict"], cls), r["passed"], r["failed"], r["skipped"],
+                     (note, "text"),
                      f"{r.get('seconds', '-')} ({r.get('suite', '?')})"])
     return _table("table-conform", ["entry", "verdict", "passed", "failed", "skipped",
                                     "failed cases / note", "time (s)"], rows)
@@ -830,9 +840,9 @@ def machine_table(d):
 
 def problems_table(d):
     ctx = d.context
-    rows = [[f["cell"], f["repetition"], ("failed", "worse"), f["reason"]]
+    rows = [[f["cell"], f["repetition"], ("failed", "worse"), (f["reason"], "text")]
             for f in ctx.get("failed_cells") or []]
-    rows += [[w["cell"], w["repetition"], "warning", w["warning"]]
+    rows += [[w["cell"], w["repetition"], "warning", (w["warning"], "text")]
              for w in ctx.get("warnings") or []]
     if not rows:
         return '<p id="table-problems">Every cell ran cleanly.</p>'
@@ -849,6 +859,7 @@ th,td{border:1px solid #ddd;padding:.2em .5em;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 td.win{font-weight:bold}td.better{background:#e4f3e6}td.worse{background:#fbe6e3}
 td.invalid{background:#f3f3f3;color:#888;text-decoration:line-through}td.tie{color:#666}
+td.text{text-align:left}
 .banner{background:#fff3cd;border:1px solid #e0c060;padding:.5em .8em;font-weight:bold}
 h3{font-size:1em;margin:1em 0 .2em}
 figure{margin:1em 0}figure svg{max-width:100%;height:auto}figcaption{font-size:.85em;color:#555}
@@ -873,7 +884,7 @@ def html_report(d):
               f"cell; reference <b>{_e(d.reference)}</b>.</p>",
               f'<p class="note" id="placement"><b>Placement:</b> {_e(placement_text(d))}.</p>',
               f'<p class="note" id="legend"><b>How to read the figures.</b> '
-              f'{_e(STATS_LEGEND)} {_e(UNIT_LEGEND)}</p>']
+              f'{_e(stats_legend(d))} {_e(UNIT_LEGEND)}</p>']
     for note in notes(d):
         parts.append(f'<p class="note"><b>Note:</b> {_e(note)}</p>')
     parts += ["<h2>Winner per cell</h2>",

@@ -21,6 +21,7 @@ keep=
 if [ $# -gt 1 ] && [ "$1" = "--keep" ]; then keep="$2"; shift 2; fi
 out="${keep:-$(mktemp -d /tmp/echobench-aa.XXXXXX)}"
 [ -n "$keep" ] || trap 'rm -rf "$out"' EXIT
+mkdir -p "$out"
 server="$build/servers/echo-server"
 [ -x "$server" ] || { echo "aa-check: $server is not built" >&2; exit 2; }
 

@@ -117,7 +117,8 @@ def test_run_writes_every_result_file(build, tmp_path):
     cpu = [float(x["value"]) for x in rows if x["metric"] == "server_cpu_ns_per_msg"]
     assert cpu and all(v > 0 for v in cpu)
     # The run ends with the summary table and the report's path.
-    assert "| c=2 s=64 closed | msgs_per_sec |" in r.stdout
+    assert "### Closed loop: throughput" in r.stdout
+    assert "| c=2 s=64 closed | " in r.stdout and "| epoll (msgs/s) |" in r.stdout
     assert r.stdout.strip().splitlines()[-1] == f"report: {run_dir.resolve() / 'report.html'}"
     conform = json.loads((run_dir / "conform.json").read_text())
     assert conform["epoll"]["verdict"] == "pass"

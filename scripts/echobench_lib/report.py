@@ -603,6 +603,10 @@ def _table(tid, header, rows, caption=None):
     out.append("<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead>")
     out.append("<tbody>")
     for row in rows:
+        if isinstance(row, str):              # a sub-row: one cell across the table
+            out.append(f'<tr class="sub"><td class="text" colspan="{len(header)}">'
+                       f"{_e(row)}</td></tr>")
+            continue
         cells = []
         for cell in row:
             if isinstance(cell, tuple):       # (text, css class[, title])
@@ -704,7 +708,7 @@ def cells_table(d):
                 else:
                     row.append(fig_text(k, d.fig(key, k)))
             rows.append(row)
-            rows += [[f"└ {text}"] + [""] * (len(row) - 1) for text in host_lines(d, key)]
+            rows += [f"└ {text}" for text in host_lines(d, key)]
     return _table("table-cells", ["entry", "kind", "connections", "size (B)", "mode",
                                   "placement", "repetitions", "valid"] +
                   [f"{k} ({unit_of(k)})" for k in CELL_COLS], rows)
@@ -859,12 +863,13 @@ th,td{border:1px solid #ddd;padding:.2em .5em;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 td.win{font-weight:bold}td.better{background:#e4f3e6}td.worse{background:#fbe6e3}
 td.invalid{background:#f3f3f3;color:#888;text-decoration:line-through}td.tie{color:#666}
-td.text{text-align:left}
+td.text{text-align:left}tr.sub td{font-size:.9em;color:#444;padding-left:2em}
 .banner{background:#fff3cd;border:1px solid #e0c060;padding:.5em .8em;font-weight:bold}
 h3{font-size:1em;margin:1em 0 .2em}
 figure{margin:1em 0}figure svg{max-width:100%;height:auto}figcaption{font-size:.85em;color:#555}
 .note{color:#555;font-size:.9em}p.empty{color:#999;font-style:italic}
 #table-machine td{text-align:left}
+#table-cells{display:block;overflow-x:auto}
 """
 
 

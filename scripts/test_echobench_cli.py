@@ -117,7 +117,8 @@ def test_run_writes_every_result_file(build, tmp_path):
     cpu = [float(x["value"]) for x in rows if x["metric"] == "server_cpu_ns_per_msg"]
     assert cpu and all(v > 0 for v in cpu)
     # The run ends with the summary table and the report's path.
-    assert "| c=2 s=64 closed | msgs_per_sec |" in r.stdout
+    assert "### Closed loop: throughput" in r.stdout
+    assert "| c=2 s=64 closed | " in r.stdout and "| epoll (msgs/s) |" in r.stdout
     assert r.stdout.strip().splitlines()[-1] == f"report: {run_dir.resolve() / 'report.html'}"
     conform = json.loads((run_dir / "conform.json").read_text())
     assert conform["epoll"]["verdict"] == "pass"
@@ -403,7 +404,13 @@ def test_invalid_cells_are_recorded_and_latest_does_not_move(build, tmp_path):
 def test_quick_preset_can_name_a_significant_winner_in_time():
     from echobench_lib import matrix, runner
     q = matrix.QUICK
-    assert q["repetitions"] >= 3 and "sweep" in q["modes"]
+    from echobench_lib import stats
+    assert "sweep" in q["modes"]
+    # the winner rule tests at alpha/2: these repetitions must be able to reach it
+    for preset in (q, matrix.DEFAULT):
+        assert stats.decide_winner({"a": [2.0 + i for i in range(preset["repetitions"])],
+                                    "b": [1.0 + i / 10 for i in range(preset["repetitions"])]},
+                                   True)["winner"] == "a"
     cells = 5 * len(q["connections"]) * len(q["sizes"]) * \
         len([m for m in q["modes"] if m != "sweep"])
     per_run = q["warmup"] + q["duration"] + runner.CELL_OVERHEAD_S

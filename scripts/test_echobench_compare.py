@@ -136,6 +136,10 @@ def test_cells_missing_in_new_are_inconclusive_unless_allowed(tmp_path):
     assert compare.run(base, new, 0.05, 0.05, True, None, False, out=lines.append,
                        allow_missing=True) == 0
     assert "no significant regression" in lines[0]
+    r = echobench("compare", "--allow-missing", base, new)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = echobench("compare", "--help")
+    assert "3 inconclusive" in " ".join(r.stdout.split()) and "--allow-missing" in r.stdout
 
 
 def test_missing_cells_do_not_hide_a_regression(tmp_path):

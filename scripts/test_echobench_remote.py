@@ -309,10 +309,15 @@ def test_driver_runs_one_cell_on_two_load_hosts(driver_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the report does not show per-host detail yet "
-                   "(report.py/summary, not this module)")
 def test_driver_report_shows_per_host_detail(driver_run):
     res, run_dir, net = driver_run
     assert res.returncode == 0
-    report = (run_dir / "summary.md").read_text() + (run_dir / "report.html").read_text()
-    assert all(d in report for d in net.dests())
+    md = (run_dir / "summary.md").read_text()
+    html = (run_dir / "report.html").read_text()
+    for report in (md, html):
+        assert all(d in report for d in net.dests())
+        assert "the load is remote" in report and "start spread" in report
+    # one sub-row per host: its share of the 4 connections, ok, its own figures
+    rows = [ln for ln in md.splitlines() if any(f"| {d} |" in ln for d in net.dests())]
+    assert len(rows) == 2 and all("| 2 | closed loop | - | ok |" in r for r in rows), rows
+    assert 'id="table-hosts"' in html and html.count("load host ") >= 2

@@ -134,3 +134,53 @@ def test_run_16M_messages_and_user_servers(tmp_path):
     for e in data["benchmarks"]:
         if e["name"].endswith("/closed/msgs_per_sec"):
             print(f"{e['echobench']['backend']}: {e['echobench']['value']:.0f} msgs/s")
+
+
+@pytest.mark.slow
+def test_report_reads_what_a_real_run_writes(tmp_path):
+    """A short real run with a backend, a --server, a --target, placement shared, --until-ci
+    and a small sweep: the report must read the runner's context as docs/RESULTS.md gives it
+    (reference, entries[].server_cpu, until_ci cells, the sweep's SLO, hgrm files named with
+    the placement, context.invalid_cells) and colour each entry differently."""
+    from echobench_lib import plots
+    from echobench_lib.report import RunData, slo_text
+    from echobench_lib.server import Server
+    names = usable()
+    if "poll" not in names or "epoll" not in names:
+        pytest.skip(f"poll and epoll are not both usable here: {names}")
+    far = Server([SERVER, "--backend", "epoll", "--listen", "127.0.0.1:0"])
+    try:
+        out = tmp_path / "res"
+        r = echobench("run", "--build", BUILD, "--out", out, "--backends", "poll",
+                      "--server", f"mine={SERVER} --backend poll --listen 127.0.0.1:{{port}}",
+                      "--target", f"far={far.addr}", "--placement", "shared",
+                      "--connections", "2", "--sizes", "64", "--modes", "closed,sweep",
+                      "--duration", "200ms", "--warmup", "50ms", "--repetitions", "2",
+                      "--until-ci", "50", "--max-repetitions", "3", "--slo", "p99:5ms",
+                      "--conform", "none", timeout=300)
+    finally:
+        far.stop()
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = out / "latest"
+    ctx = json.loads((run_dir / "run.json").read_text())["context"]
+    eb = ctx["echobench"]
+    d = RunData(run_dir)
+    assert d.reference == eb["reference"] == "poll" and d.backends == ["poll", "mine", "far"]
+    assert [e["server_cpu"] for e in eb["entries"]] == [True, True, False]
+    assert not d.has_cpu("far") and d.has_cpu("mine")
+    # hgrm files of placement shared are found: a spectrum per entry
+    assert {k[0] for k in d.spectra} == {"poll", "mine", "far"}
+    uc, misses = d.until_ci_misses()
+    assert uc["pct"] == 50 and len(uc["cells"]) == 3
+    assert {m[0] for m in misses} == {n for n, v in uc["cells"].items() if not v["reached"]}
+    assert {(b, lab) for b, lab, *_ in d.invalid_cells()} == \
+        {(x["cell"].split(" ", 1)[0], x["cell"].split(" ", 1)[1]) for x in ctx["invalid_cells"]}
+    md = (run_dir / "summary.md").read_text()
+    html = (run_dir / "report.html").read_text()
+    assert eb["slo"] == "p99:5ms" and slo_text(eb["slo"]) == "p99 ≤ 5 ms"
+    assert set(d.knees()) == {"poll", "mine", "far"} and md.count("| p99 ≤ 5 ms |") == 3
+    assert "reference <b>poll</b>" in html and "Ratios are vs poll" in md
+    assert "far is a target" in md and "n/a (target)" in html
+    assert "far (target: " + far.addr in html and "mine (server: " in html
+    cols = [plots.colour(b, d.backends) for b in d.backends]
+    assert len(set(cols)) == 3 and all(f"stroke: {c}" in html for c in cols)

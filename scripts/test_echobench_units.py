@@ -4,6 +4,7 @@ import os
 import pathlib
 import sys
 import time
+import types
 
 import pytest
 
@@ -265,16 +266,18 @@ def test_decide_winner_a_a_false_winners_at_most_5_percent():
 
 
 def test_run_json_fields_have_defaults_for_old_runners_and_carry_the_new_ones():
-    old = {"cell": matrix.Cell("epoll", 16, 64, "open50"), "repetition": 0,
+    # a cell as runners before issues 9/10/13 passed it: no placement, rate or kind
+    old_cell = types.SimpleNamespace(backend="epoll", connections=16, size=64, mode="open50",
+                                     name=matrix.Cell("epoll", 16, 64, "open50").name)
+    old = {"cell": old_cell, "repetition": 0,
            "metrics": {"msgs_per_sec": 1000.0, "p99_us": 80.0, "offered_rate": 1000.0}}
     f = gbjson.sample_fields(old)
     assert f == {"backend": "epoll", "entry": "epoll", "entry_kind": "backend",
                  "connections": 16, "size": 64, "mode": "open50", "placement": None,
                  "offered_rate": 1000.0, "valid": True, "invalid_reasons": []}
 
-    class NewCell(matrix.Cell):
-        placement, offered_rate, entry_kind = "shared", 2500.0, "target"
-    new = dict(old, cell=NewCell("mine", 16, 64, "open50"),
+    new = dict(old, cell=matrix.Cell("mine", 16, 64, "open50", "shared", offered_rate=2500.0,
+                                     entry_kind="target"),
                load={"valid": False, "invalid_reasons": ["rate: 61 % of target"]})
     f = gbjson.sample_fields(new)
     assert (f["entry"], f["entry_kind"], f["placement"], f["offered_rate"], f["valid"],
@@ -287,7 +290,7 @@ def test_run_json_fields_have_defaults_for_old_runners_and_carry_the_new_ones():
                              {"name": "mine", "kind": "target"}]
     rows = {r["entry"]: r for r in gbjson.iterations(data) if r["metric"] == "p99_us"}
     assert rows["mine"]["valid"] is False and rows["epoll"]["valid"] is True
-    s = gbjson.series(data)["echo/mine/c:16/s:64/open50/p99_us"]
+    s = gbjson.series(data)["echo/mine/c:16/s:64/open50/p:shared/p99_us"]
     assert s.invalid == 1 and s.invalid_reasons == ["rate: 61 % of target"]
 
 

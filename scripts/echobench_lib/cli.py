@@ -102,8 +102,9 @@ def make_parser():
                        f"connections {matrix.QUICK['connections']}, sizes "
                        f"{matrix.QUICK['sizes']}, modes {matrix.QUICK['modes']}, "
                        f"{matrix.QUICK['duration']:g}s, {matrix.QUICK['repetitions']} "
-                       f"repetitions (about 2 minutes).")
-    r.add_argument("--quick", action="store_true", help="the main job's preset (about 2 minutes)")
+                       f"repetitions (about 2.5 minutes with five backends).")
+    r.add_argument("--quick", action="store_true",
+                   help="the main job's preset (about 2.5 minutes with five backends)")
     r.add_argument("--backends", help="comma list of backends or variants (default: every "
                                       "usable backend; 'none': only --server/--target entries)")
     r.add_argument("--server", action="append", default=[], metavar="NAME=CMD",
@@ -161,8 +162,14 @@ def make_parser():
     r.add_argument("--ssh-option", action="append", default=[], metavar="OPT",
                    help="passed to ssh as -o OPT; repeatable")
 
-    c = sub.add_parser("compare", parents=[common], help="compare two runs (exit 1 on a "
-                       "significant regression)", epilog=CI_RECIPE,
+    c = sub.add_parser("compare", parents=[common], help="compare two runs (exit 0 ok, 1 "
+                       "significant regression, 2 usage or unreadable input, 3 inconclusive)",
+                       description="Compare two runs metric by metric. Exit status: 0 no "
+                       "significant regression; 1 a significant regression; 2 usage error or "
+                       "unreadable input; 3 inconclusive (a change beyond the threshold that "
+                       "the repetitions cannot test, a cell not comparable because echo-load's "
+                       "self-checks failed, or BASE cells missing in NEW without "
+                       "--allow-missing).", epilog=CI_RECIPE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("base", metavar="BASE", help="run directory or Google Benchmark JSON file")
     c.add_argument("new", metavar="NEW", help="run directory or Google Benchmark JSON file")
@@ -174,6 +181,8 @@ def make_parser():
                    help="judge on the threshold alone (for single-repetition runs)")
     c.add_argument("--all", action="store_true", help="list unchanged metrics too")
     c.add_argument("--json", metavar="FILE", help="write the comparison as JSON ('-': stdout)")
+    c.add_argument("--allow-missing", action="store_true",
+                   help="cells of BASE missing in NEW are not inconclusive (exit 3)")
 
     f = sub.add_parser("conform", parents=[common],
                        help="echo-conform against every backend and given servers")
@@ -341,7 +350,7 @@ def main(argv=None):
             from . import compare
             out = print if a.json != "-" else (lambda s: print(s, file=sys.stderr))
             return compare.run(a.base, a.new, a.threshold, a.alpha, not a.no_stats, a.json,
-                               a.all, out)
+                               a.all, out, allow_missing=a.allow_missing)
         if a.command == "conform":
             return cmd_conform(a, build)
         if a.command == "report":

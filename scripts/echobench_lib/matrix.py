@@ -22,23 +22,25 @@ DEFAULT = {
     "modes": ["closed", "open25", "open50", "open75", "stream"],
     "duration": 3.0,
     "warmup": 1.0,
-    "repetitions": 3,
+    "repetitions": 4,             # the fewest that can name a winner (see QUICK)
     "sweep_duration": 1.0,
     "sweep_warmup": 0.25,
 }
 
-# The main job (scripts/run-main.sh): 3 repetitions, so that a winner can be significant (3
-# against 3 is the smallest U test that can reach p <= 0.05), and a small knee sweep at 64
-# connections. Five backends: 2 x 1 x 2 cells x 3 repetitions x (0.5 + 0.1 + CELL_OVERHEAD_S)
-# = 60 s, the sweep at most 5 x 8 steps x (0.3 + 0.05 + CELL_OVERHEAD_S) = 30 s, conformance
-# (quick) about 25 s: about 2 minutes on a quiet machine.
+# The main job (scripts/run-main.sh): 4 repetitions, the fewest with which a winner can be
+# named (stats.decide_winner tests at alpha/2 = 0.025 because the leader is picked after
+# looking; 4 against 4 reaches 1/70 = 0.014, 3 against 3 only 0.05), and a small knee sweep at
+# 64 connections. Five backends: 2 connection counts x 1 size x 2 modes x 5 = 20 cells x 4
+# repetitions x (0.5 + 0.1 + CELL_OVERHEAD_S) = 80 s, the sweep at most 5 x 8 steps x
+# (0.3 + 0.05 + CELL_OVERHEAD_S) = 30 s, conformance (quick) about 25 s, check about 5 s:
+# about 2.3 minutes on a quiet 2-CPU machine (measured on a busy one: docs/RESULTS.md).
 QUICK = {
     "connections": [1, 64],
     "sizes": [64],
     "modes": ["closed", "open50", "sweep"],
     "duration": 0.5,
     "warmup": 0.1,
-    "repetitions": 3,
+    "repetitions": 4,
     "sweep_duration": 0.3,
     "sweep_warmup": 0.05,
 }

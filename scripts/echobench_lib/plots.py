@@ -14,10 +14,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-# One colour per entry, the same in every figure.
-COLOURS = {"blocking": "#8c564b", "select": "#9467bd", "poll": "#2ca02c", "epoll": "#1f77b4",
-           "uring": "#d62728"}
-_SPARE = ["#ff7f0e", "#17becf", "#bcbd22", "#e377c2", "#7f7f7f"]
+# One colour per entry, the same in every figure: the run's entries in their order (the
+# backends as `echo-server --list` gives them, then the user's --server and --target entries)
+# take this palette's colours in turn, so a run's colours are deterministic and no backend
+# name is hard-coded here (matplotlib's tab10, then more when a run has more than ten entries).
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e", "#17becf",
+           "#bcbd22", "#e377c2", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39",
+           "#7b4173"]
 NINES = [(math.log10(2), "50%"), (1.0, "90%"), (2.0, "99%"), (3.0, "99.9%"),
          (4.0, "99.99%"), (5.0, "99.999%")]
 
@@ -25,11 +28,13 @@ plt.rcParams.update({"svg.fonttype": "path", "font.size": 9, "axes.grid": True,
                      "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False})
 
 
-def colour(backend, backends):
-    if backend in COLOURS:
-        return COLOURS[backend]
-    others = [b for b in backends if b not in COLOURS]
-    return _SPARE[others.index(backend) % len(_SPARE)]
+def colour(entry, entries):
+    """The colour of `entry`: its position in the run's entries (entries not in the list, such
+    as a sweep-only entry, follow them)."""
+    order = list(dict.fromkeys(entries))
+    if entry not in order:
+        order.append(entry)
+    return PALETTE[order.index(entry) % len(PALETTE)]
 
 
 def _svg(fig):
@@ -207,7 +212,7 @@ def p99_vs_rate(d):
 def cpu_per_message(d):
     """Server CPU time per message in closed loop against connections, one panel per size.
     Targets (servers echobench did not start) have no CPU figure and no line."""
-    entries = [b for b in d.backends if d.kind(b) != "target"]
+    entries = [b for b in d.backends if d.has_cpu(b)]
     panels = [s for s in d.sizes if any("server_cpu_ns_per_msg" in d.med.get((b, c, s, "closed"),
                                                                             {})
                                         for b in entries for c in d.conns)]
@@ -235,7 +240,7 @@ def knee(d):
         return None
     fig, axes = _panels(1, width=6.4, height=3.8)
     ax = axes[0]
-    slos = set()
+    slos = {}
     for b, k in knees.items():
         steps = sorted((s for s in k.get("steps") or [] if s.get("offered_rate")),
                        key=lambda s: s["offered_rate"])
@@ -246,20 +251,25 @@ def knee(d):
                 ax.plot(*zip(*pts), linestyle=style, marker="o", markersize=3, color=col,
                         label=lab)
         bad = [(s["offered_rate"], s["p99_us"]) for s in steps
-               if s.get("valid") is False and s.get("p99_us")]
+               if s.get("rate_ok") is False and s.get("p99_us")]
         if bad:
             ax.plot(*zip(*bad), marker="x", color=col, linestyle="none", markersize=7)
         if k.get("max_rate_at_slo"):
             ax.axvline(k["max_rate_at_slo"], color=col, linestyle=":", linewidth=1)
         limit = _slo_us(k.get("slo"))
         if limit:
-            slos.add(limit)
-    for limit in sorted(slos):
-        ax.axhline(limit, color="#444", linewidth=1.2, label=f"SLO {_si(limit)} µs")
+            slos[limit] = k.get("slo")
+    for limit, slo in sorted(slos.items()):
+        ax.axhline(limit, color="#444", linewidth=1.2, label=f"SLO {_slo_text(slo)}")
     _y(ax, log=True, label="corrected latency (µs)")
     _x_rate(ax, "offered rate (msgs/s)")
     _legend(fig, axes)
     return _svg(fig)
+
+
+def _slo_text(slo):
+    from .report import slo_text
+    return slo_text(slo)
 
 
 def _slo_us(slo):
@@ -271,7 +281,7 @@ def _cpu_caption(d):
     text = ("CPU time of the server process (all threads) over the measured window, divided by "
             "the messages echoed in it: /proc/PID/task/*/schedstat (ns), or utime+stime from "
             "/proc/PID/stat (10 ms ticks) when a thread came or went. Median with 95 % CI.")
-    targets = [b for b in d.backends if d.kind(b) == "target"]
+    targets = [b for b in d.backends if not d.has_cpu(b)]
     if targets:
         text += (" Not shown: " + ", ".join(targets) + " (target: a server echobench did "
                  "not start, so it has no CPU figure).")

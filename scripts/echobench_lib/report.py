@@ -17,11 +17,11 @@ import statistics
 
 from . import conform as conform_mod
 from . import gbjson, hgrm, plots, stats
-from .matrix import Cell, mode_order
+from . import sweep as knee_mod
+from .matrix import DEFAULT_PLACEMENT, Cell, mode_order
 from .metrics import higher_is_better
 from .util import UsageError, human
 
-REFERENCE = "epoll"
 ALPHA, MIN_EFFECT = 0.05, 0.05
 
 # metric -> (unit shown in column headers, factor from the stored value). One system, SI.
@@ -33,6 +33,15 @@ UNITS = {"msgs_per_sec": ("msgs/s", 1.0), "bytes_per_sec": ("MB/s", 1e-6),
 UNIT_LEGEND = ("Units: SI throughout, as in echo-load, cells.csv and run.json: k = 10³, "
                "M = 10⁶, G = 10⁹; MB/s = 10⁶ B/s; latencies in µs; CPU time in ns; message "
                "sizes in B. Each column's unit is in its header.")
+def stats_legend(d):
+    """STATS_LEGEND with the coverage of (min, max) at this run's repetitions."""
+    n = d.context.get("repetitions")
+    if isinstance(n, int) and 1 < n < 6:
+        cover = f"{stats.median_ci_coverage(n)[1]:.1%}".replace(".0%", "%").replace("%", " %")
+        return STATS_LEGEND.replace("(75 % at 3 repetitions)", f"({cover} at {n} repetitions)")
+    return STATS_LEGEND
+
+
 STATS_LEGEND = (
     "Every figure is the median over repetitions with its 95 % confidence interval [lo, hi] "
     "from order statistics (binomial, distribution-free). † fewer than 6 repetitions: no "
@@ -115,8 +124,11 @@ class RunData:
         self.conform = self._json("conform.json") or {}
         self.values = {}     # key5 -> {metric: [(rep, value)]}
         self.samples = {}    # key5 -> {rep: {"valid", "reasons", "offered"}}
-        self.kinds = {e.get("name"): e.get("kind", "backend")
-                      for e in self.run.get("entries") or [] if isinstance(e, dict)}
+        entries = [e for e in self.run.get("entries") or [] if isinstance(e, dict)]
+        self.kinds = {e.get("name"): e.get("kind", "backend") for e in entries}
+        # entries[].server_cpu: false for --target entries (not started by echobench)
+        self.no_cpu = {e.get("name") for e in entries
+                       if e.get("server_cpu", e.get("kind") != "target") is False}
         self._read(data)
         order = [e.get("name") for e in self.run.get("entries") or [] if isinstance(e, dict)]
         order += list(self.context.get("backends") or [])
@@ -138,8 +150,15 @@ class RunData:
         self.ci = {k[:4]: {m: self.fig(k, m)[1:3] for m in v}
                    for k, v in self.med5.items() if k[4] == self.main_placement}
         self.spectra = self._spectra()
-        self.reference = REFERENCE if REFERENCE in self.backends else \
+        ref = self.run.get("reference") or self.context.get("reference")
+        self.reference = ref if ref in self.backends else \
             (self.backends[0] if self.backends else None)
+        self.load_hosts = self.run.get("load_hosts") or []
+        self.host_detail = self._host_detail() if self.load_hosts else {}
+
+    def has_cpu(self, entry):
+        """Whether the entry has a server-CPU figure: not for --target entries."""
+        return entry not in self.no_cpu and self.kind(entry) != "target"
 
     def kind(self, entry):
         return self.kinds.get(entry, "backend")
@@ -205,13 +224,42 @@ class RunData:
             if not reps:
                 continue
             rep, p99 = reps[(len(reps) - 1) // 2]
-            cell = Cell(*key[:4])
-            points = hgrm.read(self.dir / "hgrm" / f"{cell.key}_r{rep}.hgrm")
-            if not points and key[4]:
-                points = hgrm.read(self.dir / "hgrm" / f"{cell.key}_{key[4]}_r{rep}.hgrm")
+            points = hgrm.read(self.dir / "hgrm" / f"{self.cell(key).key}_r{rep}.hgrm")
             if points:
                 scale = hgrm.scale_to_us(points, p99)
                 out[key[:4]] = [(v * scale, p) for v, p in points]
+        return out
+
+    def cell(self, key):
+        """matrix.Cell of a key5 (the runner names files by Cell.key, placement included)."""
+        return Cell(*key[:4], key[4] or DEFAULT_PLACEMENT)
+
+    def _host_detail(self):
+        """key5 -> {rep: {"start_spread_us", "hosts": [row]}} from raw/<cell>_r<rep>.json of
+        a --load-hosts run: each load host's share and figures (remote.py's `hosts` list)."""
+        out = {}
+        for key, smp in self.samples.items():
+            for rep in smp:
+                try:
+                    with open(self.dir / "raw" / f"{self.cell(key).key}_r{rep}.json") as f:
+                        load = json.load(f)
+                except (OSError, ValueError):
+                    continue
+                if not isinstance(load, dict) or not isinstance(load.get("hosts"), list):
+                    continue
+                rows = []
+                for h in load["hosts"]:
+                    js = h.get("json") if isinstance(h.get("json"), dict) else {}
+                    lat = js.get("latency_us") if isinstance(js.get("latency_us"), dict) \
+                        else {}
+                    rows.append({"dest": h.get("dest"), "connections": h.get("connections"),
+                                 "rate": h.get("rate"), "phase": h.get("phase"),
+                                 "ok": bool(h.get("ok")), "error": h.get("error"),
+                                 "failed_checks": h.get("failed_checks") or [],
+                                 "msgs_per_sec": js.get("msgs_per_sec"),
+                                 "p99_us": lat.get("p99"), "mismatches": js.get("mismatches")})
+                out.setdefault(key, {})[rep] = {"start_spread_us": load.get("start_spread_us"),
+                                                "hosts": rows}
         return out
 
     # ---- per cell ------------------------------------------------------------------------
@@ -231,7 +279,7 @@ class RunData:
         k = (key, metric)
         if k not in self._figs:
             vals = [v for _, v in self.values.get(key, {}).get(metric, [])]
-            if metric.startswith("server_cpu") and self.kind(key[0]) == "target":
+            if metric.startswith("server_cpu") and not self.has_cpu(key[0]):
                 vals = []      # a target was not started by echobench: no CPU of its own
             self._figs[k] = (*stats.median_ci(vals), len(vals)) if vals else None
         return self._figs[k]
@@ -291,8 +339,8 @@ class RunData:
         a, b = self.reps(key, metric), self.reps(ref, metric)
         if not a or not b:
             return None
-        if metric.startswith("server_cpu") and "target" in (self.kind(key[0]),
-                                                            self.kind(self.reference)):
+        if metric.startswith("server_cpu") and not (self.has_cpu(key[0]) and
+                                                    self.has_cpu(self.reference)):
             return None
         try:
             return stats.ratio_ci(a, b)
@@ -313,23 +361,18 @@ class RunData:
         return out
 
     def until_ci_misses(self):
-        """[(cell text, half-width %, repetitions)] where --until-ci did not reach its target:
-        the runner's list when it gave one, else computed from the headline figures."""
+        """(until_ci, [(benchmark name, half-width % of the median, repetitions)]) for the
+        cells where --until-ci did not reach its target (context.echobench.until_ci.cells)."""
         uc = self.run.get("until_ci")
-        if not isinstance(uc, dict) or not uc.get("target_pct"):
+        if not isinstance(uc, dict) or not uc.get("pct"):
             return None, []
-        if isinstance(uc.get("not_reached"), list):
-            return uc, [(x.get("cell", "?"), x.get("half_width_pct"), x.get("repetitions"))
-                        for x in uc["not_reached"] if isinstance(x, dict)]
         out = []
-        for (s, c, m, p) in self.cells():
-            metric = primary_metric(m)
-            for b in self.backends:
-                f = self.fig((b, c, s, m, p), metric)
-                if f and f[0]:
-                    half = max(f[0] - f[1], f[2] - f[0]) / abs(f[0]) * 100
-                    if half > uc["target_pct"]:
-                        out.append((f"{b} {self.label(s, c, m, p)}", half, f[3]))
+        for name, v in (uc.get("cells") or {}).items():
+            if not isinstance(v, dict) or v.get("reached"):
+                continue
+            med, half = v.get("median"), v.get("half_width")
+            pct = abs(half / med) * 100 if med and half is not None else None
+            out.append((name, pct, v.get("repetitions")))
         return uc, out
 
     def knees(self):
@@ -339,27 +382,21 @@ class RunData:
 
 
 def slo_text(slo):
-    """'p99 ≤ 1000 µs' from {metric, limit_us}, a string like 'p99:1ms', or a number (µs)."""
-    if isinstance(slo, dict):
-        metric = str(slo.get("metric", "p99_us")).replace("_us", "")
-        return f"{metric} ≤ {human(slo.get('limit_us'))} µs"
-    if isinstance(slo, (int, float)):
-        return f"p99 ≤ {human(slo)} µs"
-    return str(slo) if slo else "-"
+    """'p99 ≤ 1 ms' from context.echobench.sweep[entry].slo, which is the --slo text
+    ('p99:1ms')."""
+    try:
+        pct, us = knee_mod.parse_slo(slo)
+    except UsageError:
+        return str(slo) if slo else "-"
+    return f"{pct} ≤ {us / 1000:g} ms" if us >= 1000 else f"{pct} ≤ {us:g} µs"
 
 
 def slo_us(slo):
-    if isinstance(slo, dict):
-        return slo.get("limit_us")
-    if isinstance(slo, (int, float)):
-        return float(slo)
-    if isinstance(slo, str) and ":" in slo:
-        from .util import parse_duration
-        try:
-            return parse_duration(slo.split(":", 1)[1]) * 1e6
-        except (UsageError, ValueError):
-            return None
-    return None
+    """The SLO's latency limit in µs, or None."""
+    try:
+        return knee_mod.parse_slo(slo)[1]
+    except UsageError:
+        return None
 
 
 def notes(d):
@@ -373,7 +410,7 @@ def notes(d):
         out.append(f"the machine was busy when the run started (load average {load:.1f} on "
                    f"{cpus} CPUs): other work competed with server and client, so the figures "
                    f"are noisy and ratios between entries unreliable")
-    targets = [b for b in d.backends if d.kind(b) == "target"]
+    targets = [b for b in d.backends if not d.has_cpu(b)]
     if targets:
         out.append(", ".join(targets) + (" is a target" if len(targets) == 1 else
                                          " are targets") +
@@ -381,7 +418,7 @@ def notes(d):
                    "figure, and its state carries over from cell to cell")
     uc, misses = d.until_ci_misses()
     if misses:
-        out.append(f"--until-ci {uc['target_pct']:g} % was not reached for {len(misses)} "
+        out.append(f"--until-ci {uc['pct']:g} % was not reached for {len(misses)} "
                    f"cell(s) within {uc.get('max_repetitions', '?')} repetitions: " +
                    "; ".join(f"{c} (±{h:.1f} % after {n} repetitions)" if h is not None
                              else str(c) for c, h, n in misses[:8]) +
@@ -395,6 +432,11 @@ def placement_text(d):
     what = d.run.get("placement")
     if isinstance(what, list):
         what = ", ".join(map(str, what))
+    if d.load_hosts:
+        # echo-load ran on other hosts: only the server's CPUs are ours to place
+        return (f"{what or 'split'}: server CPUs {_cpus(place.get('server_cpus'))}; the load "
+                f"is remote, from {len(d.load_hosts)} load host(s) over ssh "
+                f"({', '.join(map(str, d.load_hosts))}), so client CPUs do not apply")
     return (f"{what or 'split'}: server CPUs {_cpus(place.get('server_cpus'))}, client CPUs "
             f"{_cpus(place.get('client_cpus'))}" +
             (f" ({place.get('note')})" if place.get("note") else ""))
@@ -441,7 +483,7 @@ def summary_markdown(d):
               f"{str(ctx.get('kernel', '?')).split(' #')[0]}; placement {placement_text(d)}; "
               f"{ctx.get('repetitions', '?')} repetition(s) of {ctx.get('duration_s', '?')} s "
               f"({ctx.get('preset', '?')} preset). Ratios are vs {d.reference}.", "",
-              STATS_LEGEND, "", UNIT_LEGEND, ""]
+              stats_legend(d), "", UNIT_LEGEND, ""]
     lines += [f"**Note:** {n}." for n in notes(d)] + ([""] if notes(d) else [])
     if not d.backends:
         return "\n".join(lines + ["No cell was measured."])
@@ -491,10 +533,22 @@ def summary_markdown(d):
             lines.append(f"| {b} | {slo_text(k.get('slo'))} | "
                          f"{knee_text(k)} | {len(k.get('steps') or [])} |")
         lines.append("")
+    host_md = []
+    for s, c, m, p in d.cells():
+        for b in d.backends:
+            for rep, spread, vals in host_rows(d, (b, c, s, m, p)):
+                host_md.append("| " + " | ".join(map(str, [f"{b} {d.label(s, c, m, p)}", rep,
+                                                           *vals,
+                                                           num("start_spread_us", spread)]))
+                               + " |")
+    if host_md:
+        head = ["cell", "rep", *HOST_HEAD, "start spread (µs)"]
+        lines += ["### Load hosts (the load is remote; figures above are merged)", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head), *host_md, ""]
     bad = d.invalid_cells()
     if bad:
         lines += ["### Invalid cells (✗: echo-load's self-checks failed; in no winner)", ""]
-        lines += [f"- {b} {cell}: {n} of {tot} repetition(s): {'; '.join(r)}"
+        lines += [f"- {b} {cell}: {n} of {tot} repetition(s): {reasons_text(r)}"
                   for b, cell, n, tot, r in bad]
         lines.append("")
     failed = ctx.get("failed_cells") or []
@@ -522,6 +576,18 @@ def knee_text(k):
     return f"{num('offered_rate', v)} ‡"
 
 
+def reasons_text(reasons):
+    """echo-load's reasons of several repetitions, one per failed check: the same check failing
+    in every repetition reads once, with how often ('send_lag: p99 3916 us late ... (and 2
+    more send_lag failures)'), in the words of the first repetition that failed it."""
+    groups = {}
+    for r in reasons:
+        groups.setdefault(str(r).split(":", 1)[0], []).append(str(r))
+    return "; ".join(rs[0] + (f" (and {len(rs) - 1} more {name} failure"
+                              f"{'s' if len(rs) > 2 else ''})" if len(rs) > 1 else "")
+                     for name, rs in groups.items())
+
+
 def _cpus(cpus):
     return ",".join(map(str, cpus)) if cpus else "?"
 
@@ -537,6 +603,10 @@ def _table(tid, header, rows, caption=None):
     out.append("<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead>")
     out.append("<tbody>")
     for row in rows:
+        if isinstance(row, str):              # a sub-row: one cell across the table
+            out.append(f'<tr class="sub"><td class="text" colspan="{len(header)}">'
+                       f"{_e(row)}</td></tr>")
+            continue
         cells = []
         for cell in row:
             if isinstance(cell, tuple):       # (text, css class[, title])
@@ -567,7 +637,7 @@ def winners_table(d):
                 ok, reasons = d.validity(key)
                 cls = "invalid" if not ok else ("win" if b == dec["winner"] else "")
                 row.append((fig_text(metric, f) + ("" if ok else " ✗"), cls,
-                            "; ".join(reasons)))
+                            reasons_text(reasons)))
             row.append((dec["label"], "win" if dec["winner"] else "tie",
                         dec.get("reason") or ""))
             row.append(margin_text(dec) if dec["winner"] else "-")
@@ -631,16 +701,64 @@ def cells_table(d):
             nrep = max(len(x) for x in d.values[key].values())
             ok, reasons = d.validity(key)
             row = [b, d.kind(b), c, s, m, p or "-", nrep,
-                   ("yes", "") if ok else ("no ✗", "invalid", "; ".join(reasons))]
+                   ("yes", "") if ok else ("no ✗", "invalid", reasons_text(reasons))]
             for k in CELL_COLS:
-                if k.startswith("server_cpu") and d.kind(b) == "target":
+                if k.startswith("server_cpu") and not d.has_cpu(b):
                     row.append("n/a (target)")
                 else:
                     row.append(fig_text(k, d.fig(key, k)))
             rows.append(row)
+            rows += [f"└ {text}" for text in host_lines(d, key)]
     return _table("table-cells", ["entry", "kind", "connections", "size (B)", "mode",
                                   "placement", "repetitions", "valid"] +
                   [f"{k} ({unit_of(k)})" for k in CELL_COLS], rows)
+
+
+HOST_HEAD = ("load host", "connections", "rate (msgs/s)", "phase", "status", "msgs/s",
+             "p99 (µs)", "mismatches")
+
+
+def host_rows(d, key):
+    """Per load host of a --load-hosts cell, for every repetition: (rep, start spread µs,
+    [HOST_HEAD values])."""
+    out = []
+    for rep, det in sorted(d.host_detail.get(key, {}).items()):
+        for h in det["hosts"]:
+            status = "ok" if h["ok"] else f"error: {h['error'] or '?'}"
+            if h["failed_checks"]:
+                status += "; failed checks: " + ", ".join(map(str, h["failed_checks"]))
+            out.append((rep, det["start_spread_us"],
+                        [h["dest"], h["connections"],
+                         "closed loop" if h["rate"] is None else num("offered_rate", h["rate"]),
+                         h["phase"] or "-", status, num("msgs_per_sec", h["msgs_per_sec"]),
+                         num("p99_us", h["p99_us"]),
+                         "-" if h["mismatches"] is None else h["mismatches"]]))
+    return out
+
+
+def host_lines(d, key):
+    """One line per load host and repetition of a cell (the report's and summary's sub-rows)."""
+    lines = []
+    for rep, spread, vals in host_rows(d, key):
+        dest, conns, rate, phase, status, mps, p99, mism = vals
+        lines.append(f"rep {rep} load host {dest}: {conns} connections, rate {rate}, phase "
+                     f"{phase}, {status}, {mps} msgs/s, p99 {p99} µs, {mism} mismatches; "
+                     f"start spread {num('start_spread_us', spread)} µs")
+    return lines
+
+
+def hosts_table(d):
+    """#table-hosts: every load host's share and figures, per cell and repetition."""
+    rows = []
+    for s, c, m, p in d.cells():
+        for b in d.backends:
+            key = (b, c, s, m, p)
+            for rep, spread, vals in host_rows(d, key):
+                rows.append([f"{b} {d.label(s, c, m, p)}", rep, *vals,
+                             num("start_spread_us", spread)])
+    if not rows:
+        return None
+    return _table("table-hosts", ["cell", "repetition", *HOST_HEAD, "start spread (µs)"], rows)
 
 
 def invalid_table(d):
@@ -648,7 +766,7 @@ def invalid_table(d):
     if not bad:
         return '<p id="table-invalid">Every cell passed echo-load\'s self-checks.</p>'
     return _table("table-invalid", ["entry", "cell", "invalid repetitions", "reasons"],
-                  [[b, cell, f"{n} of {tot}", ("; ".join(r), "invalid")]
+                  [[b, (cell, "text"), f"{n} of {tot}", (reasons_text(r), "text")]
                    for b, cell, n, tot, r in bad])
 
 
@@ -659,7 +777,7 @@ def knee_table(d):
     rows = []
     for b, k in knees.items():
         steps = k.get("steps") or []
-        bad = sum(1 for x in steps if x.get("valid") is False)
+        bad = sum(1 for x in steps if x.get("rate_ok") is False)
         rows.append([b, d.kind(b), slo_text(k.get("slo")), knee_text(k), len(steps),
                      f"{bad} step(s) failed the rate check" if bad else ""])
     return _table("table-knee", ["entry", "kind", "SLO", "max_rate_at_slo (msgs/s)", "steps",
@@ -681,7 +799,8 @@ def conform_table(d):
                 ", ".join(r["not_counted_ids"])
         if r.get("left_out"):
             note += ("; " if note else "") + "left out for time: " + ", ".join(r["left_out"])
-        rows.append([b, (r["verdict"], cls), r["passed"], r["failed"], r["skipped"], note,
+        rows.append([b, (r["verdict"], cls), r["passed"], r["failed"], r["skipped"],
+                     (note, "text"),
                      f"{r.get('seconds', '-')} ({r.get('suite', '?')})"])
     return _table("table-conform", ["entry", "verdict", "passed", "failed", "skipped",
                                     "failed cases / note", "time (s)"], rows)
@@ -725,9 +844,9 @@ def machine_table(d):
 
 def problems_table(d):
     ctx = d.context
-    rows = [[f["cell"], f["repetition"], ("failed", "worse"), f["reason"]]
+    rows = [[f["cell"], f["repetition"], ("failed", "worse"), (f["reason"], "text")]
             for f in ctx.get("failed_cells") or []]
-    rows += [[w["cell"], w["repetition"], "warning", w["warning"]]
+    rows += [[w["cell"], w["repetition"], "warning", (w["warning"], "text")]
              for w in ctx.get("warnings") or []]
     if not rows:
         return '<p id="table-problems">Every cell ran cleanly.</p>'
@@ -744,11 +863,13 @@ th,td{border:1px solid #ddd;padding:.2em .5em;text-align:right}
 th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 td.win{font-weight:bold}td.better{background:#e4f3e6}td.worse{background:#fbe6e3}
 td.invalid{background:#f3f3f3;color:#888;text-decoration:line-through}td.tie{color:#666}
+td.text{text-align:left}tr.sub td{font-size:.9em;color:#444;padding-left:2em}
 .banner{background:#fff3cd;border:1px solid #e0c060;padding:.5em .8em;font-weight:bold}
 h3{font-size:1em;margin:1em 0 .2em}
 figure{margin:1em 0}figure svg{max-width:100%;height:auto}figcaption{font-size:.85em;color:#555}
 .note{color:#555;font-size:.9em}p.empty{color:#999;font-style:italic}
 #table-machine td{text-align:left}
+#table-cells{display:block;overflow-x:auto}
 """
 
 
@@ -768,7 +889,7 @@ def html_report(d):
               f"cell; reference <b>{_e(d.reference)}</b>.</p>",
               f'<p class="note" id="placement"><b>Placement:</b> {_e(placement_text(d))}.</p>',
               f'<p class="note" id="legend"><b>How to read the figures.</b> '
-              f'{_e(STATS_LEGEND)} {_e(UNIT_LEGEND)}</p>']
+              f'{_e(stats_legend(d))} {_e(UNIT_LEGEND)}</p>']
     for note in notes(d):
         parts.append(f'<p class="note"><b>Note:</b> {_e(note)}</p>')
     parts += ["<h2>Winner per cell</h2>",
@@ -787,6 +908,13 @@ def html_report(d):
         parts.append(svg or '<p class="empty">No cells of this kind in this run.</p>')
         cap = caption(d) if callable(caption) else caption
         parts.append(f"<figcaption>{_e(cap)}</figcaption></figure>")
+    hosts = hosts_table(d)
+    if hosts:
+        parts += ["<h2>Load hosts</h2>",
+                  '<p class="note">echo-load ran on the load hosts over ssh; each cell\'s '
+                  'figures merge their histograms exactly (counts added). Per host: its share '
+                  'of the connections and rate, its schedule phase, whether it finished, its '
+                  'own figures; the start spread is how far apart the hosts began.</p>', hosts]
     parts += [f"<h2>Ratios vs {_e(d.reference)}</h2>",
               '<p class="note">Entry / reference, ratio of medians [95 % bootstrap interval]. '
               'Shaded when the whole interval is more than 5 % better (green) or worse (red), '

@@ -1,7 +1,8 @@
 """How far a figure measured over a few repetitions can be trusted: confidence intervals of a
 median and of a ratio of medians, an exact one-sided Mann-Whitney test, and the rule that names
 the winner of a cell. Stdlib and numpy (which scipy and matplotlib bring); pure functions (the
-bootstrap uses its own seeded PRNG, so the same numbers always give the same interval). docs/RESULTS.md "Statistics" says the same in prose.
+bootstrap uses its own seeded PRNG, so the same numbers always give the same interval).
+docs/RESULTS.md "Statistics" says the same in prose.
 
 Why these methods: repetitions of a benchmark cell are few (3 to 10), not normal (a shared VM
 gives long tails: 83.7k, 122.4k, 123.0k msgs/s for one cell), so every method here is

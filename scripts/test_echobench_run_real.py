@@ -67,8 +67,12 @@ def test_run_two_backends_one_cell(tmp_path):
     if conform == "quick":
         assert all(conf[b]["verdict"] == "pass" for b in backends), conf
     # A run compared with itself: nothing changed.
+    # A cell whose echo-load self-checks failed (client thread saturated on a busy machine) is
+    # "not comparable", which makes the verdict inconclusive (3), never a regression.
     c = echobench("compare", run_dir, run_dir)
-    assert c.returncode == 0 and "0 regression(s)" in c.stdout
+    invalid = [e for e in data["benchmarks"] if e.get("echobench", {}).get("valid") is False]
+    assert c.returncode == (3 if invalid else 0), c.stdout + c.stderr
+    assert "0 regression(s)" in c.stdout
     gb = "/usr/share/benchmark/compare.py"
     if os.path.exists(gb):
         g = subprocess.run(["/usr/bin/python3", gb, "--no-color", "benchmarks",

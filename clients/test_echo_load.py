@@ -106,7 +106,7 @@ def test_modes_sane(start_server, args, mode):
     if mode == "stream":
         assert obj["bytes_per_sec"] > 1e6
     if mode == "open":
-        assert abs(obj["messages"] - 1200) <= 3    # 2000/s for 0.6 s, on schedule
+        assert abs(due(obj) - 1200) <= 3    # 2000/s for 0.6 s, on schedule
         check_latency(obj["latency_uncorrected_us"])
 
 
@@ -147,14 +147,20 @@ def test_ipv6(start_server):
     assert obj["target"].startswith("[::1]:")
 
 
+def due(obj):
+    """Open loop: the messages due in the window. How many of them are answered inside it rather
+    than just after it (drained) depends on the machine's speed; the sum does not."""
+    return obj["messages"] + obj["drained_after_window"] + obj["unanswered"]
+
+
 def test_warmup_excluded(start_server):
     """Open loop at 2000/s: 300 ms of warmup then 600 ms measured count 1200 messages, not 1800;
     the measured window's length is the duration alone."""
     sp = start_server("epoll")
     rc, obj, err = run_load("-c", 2, "-R", "2k", "--warmup", "300ms", "-d", "600ms", sp.addr)
     assert rc == 0, err
-    assert abs(obj["messages"] - 1200) <= 3, obj["messages"]
-    assert obj["latency_us"]["count"] == obj["messages"]
+    assert abs(due(obj) - 1200) <= 3, obj
+    assert obj["latency_us"]["count"] == obj["messages"] + obj["drained_after_window"]
     assert obj["warmup_s"] == 0.3 and 0.59 < obj["duration_s"] < 0.61
 
 
@@ -780,7 +786,7 @@ def test_uring_engine_modes_same_results(start_server, args, mode):
         check_sane(obj, n)
         assert obj["engine"] == engine and obj["mode"] == mode
         if mode == "open":
-            assert abs(obj["messages"] - 1000) <= 3    # 2000/s for 0.5 s, on schedule
+            assert abs(due(obj) - 1000) <= 3    # 2000/s for 0.5 s, on schedule
     _, summary = sp.stop(signal.SIGTERM)
     line = [l for l in summary.splitlines() if "stopped:" in l]
     assert line and " resets=0 " in line[0], summary   # the uring engine closes cleanly too
@@ -914,7 +920,7 @@ def test_processes_open_loop_rate_adds_up(start_server):
     rc, obj, err = run_load("--processes", 2, "-c", 4, "-R", "2k", "-d", "500ms", sp.addr)
     assert rc == 0, err
     assert obj["rate_target"] == 2000
-    assert abs(obj["messages"] - 1000) <= 4, obj["messages"]
+    assert abs(due(obj) - 1000) <= 4, obj
     assert obj["unanswered"] == 0 and obj["mismatches"] == 0
 
 

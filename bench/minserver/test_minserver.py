@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import ServerProcess, binary
-from echobench_lib.server import payload, verify_echo
+from echobench_lib.server import Pattern, verify_echo
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_a_client_that_does_not_read_stalls_only_itself(minserver):
     stuck = socket.create_connection((host, port), timeout=5)
     stuck.setblocking(False)
     sent = bytearray()
-    chunk = payload(65536, 3)
+    chunk = Pattern(3).chunk(0)
     deadline = time.monotonic() + 10
     # Write until the kernel stops taking bytes: the server must have stopped reading.
     while len(sent) < (256 << 20) and time.monotonic() < deadline:

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: set-up, both builds, every test. .ci/run calls exactly this.
+# Every phase runs even when an earlier one failed, so one run shows every failure; the exit
+# status is non-zero when any phase failed.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 echobench_install "${ECHOBENCH_PKGS[@]}" "${ECHOBENCH_TEST_PKGS[@]}"
 echobench_build build
@@ -9,12 +11,22 @@ echobench_build build-asan -Db_sanitize=address,undefined -Db_lundef=false
 cd "$ECHOBENCH_ROOT"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
-echo "== C unit tests (build, build-asan)"
-meson test -C build --print-errorlogs --no-rebuild
-meson test -C build-asan --print-errorlogs --no-rebuild --suite unit
+failed=()
+phase() {
+	local name=$1
+	shift
+	echo "== $name"
+	"$@" || failed+=("$name")
+}
 
-echo "== pytest on build-asan (sanitizers; the long suites run once, below)"
-ECHOBENCH_BUILD=build-asan /usr/bin/python3 -m pytest -q -m "not slow" servers clients conformance
+phase "C unit tests (build)" meson test -C build --print-errorlogs --no-rebuild
+phase "C unit tests (build-asan)" meson test -C build-asan --print-errorlogs --no-rebuild --suite unit
+phase "pytest on build-asan (sanitizers; the long suites run once, below)" \
+	env ECHOBENCH_BUILD=build-asan "$PYTHON" -m pytest -q -m "not slow" servers clients conformance
+phase "pytest on build (everything)" env ECHOBENCH_BUILD=build "$PYTHON" -m pytest -q
 
-echo "== pytest on build (everything)"
-ECHOBENCH_BUILD=build exec /usr/bin/python3 -m pytest -q
+if [ ${#failed[@]} -gt 0 ]; then
+	printf '== FAILED: %s\n' "${failed[@]}"
+	exit 1
+fi
+echo "== every phase passed"

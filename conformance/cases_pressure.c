@@ -108,7 +108,11 @@ void case_bp_stall_64m(struct casectx *c)
 	case_num(c, "b_p50_ms", (double)rtt[rounds / 2] / 1e6);
 	case_num(c, "b_p99_ms", (double)p99 / 1e6);
 	case_num(c, "b_max_ms", (double)rtt[rounds - 1] / 1e6);
-	if (p99 >= 50 * MS)
+	/* 50 ms is the SHOULD figure, reported; the verdict takes ten times that. A client really
+	 * stuck behind A waits for its 1 s round-trip bound, while a correct server on a busy
+	 * machine (a CPU shared with other work) can miss 50 ms by scheduling alone. */
+	case_time_limit(c, "b_p99", p99, 50 * MS);
+	if (p99 >= 500 * MS)
 		case_fail(c, expected, "client B's p99 round trip was %.1f ms", (double)p99 / 1e6);
 	/* Now A reads: every byte of the 64 MiB must arrive, in order. */
 	f.sent = stalled_at;

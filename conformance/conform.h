@@ -56,6 +56,8 @@ struct result {
 	struct kv kv[RESULT_MAX_KV];
 	int nkv;
 	uint64_t elapsed_ns;
+	bool over_limit;              /* a strict time limit was missed: show the YAML block even
+	                               * when the case passed (case_time_limit) */
 };
 
 struct casectx {
@@ -99,6 +101,19 @@ static inline bool case_failed(const struct casectx *c)
 {
 	return c->r->verdict == VERDICT_FAIL;
 }
+
+/* Time limits (docs/CONFORMANCE.md "Time and verdicts"). A limit that a correct server meets
+ * on a fast machine but not necessarily on a slow or busy one is checked in two steps: the
+ * verdict waits for the generous bound case_grace_ns(strict) = strict + --timeout, and
+ * case_time_limit() reports the strict figure: <name>_s, <name>_limit_s and, when over,
+ * <name>_over_by_s (seconds), shown in a YAML block even when the case passes. */
+uint64_t case_grace_ns(const struct casectx *c, uint64_t strict_ns);
+void case_time_limit(struct casectx *c, const char *name, uint64_t elapsed_ns,
+	uint64_t limit_ns);
+/* For cases whose length grows with the server's speed (thousands of connections): progress
+ * moves the case's deadline to now + --timeout, never past cap_ns. A hung server still fails
+ * after --timeout without progress; a slow one that keeps going is not cut off. */
+void case_progress(struct casectx *c, uint64_t cap_ns);
 
 /* Random numbers for a case (xorshift64*): reproducible from --seed. */
 uint64_t case_rand(struct casectx *c);

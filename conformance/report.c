@@ -51,10 +51,15 @@ void tap_case(FILE *out, const struct run_item *it, bool must_only)
 		fprintf(out, " # TODO SHOULD-level case, not counted%s",
 			must_only ? " (--must-only)" : "");
 	fputc('\n', out);
-	if (failed) {
+	/* A passing case that missed a strict time limit shows its figures too: how far over it
+	 * was is worth seeing, the verdict is the generous bound's. */
+	if (failed || (r->verdict == VERDICT_PASS && r->over_limit)) {
 		/* expected and seen first: they are what a reader looks for. */
 		fputs("  ---\n", out);
 		fprintf(out, "  level: %s\n", level_name(it->cc->level));
+		if (!failed)
+			fputs("  note: \"passed, but over a strict time limit (see *_over_by_s): a "
+				"slow or busy machine, or a slow server\"\n", out);
 		for (int pass = 0; pass < 2; pass++)
 			for (int i = 0; i < r->nkv; i++) {
 				const struct kv *kv = &r->kv[i];

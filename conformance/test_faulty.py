@@ -118,7 +118,9 @@ def test_correct_mode_passes_the_whole_catalogue():
     run = echo_conform("--overlap", "--exec", faulty_cmd("none"), timeout=240)
     assert run.rc == 0, run.explain()
     assert run.failed == set() and run.skipped == {}, run.explain()
-    assert run.json["summary"]["elapsed_s"] < 60
+    # How long it took is a figure of this machine, not a property of the server: shown, not
+    # asserted (pytest -rA prints it).
+    print(f"elapsed_s {run.json['summary']['elapsed_s']}")
 
 
 def test_every_case_is_failed_by_some_fault():

@@ -131,7 +131,7 @@ def test_every_case_is_failed_by_some_fault():
 
 
 def test_faults_are_the_ones_faulty_echo_has():
-    out = subprocess.run([binary("conformance/faulty-echo"), "--list-faults"],
+    out = subprocess.run([binary("conformance/faulty-echo"), "--list"],
                          capture_output=True, text=True, timeout=10, check=True).stdout
     names = {line.split()[0] for line in out.splitlines()}
     assert names == set(FAULTS) | set(FATAL) | {"none"}
@@ -169,3 +169,9 @@ def test_faulty_echo_usage():
     bad = subprocess.run([exe, "--listen", "nowhere"], capture_output=True, text=True,
                          timeout=10)
     assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1
+    # An option without its value is named as such, not as an unknown option.
+    bad = subprocess.run([exe, "--fault"], capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2 and bad.stderr == "faulty-echo: option '--fault' needs a value\n"
+    # The vocabulary of docs/CONTRACTS.md: --list lists the faults; --list-faults is gone.
+    old = subprocess.run([exe, "--list-faults"], capture_output=True, text=True, timeout=10)
+    assert old.returncode == 2 and "unknown option" in old.stderr

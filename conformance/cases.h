@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "conform.h"
+#include "flow.h"
 #include "netio.h"
 #include "probe.h"
 

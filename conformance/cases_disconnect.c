@@ -10,7 +10,7 @@
 
 #include "cases.h"
 #include "clock.h"
-#include "pattern.h"
+#include "stream.h"
 
 void case_disc_close_1s(struct casectx *c)
 {
@@ -162,7 +162,7 @@ static uint64_t push_unread(int fd, uint64_t seed, uint64_t want, uint64_t for_n
 		size_t n = want - sent < sizeof(buf) ? (size_t)(want - sent) : sizeof(buf);
 		ssize_t w;
 
-		pattern_fill(seed, sent, buf, n);
+		stream_fill(seed, 0, sent, buf, n);
 		w = send(fd, buf, n, MSG_NOSIGNAL);
 		if (w > 0) {
 			sent += (uint64_t)w;

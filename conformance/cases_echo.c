@@ -10,7 +10,7 @@
 
 #include "cases.h"
 #include "clock.h"
-#include "pattern.h"
+#include "stream.h"
 
 /* Big enough that a "one write" case is accepted by one send() call. */
 static const struct sockbufs big_sndbuf = { .sndbuf = 1 << 20 };
@@ -201,7 +201,8 @@ void case_echo_clients_200(struct casectx *c)
 			case_fail(c, "memory for 200 clients", "malloc failed");
 			goto out;
 		}
-		pattern_fill(c->t->seed ^ (0xc11e47ull << 16) ^ (uint64_t)i, 0, cl[i].data,
+		/* One stream per client (key = client): a wrong byte is traced to its owner. */
+		stream_fill(c->t->seed ^ (0xc11e47ull << 16), (uint64_t)i, 0, cl[i].data,
 			CLIENT_BYTES);
 	}
 	if (clients_connect(c, cl) < 0)

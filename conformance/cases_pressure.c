@@ -10,7 +10,7 @@
 
 #include "cases.h"
 #include "clock.h"
-#include "pattern.h"
+#include "stream.h"
 
 /* Writes the pattern stream without reading until no progress for `stall_ns`, `want` bytes are
  * in, or `max_ns` passes. Calls sample() every 50 ms when given. Returns bytes sent. */
@@ -33,7 +33,7 @@ static uint64_t write_until_stalled(int fd, uint64_t seed, uint64_t want, uint64
 		}
 		if (now - last_progress >= stall_ns || now - t0 >= max_ns)
 			break;
-		pattern_fill(seed, sent, buf, n);
+		stream_fill(seed, 0, sent, buf, n);
 		w = send(fd, buf, n, MSG_NOSIGNAL);
 		if (w > 0) {
 			sent += (uint64_t)w;

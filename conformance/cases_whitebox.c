@@ -6,7 +6,7 @@
 
 #include "cases.h"
 #include "clock.h"
-#include "pattern.h"
+#include "stream.h"
 
 void case_wb_fd_baseline(struct casectx *c)
 {
@@ -81,7 +81,7 @@ void case_wb_idle_cpu(struct casectx *c)
 	slow = case_connect(c, &c->t->tcp, &small, expected);
 	if (slow < 0)
 		goto out;
-	pattern_fill(seed, 0, data, 256 * 1024);
+	stream_fill(seed, 0, 0, data, 256 * 1024);
 	if (net_send_all(slow, data, 256 * 1024, c->deadline_ns) < 0 || shutdown(slow, SHUT_WR)) {
 		case_fail(c, expected, "could not send 256 KiB and SHUT_WR");
 		goto out;

@@ -65,15 +65,17 @@ struct casectx {
 	const struct conf_case *cc;
 	uint64_t start_ns;
 	uint64_t deadline_ns;
-	uint64_t rng;                 /* per-case random state, derived from seed and ID */
+	uint64_t rng;                 /* per-case prng state, derived from seed and ID */
 	struct result *r;
 };
 
 typedef void (*case_fn)(struct casectx *c);
 
-/* How a case may share the server with others under --overlap. */
+/* Flags of a case. RUN_*: how it may share the server with others under --overlap. */
 #define RUN_BACKGROUND 0x1u  /* mostly waits on one connection: may run alongside others */
 #define RUN_ALONE      0x2u  /* measures the server (fds, CPU, RSS, latency, limits) */
+#define CASE_LONG      0x4u  /* takes seconds by design: `long` in --list, for quick runs to
+                              * leave out */
 
 struct conf_case {
 	const char *id;
@@ -81,7 +83,7 @@ struct conf_case {
 	unsigned needs;
 	unsigned builtin_ms;          /* time the case spends by design (pauses, rate limits) */
 	case_fn fn;
-	unsigned run;                 /* RUN_*, or 0: with the other black-box cases */
+	unsigned flags;               /* RUN_* (0: with the other black-box cases), CASE_LONG */
 	const char *desc;
 };
 
@@ -115,7 +117,7 @@ void case_time_limit(struct casectx *c, const char *name, uint64_t elapsed_ns,
  * after --timeout without progress; a slow one that keeps going is not cut off. */
 void case_progress(struct casectx *c, uint64_t cap_ns);
 
-/* Random numbers for a case (xorshift64*): reproducible from --seed. */
+/* Random numbers for a case (common/prng.h): reproducible from --seed. */
 uint64_t case_rand(struct casectx *c);
 /* Uniform in [lo, hi]. */
 uint64_t case_rand_range(struct casectx *c, uint64_t lo, uint64_t hi);

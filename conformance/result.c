@@ -6,6 +6,7 @@
 
 #include "clock.h"
 #include "conform.h"
+#include "prng.h"
 
 static struct kv *next_kv(struct casectx *c, const char *key)
 {
@@ -109,18 +110,12 @@ void case_progress(struct casectx *c, uint64_t cap_ns)
 
 uint64_t case_rand(struct casectx *c)
 {
-	uint64_t x = c->rng;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	c->rng = x;
-	return x * 0x2545f4914f6cdd1dull;
+	return prng_next(&c->rng);
 }
 
 uint64_t case_rand_range(struct casectx *c, uint64_t lo, uint64_t hi)
 {
-	return lo + case_rand(c) % (hi - lo + 1);
+	return lo + prng_below(&c->rng, hi - lo + 1);
 }
 
 uint64_t case_ms_left(const struct casectx *c)

@@ -2,9 +2,9 @@
  *
  * The catalogue (catalogue.c) is one table of cases, in the manner of libuv's benchmark-list.h:
  * a stable ID, a level, flags saying what the case needs, and one function. A case function
- * talks to the target through the helpers of netio.h, looks inside the server through probe.h
- * when it is allowed to, and records its verdict with the case_*() calls below. It never
- * prints: main.c turns the results into TAP and JSON.
+ * talks to the target through flow.h (echo conversations) and netio.h (socket helpers), looks
+ * inside the server through probe.h when it is allowed to, and records its verdict with the
+ * case_*() calls below. It never prints: report.c turns the results into TAP and JSON.
  *
  * Every wait in a case is bounded by c->deadline_ns, which is the case's own built-in pauses
  * (builtin_ms) plus the per-case --timeout.
@@ -21,7 +21,8 @@
 enum level { LEVEL_MUST, LEVEL_SHOULD };
 enum verdict { VERDICT_PASS, VERDICT_FAIL, VERDICT_SKIP };
 
-/* What a case needs; main.c skips it with a reason when the need is not met. */
+/* What a case needs; it is skipped with a reason when the target does not offer it
+ * (target.c). */
 #define NEED_PID   0x1u  /* white-box: the server's pid (--server-pid or --exec) */
 #define NEED_UDP   0x2u  /* the target answers UDP (or --udp) */
 #define NEED_LOCAL 0x4u  /* a TCP target whose sockets show in this namespace's /proc/net/tcp */

@@ -441,9 +441,11 @@ void case_limit_emfile(struct casectx *c)
 		served = emfile_attempt(c, &old, fds, &grew);
 		if (served != EMFILE_CLIENTS || grew < EMFILE_CLIENTS || attempt == 3)
 			break;
-		for (int i = 0; i < EMFILE_CLIENTS; i++)
+		for (int i = 0; i < EMFILE_CLIENTS; i++) {
 			if (fds[i] >= 0)
 				close(fds[i]);
+			fds[i] = -1;
+		}
 		prlimit(pid, RLIMIT_NOFILE, &old, NULL);
 	}
 	case_num(c, "attempts", attempt);

@@ -315,3 +315,41 @@ def test_slow_but_correct_server_passes_and_says_how_far_over():
     block = lines[i + 1:lines.index("  ...", i) + 1]
     assert block[0] == "  ---", lines
     assert any(l.startswith("  server_close_over_by_s: ") for l in block), block
+
+
+LINGERING_THREAD_SERVER = r"""
+import socket, sys, threading, time
+lsock = socket.socket()
+lsock.bind(("127.0.0.1", 0))
+lsock.listen(256)
+print("listening 127.0.0.1:%d" % lsock.getsockname()[1], flush=True)
+
+def serve(conn):
+    with conn:
+        while data := conn.recv(65536):
+            conn.sendall(data)
+    # The connection is closed (the fd count is back); the thread itself ends a little later,
+    # as a thread-per-connection server's threads do while they unwind.
+    time.sleep(float(sys.argv[1]))
+
+while True:
+    conn, _ = lsock.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+
+
+def test_white_box_cpu_is_not_fooled_by_threads_that_exit(tmp_path):
+    """A correct thread-per-connection server whose threads of an earlier case exit while
+    WB-IDLE-CPU measures: their CPU time must not vanish from the measurement (it used to: the
+    sum over live threads went backwards and wrapped round, a correct server "used" billions of
+    percent; LIMIT-EMFILE flaked the same way)."""
+    import sys
+    script = tmp_path / "server.py"
+    script.write_text(LINGERING_THREAD_SERVER)
+    # The 50 threads of WB-FD-BASELINE end 1 s after their client left: during WB-IDLE-CPU's
+    # first window, whatever the machine's speed (the window is measured until it is quiet).
+    run = echo_conform("--only", "WB-FD-BASELINE,WB-IDLE-CPU", "--exec",
+                       f"{sys.executable} {script} 1.0", timeout=120)
+    assert run.rc == 0 and run.passed == {"WB-FD-BASELINE", "WB-IDLE-CPU"}, run.explain()
+    cpu = run.details("WB-IDLE-CPU")["details"]["cpu_percent_idle"]
+    assert 0 <= cpu < 5, run.details("WB-IDLE-CPU")

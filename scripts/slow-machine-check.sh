@@ -19,7 +19,7 @@ suites=("$@")
 # The competitor: a shell busy loop pinned to CPU 0, stopped however this script ends.
 taskset -c 0 sh -c 'while :; do :; done' &
 busy=$!
-trap 'kill "$busy" 2>/dev/null; wait "$busy" 2>/dev/null' EXIT
+trap 'kill "$busy" 2>/dev/null; wait "$busy" 2>/dev/null || true' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "conform.h"
+#include "flow.h"
 #include "netio.h"
 #include "probe.h"
 
@@ -41,5 +42,13 @@ void leak_begin(struct casectx *c, struct leakcheck *lk);
 /* Waits up to `within_ns` for the server to let go; records failures. Frees lk->ports. */
 void leak_end(struct casectx *c, struct leakcheck *lk, uint64_t within_ns);
 void leak_add_port(struct leakcheck *lk, int fd);
+
+/* "The server does not spin": its CPU use over a 1 s window is at most limit_pct of one CPU.
+ * Windows are measured one after another until one is under the limit, for at most
+ * case_grace_ns(1 s): a server still finishing earlier work (a thread-per-connection server's
+ * threads exiting after the previous case) gets quiet in a later window, a busy loop never
+ * does. *pct is the lowest window seen, *windows how many were measured. 0, or -ESRCH when
+ * the process is gone. */
+int case_cpu_quiet(struct casectx *c, double limit_pct, double *pct, int *windows);
 
 #endif

@@ -10,7 +10,7 @@
 
 #include "cases.h"
 #include "clock.h"
-#include "pattern.h"
+#include "stream.h"
 
 /* Big enough that a "one write" case is accepted by one send() call. */
 static const struct sockbufs big_sndbuf = { .sndbuf = 1 << 20 };
@@ -183,6 +183,27 @@ static int clients_connect(struct casectx *c, struct client *cl)
 	return 0;
 }
 
+/* Closes the clients and, after a failure, waits (at most 2 s) until the server has closed its
+ * side of each: a server that mixes up clients would otherwise go on sending their leftover
+ * bytes to whichever client comes next, and fail the next case by chance. */
+static void clients_close(struct casectx *c, struct client *cl)
+{
+	struct portset *ports = case_failed(c) && c->t->local ? calloc(1, sizeof(*ports)) : NULL;
+	int left;
+
+	for (int i = 0; cl && i < NCLIENTS; i++) {
+		if (cl[i].fd >= 0) {
+			if (ports)
+				portset_add(ports, net_local_port(cl[i].fd));
+			close(cl[i].fd);
+		}
+		free(cl[i].data);
+	}
+	if (ports)
+		probe_tcp_wait_closed(endpoint_port(&c->t->tcp), ports, now_ns() + 2 * SEC, &left);
+	free(ports);
+}
+
 void case_echo_clients_200(struct casectx *c)
 {
 	struct client *cl = calloc(NCLIENTS, sizeof(*cl));
@@ -201,7 +222,8 @@ void case_echo_clients_200(struct casectx *c)
 			case_fail(c, "memory for 200 clients", "malloc failed");
 			goto out;
 		}
-		pattern_fill(c->t->seed ^ (0xc11e47ull << 16) ^ (uint64_t)i, 0, cl[i].data,
+		/* One stream per client (key = client): a wrong byte is traced to its owner. */
+		stream_fill(c->t->seed ^ (0xc11e47ull << 16), (uint64_t)i, 0, cl[i].data,
 			CLIENT_BYTES);
 	}
 	if (clients_connect(c, cl) < 0)
@@ -267,11 +289,7 @@ void case_echo_clients_200(struct casectx *c)
 	}
 	case_num(c, "clients_complete", complete);
 out:
-	for (int i = 0; cl && i < NCLIENTS; i++) {
-		if (cl[i].fd >= 0)
-			close(cl[i].fd);
-		free(cl[i].data);
-	}
+	clients_close(c, cl);
 	free(cl);
 	free(pf);
 }

@@ -10,7 +10,7 @@
 
 #include "cases.h"
 #include "clock.h"
-#include "pattern.h"
+#include "stream.h"
 
 /* N bytes, then (once the server's kernel has acknowledged them and the server has had 100 ms
  * to read) SHUT_WR: the FIN arrives on its own, after the data. A small receive buffer keeps
@@ -35,7 +35,7 @@ static void half_close_n(struct casectx *c, uint64_t n)
 			case_fail(c, expected, "malloc failed");
 			goto out;
 		}
-		pattern_fill(f.seed, 0, data, n);
+		stream_fill(f.seed, 0, 0, data, n);
 		rc = net_send_all(fd, data, n, c->deadline_ns);
 		if (rc < 0) {
 			case_fail(c, expected, "sending failed: %s", errno_name(-rc));
@@ -82,7 +82,7 @@ void case_half_close_delayed_3s(struct casectx *c)
 	if (fd < 0)
 		goto out;
 	flow_init(&f, case_rand(c), n);
-	pattern_fill(f.seed, 0, data, n);
+	stream_fill(f.seed, 0, 0, data, n);
 	rc = net_send_all(fd, data, n, c->deadline_ns);
 	if (rc == 0 && shutdown(fd, SHUT_WR) < 0)
 		rc = -1;
@@ -130,7 +130,7 @@ void case_half_close_same_flight(struct casectx *c)
 	if (fd < 0)
 		return;
 	flow_init(&f, case_rand(c), n);
-	pattern_fill(f.seed, 0, data, n);
+	stream_fill(f.seed, 0, 0, data, n);
 	/* Corked, the data waits in our send queue; shutdown() then puts the FIN on that same
 	 * segment and pushes it. The server reads data and EOF in one go. */
 	setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one));

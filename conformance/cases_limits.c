@@ -5,20 +5,40 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "cases.h"
 #include "clock.h"
 
+/* LIMIT-CHURN-10K and LIMIT-CONNS-1100 last as long as the server needs (a fork-per-connection
+ * server takes 5-20 s): while it makes progress, their deadline moves on, up to this cap
+ * (plus --timeout). */
+#define PROGRESS_CAP_NS (60 * SEC)
+
+/* Retransmissions the kernel made on this client socket (its SYN, while connecting). */
+static unsigned syn_retransmits(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return 0;
+	return ti.tcpi_total_retrans;
+}
+
 void case_limit_burst_200(struct casectx *c)
 {
 	enum { N = 200 };
-	const char *expected = "200 connects issued at once all complete within 1 s, and each "
-		"connection echoes";
+	const char *expected = "200 connects issued at once are all taken by the listen backlog "
+		"(no SYN dropped and retried after 1 s), and each connection echoes";
 	struct pollfd pf[N];
-	int fds[N], connected = 0, echoed = 0;
-	uint64_t t0 = now_ns(), window = t0 + SEC;
+	int fds[N], connected = 0, echoed = 0, retried = 0;
+	uint64_t t0 = now_ns(), last = t0, until = t0 + case_grace_ns(c, SEC);
+	bool done[N] = { false };
 
 	for (int i = 0; i < N; i++)
 		fds[i] = -1;
@@ -32,17 +52,17 @@ void case_limit_burst_200(struct casectx *c)
 			goto out;
 		}
 	}
-	/* Handshakes the kernel could not queue (a full accept queue drops the SYN) are retried
-	 * by the client after 1 s: so "all within 1 s" is "the backlog took the burst". */
-	bool done[N] = { false };
-	while (connected < N && now_ns() < window) {
+	/* A handshake the kernel could not queue (a full accept queue drops the SYN) is retried by
+	 * the client after 1 s. The verdict counts those retries (TCP_INFO), which do not depend
+	 * on how fast this machine is; when the handshakes completed is reported beside it. */
+	while (connected < N && now_ns() < until) {
 		int n = 0, idx[N];
 		for (int i = 0; i < N; i++)
 			if (!done[i]) {
 				pf[n] = (struct pollfd){ .fd = fds[i], .events = POLLOUT };
 				idx[n++] = i;
 			}
-		int ms = (int)((window - now_ns()) / MS) + 1;
+		int ms = (int)((until - now_ns()) / MS) + 1;
 		if (poll(pf, (nfds_t)n, ms) <= 0)
 			continue;
 		for (int k = 0; k < n; k++) {
@@ -56,15 +76,35 @@ void case_limit_burst_200(struct casectx *c)
 			}
 			done[idx[k]] = true;
 			connected++;
+			last = now_ns();
+			retried += syn_retransmits(pf[k].fd) > 0;
+		}
+		/* Past the first retry, a pending handshake that was retried decides the verdict:
+		 * no need to wait for the later retries. */
+		if (now_ns() >= t0 + SEC + 100 * MS) {
+			int pending_retried = 0;
+			for (int i = 0; i < N; i++)
+				pending_retried += !done[i] && syn_retransmits(fds[i]) > 0;
+			if (pending_retried) {
+				retried += pending_retried;
+				break;
+			}
 		}
 	}
-	case_num(c, "connected_within_1s", connected);
-	case_num(c, "last_connect_ms", (double)(now_ns() - t0) / 1e6);
-	if (connected < N) {
-		case_fail(c, expected, "only %d of %d connects completed within 1 s (listen backlog "
-			"too small or accept too slow)", connected, N);
+	retried = 0;
+	for (int i = 0; i < N; i++)
+		retried += !done[i] || syn_retransmits(fds[i]) > 0;
+	case_num(c, "connected", connected);
+	case_num(c, "syn_retried_or_pending", retried);
+	if (connected == N)
+		case_time_limit(c, "all_connected", last - t0, SEC);
+	if (retried) {
+		case_fail(c, expected, "%d of %d connects were not taken at once: SYN dropped and "
+			"retried, or not completed (listen backlog too small or accept too slow)",
+			retried, N);
 		goto out;
 	}
+	case_progress(c, UINT64_MAX);   /* the echo round gets --timeout of its own */
 	for (int i = 0; i < N; i++) {
 		if (send(fds[i], "b", 1, MSG_NOSIGNAL) != 1) {
 			case_fail(c, expected, "send on connection %d failed: %s", i + 1,
@@ -100,6 +140,8 @@ void case_limit_churn_10k(struct casectx *c)
 
 	leak_begin(c, &lk);
 	t0 = now_ns();
+	/* 10 s is the limit reported; a server that keeps cycling is not cut off before the cap. */
+	uint64_t nominal = c->deadline_ns - t0, cap = t0 + PROGRESS_CAP_NS + c->t->timeout_ns;
 	for (i = 0; i < N; i++) {
 		char msg[16], back[16];
 		size_t got;
@@ -117,12 +159,17 @@ void case_limit_churn_10k(struct casectx *c)
 		if (rc == 0 && memcmp(msg, back, 15) != 0)
 			rc = -EBADMSG;
 		if (rc < 0) {
-			case_fail(c, expected, "cycle %d: %s", i + 1, errno_name(-rc));
+			case_fail(c, expected, "cycle %d: %s%s", i + 1, errno_name(-rc),
+				rc == -ETIMEDOUT && now_ns() >= cap ? " (still going at the cap: "
+				"too slow to finish)" : "");
 			break;
 		}
+		case_progress(c, cap);
 	}
 	case_num(c, "cycles", i);
 	case_num(c, "cycles_per_s", i / ((double)(now_ns() - t0) / 1e9));
+	if (i == N)
+		case_time_limit(c, "cycles", now_ns() - t0, nominal);
 	leak_end(c, &lk, 2 * SEC);
 	case_check_serving(c);
 }
@@ -170,6 +217,8 @@ void case_limit_conns_1100(struct casectx *c)
 	int *idx = calloc(LIMIT_N, sizeof(*idx));
 	int next = 0, count[CS_BAD + 1] = { 0 };
 	struct rlimit rl;
+	uint64_t t0 = now_ns(), nominal = c->deadline_ns - t0;
+	uint64_t cap = t0 + PROGRESS_CAP_NS + c->t->timeout_ns;
 
 	if (!cs || !pf || !idx) {
 		case_fail(c, expected, "calloc failed");
@@ -227,6 +276,7 @@ void case_limit_conns_1100(struct casectx *c)
 
 			if (!pf[k].revents)
 				continue;
+			case_progress(c, cap);
 			if (x->st == CS_CONNECTING) {
 				int rc = net_connect_result(x->fd);
 				if (rc == -ECONNRESET) {
@@ -277,6 +327,7 @@ void case_limit_conns_1100(struct casectx *c)
 			continue;
 		for (int k = 0; k < n; k++)
 			if (pf[k].revents) {
+				case_progress(c, cap);
 				lconn_on_readable(&cs[idx[k]]);
 				/* Closed after answering once: the server dropped a served client. */
 				if (cs[idx[k]].st == CS_REFUSED)
@@ -289,13 +340,16 @@ void case_limit_conns_1100(struct casectx *c)
 	case_num(c, "refused_cleanly", count[CS_REFUSED]);
 	case_num(c, "no_answer", count[CS_WAITING] + count[CS_CONNECTING] + count[CS_IDLE]);
 	case_num(c, "wrong_or_dropped", count[CS_BAD]);
+	if (count[CS_WAITING] + count[CS_CONNECTING] + count[CS_IDLE] == 0)
+		case_time_limit(c, "all_answered", now_ns() - t0, nominal);
 	if (count[CS_BAD])
 		case_fail(c, expected, "%d connections got wrong bytes or were closed after being "
 			"served", count[CS_BAD]);
 	else if (count[CS_WAITING] + count[CS_CONNECTING] + count[CS_IDLE])
-		case_fail(c, expected, "%d connections neither echoed nor closed by the timeout "
-			"(%d echoed)", count[CS_WAITING] + count[CS_CONNECTING] + count[CS_IDLE],
-			count[CS_ECHOED]);
+		case_fail(c, expected, "%d connections neither echoed nor closed %s (%d echoed)",
+			count[CS_WAITING] + count[CS_CONNECTING] + count[CS_IDLE],
+			now_ns() >= cap ? "by the cap (still progressing: too slow)" :
+			"while nothing progressed for the timeout", count[CS_ECHOED]);
 	else if (count[CS_ECHOED] < LIMIT_MIN_ECHOED)
 		case_fail(c, expected, "only %d of %d echoed (%d refused)", count[CS_ECHOED],
 			LIMIT_N, count[CS_REFUSED]);
@@ -310,81 +364,129 @@ out:
 	free(idx);
 }
 
-void case_limit_emfile(struct casectx *c)
-{
-	enum { EXTRA_FDS = 8, CLIENTS = 32 };
-	const char *expected = "at its fd limit (EMFILE) the server does not spin (under 5% CPU) "
-		"and serves again once connections close";
-	pid_t pid = c->t->pid;
-	struct rlimit old, low;
-	int fds[CLIENTS], count, served = 0;
-	long limit;
-	uint64_t cpu0, cpu1, t0;
+/* LIMIT-EMFILE, one attempt: lowers the server's fd limit to leave it EXTRA_FDS free fds and
+ * connects CLIENTS clients (fds[]). Returns how many were served; *fds_grew is how many fds the
+ * server gained meanwhile. */
+enum { EMFILE_EXTRA_FDS = 8, EMFILE_CLIENTS = 32 };
 
-	/* The previous case's connections may still be closing: start from a settled count. */
+static int emfile_attempt(struct casectx *c, const struct rlimit *old, int fds[], int *fds_grew)
+{
+	pid_t pid = c->t->pid;
+	struct rlimit low = *old;
+	int count, after, served = 0, was = -1;
+	long limit;
+	uint64_t t0, last_change;
+
+	/* The previous case's connections may still be closing (a thread-per-connection server
+	 * closes them from threads that are themselves still exiting): start from a settled
+	 * count. */
 	if (probe_fds_settled(pid, now_ns() + 2 * SEC, &count) < 0 ||
-			probe_fd_limit_for(pid, EXTRA_FDS, &limit) < 0 ||
-			prlimit(pid, RLIMIT_NOFILE, NULL, &old) < 0) {
-		case_skip(c, "cannot read the server's fds or fd limit");
-		return;
-	}
-	/* Lower the server's soft limit to leave it 8 free fds: a few more accepts and it hits
-	 * EMFILE, without us opening thousands of connections. */
-	low = old;
+			probe_fd_limit_for(pid, EMFILE_EXTRA_FDS, &limit) < 0)
+		return -ESRCH;
 	low.rlim_cur = (rlim_t)limit;
-	if (low.rlim_cur > old.rlim_cur) {
-		case_skip(c, "the server's fd limit (%llu) is already below %llu",
-			(unsigned long long)old.rlim_cur, (unsigned long long)low.rlim_cur);
-		return;
-	}
-	if (prlimit(pid, RLIMIT_NOFILE, &low, NULL) < 0) {
-		case_skip(c, "cannot lower the server's fd limit: %s", errno_name(errno));
-		return;
-	}
+	if (low.rlim_cur > old->rlim_cur)
+		return -ERANGE;
+	if (prlimit(pid, RLIMIT_NOFILE, &low, NULL) < 0)
+		return -errno;
 	case_num(c, "server_fd_limit_set", (double)low.rlim_cur);
-	for (int i = 0; i < CLIENTS; i++) {
+	for (int i = 0; i < EMFILE_CLIENTS; i++) {
 		fds[i] = -1;
 		if (net_connect(&c->t->tcp, now_ns() + 500 * MS, NULL, &fds[i]) == 0)
 			send(fds[i], "e", 1, MSG_NOSIGNAL);
 	}
-	sleep_ns(300 * MS);
-	for (int i = 0; i < CLIENTS; i++) {
-		char b;
-		if (fds[i] >= 0 && recv(fds[i], &b, 1, MSG_DONTWAIT) == 1)
-			served++;
+	/* Served = echoed. Wait at least 300 ms, then until nothing new is served for 200 ms (a
+	 * slow server is still catching up), at most 2 s. */
+	t0 = last_change = now_ns();
+	bool got[EMFILE_CLIENTS] = { false };
+	for (;;) {
+		for (int i = 0; i < EMFILE_CLIENTS; i++) {
+			char b;
+			if (!got[i] && fds[i] >= 0 && recv(fds[i], &b, 1, MSG_DONTWAIT) == 1) {
+				got[i] = true;
+				served++;
+			}
+		}
+		uint64_t now = now_ns();
+		if (served != was) {
+			was = served;
+			last_change = now;
+		}
+		if (served == EMFILE_CLIENTS || now >= t0 + 2 * SEC ||
+				(now >= t0 + 300 * MS && now >= last_change + 200 * MS))
+			break;
+		sleep_ns(20 * MS);
+	}
+	*fds_grew = probe_fds(pid, &after, NULL) == 0 ? after - count : 0;
+	return served;
+}
+
+void case_limit_emfile(struct casectx *c)
+{
+	const char *expected = "at its fd limit (EMFILE) the server does not spin (under 5% CPU) "
+		"and serves again once connections close";
+	pid_t pid = c->t->pid;
+	struct rlimit old;
+	int fds[EMFILE_CLIENTS], served = 0, grew = 0, windows, attempt;
+	double pct;
+
+	for (int i = 0; i < EMFILE_CLIENTS; i++)
+		fds[i] = -1;
+	if (prlimit(pid, RLIMIT_NOFILE, NULL, &old) < 0) {
+		case_skip(c, "cannot read the server's fd limit: %s", errno_name(errno));
+		return;
+	}
+	/* All served while the server's fd count grew by as many: fds of an earlier case closed
+	 * after the count looked settled, so it had more room than planned. Try again. */
+	for (attempt = 1; attempt <= 3; attempt++) {
+		served = emfile_attempt(c, &old, fds, &grew);
+		if (served != EMFILE_CLIENTS || grew < EMFILE_CLIENTS || attempt == 3)
+			break;
+		for (int i = 0; i < EMFILE_CLIENTS; i++) {
+			if (fds[i] >= 0)
+				close(fds[i]);
+			fds[i] = -1;
+		}
+		prlimit(pid, RLIMIT_NOFILE, &old, NULL);
+	}
+	case_num(c, "attempts", attempt);
+	if (served == -ERANGE) {
+		case_skip(c, "the server's fd limit (%llu) leaves it fewer than %d free fds already",
+			(unsigned long long)old.rlim_cur, EMFILE_EXTRA_FDS);
+		return;
+	}
+	if (served < 0) {
+		case_skip(c, "cannot read the server's fds or lower its fd limit: %s",
+			errno_name(-served));
+		goto restore;
 	}
 	case_num(c, "served_at_limit", served);
-	if (served == CLIENTS) {
+	case_num(c, "server_fds_grew_by", grew);
+	if (served == EMFILE_CLIENTS) {
 		/* It took 32 connections with room for 8 more fds: it does not spend an fd per
 		 * connection (io_uring direct descriptors, say), so there is no EMFILE to meet. */
-		case_skip(c, "the server served all %d connections with its fd limit at %llu: it "
-			"never met EMFILE", CLIENTS, (unsigned long long)low.rlim_cur);
+		case_skip(c, "the server served all %d connections with its fd limit lowered to "
+			"leave 8 free fds: it never met EMFILE", EMFILE_CLIENTS);
 		goto restore;
 	}
-	t0 = now_ns();
-	if (probe_cpu_ns(pid, &cpu0) < 0) {
-		case_fail(c, expected, "server process %d is gone", (int)pid);
-		goto restore;
-	}
-	sleep_ns(SEC);
-	if (probe_cpu_ns(pid, &cpu1) < 0) {
+	if (case_cpu_quiet(c, 5, &pct, &windows) < 0) {
 		case_fail(c, expected, "server process %d died at its fd limit", (int)pid);
 		goto restore;
 	}
-	double pct = 100.0 * (double)(cpu1 - cpu0) / (double)(now_ns() - t0);
 	case_num(c, "cpu_percent_at_limit", pct);
+	case_num(c, "cpu_windows_1s", windows);
 	if (pct > 5)
-		case_fail(c, expected, "the server used %.0f%% CPU for 1 s while at its fd limit "
-			"(busy loop on EMFILE)", pct);
+		case_fail(c, expected, "the server used %.0f%% CPU or more in each of %d windows of "
+			"1 s while at its fd limit (busy loop on EMFILE)", pct, windows);
 restore:
-	for (int i = 0; i < CLIENTS; i++)
+	for (int i = 0; i < EMFILE_CLIENTS; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
 	prlimit(pid, RLIMIT_NOFILE, &old, NULL);
 	if (!probe_alive(pid))
 		return;
-	/* Recovery: the freed fds let it accept again. */
-	uint64_t until = now_ns() + 2 * SEC;
+	/* Recovery: the freed fds let it accept again. 2 s is the limit reported; the verdict
+	 * waits for the generous bound. */
+	uint64_t t0 = now_ns(), until = t0 + case_grace_ns(c, 2 * SEC);
 	int rc;
 	do {
 		rc = net_echo_probe(&c->t->tcp, now_ns() + 500 * MS, "recovered?\n");
@@ -392,6 +494,8 @@ restore:
 			sleep_ns(100 * MS);
 	} while (rc < 0 && now_ns() < until);
 	if (rc < 0)
-		case_fail(c, expected, "2 s after the connections closed a new one still fails: %s",
-			errno_name(-rc));
+		case_fail(c, expected, "%.1f s after the connections closed a new one still fails: "
+			"%s", (double)(now_ns() - t0) / 1e9, errno_name(-rc));
+	else
+		case_time_limit(c, "recovery", now_ns() - t0, 2 * SEC);
 }

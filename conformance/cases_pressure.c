@@ -10,7 +10,7 @@
 
 #include "cases.h"
 #include "clock.h"
-#include "pattern.h"
+#include "stream.h"
 
 /* Writes the pattern stream without reading until no progress for `stall_ns`, `want` bytes are
  * in, or `max_ns` passes. Calls sample() every 50 ms when given. Returns bytes sent. */
@@ -33,7 +33,7 @@ static uint64_t write_until_stalled(int fd, uint64_t seed, uint64_t want, uint64
 		}
 		if (now - last_progress >= stall_ns || now - t0 >= max_ns)
 			break;
-		pattern_fill(seed, sent, buf, n);
+		stream_fill(seed, 0, sent, buf, n);
 		w = send(fd, buf, n, MSG_NOSIGNAL);
 		if (w > 0) {
 			sent += (uint64_t)w;
@@ -58,7 +58,8 @@ static int cmp_u64(const void *a, const void *b)
 void case_bp_stall_64m(struct casectx *c)
 {
 	const char *expected = "while client A sends 64 MiB without reading, client B's round trips "
-		"stay under 50 ms (p99); then all 64 MiB reach A intact";
+		"are not held up (p99 under 500 ms; 50 ms is the SHOULD figure, reported); then all "
+		"64 MiB reach A intact";
 	enum { ROUNDS = 400 };
 	uint64_t *rtt = calloc(ROUNDS, sizeof(*rtt));
 	int a = -1, b = -1, rounds = 0;
@@ -108,7 +109,11 @@ void case_bp_stall_64m(struct casectx *c)
 	case_num(c, "b_p50_ms", (double)rtt[rounds / 2] / 1e6);
 	case_num(c, "b_p99_ms", (double)p99 / 1e6);
 	case_num(c, "b_max_ms", (double)rtt[rounds - 1] / 1e6);
-	if (p99 >= 50 * MS)
+	/* 50 ms is the SHOULD figure, reported; the verdict takes ten times that. A client really
+	 * stuck behind A waits for its 1 s round-trip bound, while a correct server on a busy
+	 * machine (a CPU shared with other work) can miss 50 ms by scheduling alone. */
+	case_time_limit(c, "b_p99", p99, 50 * MS);
+	if (p99 >= 500 * MS)
 		case_fail(c, expected, "client B's p99 round trip was %.1f ms", (double)p99 / 1e6);
 	/* Now A reads: every byte of the 64 MiB must arrive, in order. */
 	f.sent = stalled_at;

@@ -10,7 +10,7 @@
 
 #include "cases.h"
 #include "clock.h"
-#include "pattern.h"
+#include "stream.h"
 
 #define UDP_MAX 65507
 
@@ -43,7 +43,7 @@ static void udp_size(struct casectx *c, size_t n)
 	fd = udp_socket(c, expected);
 	if (fd < 0)
 		goto out;
-	pattern_fill(case_rand(c), 0, out, n);
+	stream_fill(case_rand(c), 0, 0, out, n);
 	for (;;) {
 		uint64_t until = now_ns() + SEC;
 		int rv;
@@ -101,7 +101,7 @@ static void udp_msg(uint8_t *buf, uint64_t seed, int sock, int seq)
 	char tag[32];
 	int n = snprintf(tag, sizeof(tag), "s%02d q%03d ", sock, seq);
 
-	pattern_fill(seed ^ (uint64_t)(sock * 1000 + seq), 0, buf, UMSG);
+	stream_fill(seed, (uint64_t)(sock * 1000 + seq), 0, buf, UMSG);
 	memcpy(buf, tag, (size_t)n);
 }
 

@@ -1,6 +1,7 @@
 /* The catalogue: one row per case. IDs are stable (tests, docs/CONFORMANCE.md and other people's
  * scripts refer to them): add cases, never renumber or rename one. The order is the run order.
- * The last field says how a case may share the server under --overlap (conform.h). */
+ * The last field: how a case may share the server under --overlap, and CASE_LONG for the
+ * cases that take seconds by design (conform.h). */
 #include "conform.h"
 
 #define CASE(fn) void fn(struct casectx *c);
@@ -28,7 +29,7 @@ CASE(case_wb_fd_baseline) CASE(case_wb_idle_cpu)
 #define S LEVEL_SHOULD
 
 const struct conf_case conf_cases[] = {
-	/* id                      level needs        builtin_ms  function                    run */
+	/* id                      level needs        builtin_ms  function                    flags */
 	{ "ECHO-BYTES-256",          M, 0,             0, case_echo_bytes_256, 0,
 	  "all 256 byte values (NUL, CR, LF, 0xff) come back unchanged" },
 	{ "ECHO-ONEBYTE-2000",       M, 0,             0, case_echo_onebyte_2000, 0,
@@ -68,9 +69,9 @@ const struct conf_case conf_cases[] = {
 	  "5 bytes then SHUT_WR: exactly 5 bytes back, then EOF" },
 	{ "HALF-CLOSE-100000",       M, 0,           200, case_half_close_100000, 0,
 	  "100000 bytes then SHUT_WR: exactly 100000 bytes back, then EOF" },
-	{ "HALF-CLOSE-DELAYED-3S",   M, 0,          3000, case_half_close_delayed_3s, RUN_BACKGROUND,
+	{ "HALF-CLOSE-DELAYED-3S",   M, 0,          3000, case_half_close_delayed_3s, RUN_BACKGROUND | CASE_LONG,
 	  "SHUT_WR, first read after 3 s: the pending echo was kept" },
-	{ "HALF-CLOSE-SLOW-DRAIN",   M, 0,          4000, case_half_close_slow_drain, RUN_BACKGROUND,
+	{ "HALF-CLOSE-SLOW-DRAIN",   M, 0,          4000, case_half_close_slow_drain, RUN_BACKGROUND | CASE_LONG,
 	  "SHUT_WR with megabytes pending and a 2 MiB/s reader: all drained, then EOF" },
 	{ "HALF-CLOSE-SAME-FLIGHT",  M, 0,             0, case_half_close_same_flight, 0,
 	  "data and FIN in the same segment: data back, then EOF" },
@@ -94,7 +95,7 @@ const struct conf_case conf_cases[] = {
 	  "60 connections half-closed without data: EOF each, no leak, still serving" },
 	{ "DISC-EMPTY-RST",          M, 0,          1000, case_disc_empty_rst, RUN_ALONE,
 	  "60 connections reset without data: no leak, still serving" },
-	{ "DISC-IDLE-5S",            M, 0,          5000, case_disc_idle_5s, RUN_BACKGROUND,
+	{ "DISC-IDLE-5S",            M, 0,          5000, case_disc_idle_5s, RUN_BACKGROUND | CASE_LONG,
 	  "an idle connection is kept for 5 s and still echoes" },
 
 	{ "RST-MIDSTREAM",           M, NEED_IP,    1500, case_rst_midstream, RUN_ALONE,
@@ -108,12 +109,12 @@ const struct conf_case conf_cases[] = {
 	  "a non-reading client does not grow the server's memory (RSS +16 MiB at most)" },
 	{ "BP-SLOW-READER",          M, 0,          1000, case_bp_slow_reader, RUN_ALONE,
 	  "a slow reader (2 MiB/s) loses nothing" },
-	{ "BP-STALL-64M",            S, 0,          5000, case_bp_stall_64m, RUN_ALONE,
+	{ "BP-STALL-64M",            S, 0,          5000, case_bp_stall_64m, RUN_ALONE | CASE_LONG,
 	  "a client sending 64 MiB without reading stalls only itself (others' p99 < 50 ms)" },
 
 	{ "LIMIT-BURST-200",         S, 0,          1000, case_limit_burst_200, RUN_ALONE,
 	  "200 simultaneous connects are all established within 1 s" },
-	{ "LIMIT-CHURN-10K",         S, 0,         10000, case_limit_churn_10k, RUN_ALONE,
+	{ "LIMIT-CHURN-10K",         S, 0,         10000, case_limit_churn_10k, RUN_ALONE | CASE_LONG,
 	  "10,000 connect/echo/close cycles: all echo, nothing leaks" },
 	{ "LIMIT-CONNS-1100",        S, 0,          2000, case_limit_conns_1100, RUN_ALONE,
 	  "1,100 concurrent connections: served or cleanly refused, no crash" },
@@ -122,7 +123,7 @@ const struct conf_case conf_cases[] = {
 
 	{ "WB-FD-BASELINE",          S, NEED_PID,   1000, case_wb_fd_baseline, RUN_ALONE,
 	  "the server's fd count returns to its baseline after clients disconnect" },
-	{ "WB-IDLE-CPU",             S, NEED_PID,   1300, case_wb_idle_cpu, RUN_ALONE,
+	{ "WB-IDLE-CPU",             S, NEED_PID,   1300, case_wb_idle_cpu, RUN_ALONE | CASE_LONG,
 	  "no busy loop: under 5% CPU with idle and half-closed clients" },
 };
 

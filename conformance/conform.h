@@ -2,9 +2,9 @@
  *
  * The catalogue (catalogue.c) is one table of cases, in the manner of libuv's benchmark-list.h:
  * a stable ID, a level, flags saying what the case needs, and one function. A case function
- * talks to the target through the helpers of netio.h, looks inside the server through probe.h
- * when it is allowed to, and records its verdict with the case_*() calls below. It never
- * prints: main.c turns the results into TAP and JSON.
+ * talks to the target through flow.h (echo conversations) and netio.h (socket helpers), looks
+ * inside the server through probe.h when it is allowed to, and records its verdict with the
+ * case_*() calls below. It never prints: report.c turns the results into TAP and JSON.
  *
  * Every wait in a case is bounded by c->deadline_ns, which is the case's own built-in pauses
  * (builtin_ms) plus the per-case --timeout.
@@ -21,7 +21,8 @@
 enum level { LEVEL_MUST, LEVEL_SHOULD };
 enum verdict { VERDICT_PASS, VERDICT_FAIL, VERDICT_SKIP };
 
-/* What a case needs; main.c skips it with a reason when the need is not met. */
+/* What a case needs; it is skipped with a reason when the target does not offer it
+ * (target.c). */
 #define NEED_PID   0x1u  /* white-box: the server's pid (--server-pid or --exec) */
 #define NEED_UDP   0x2u  /* the target answers UDP (or --udp) */
 #define NEED_LOCAL 0x4u  /* a TCP target whose sockets show in this namespace's /proc/net/tcp */
@@ -56,6 +57,8 @@ struct result {
 	struct kv kv[RESULT_MAX_KV];
 	int nkv;
 	uint64_t elapsed_ns;
+	bool over_limit;              /* a strict time limit was missed: show the YAML block even
+	                               * when the case passed (case_time_limit) */
 };
 
 struct casectx {
@@ -63,15 +66,17 @@ struct casectx {
 	const struct conf_case *cc;
 	uint64_t start_ns;
 	uint64_t deadline_ns;
-	uint64_t rng;                 /* per-case random state, derived from seed and ID */
+	uint64_t rng;                 /* per-case prng state, derived from seed and ID */
 	struct result *r;
 };
 
 typedef void (*case_fn)(struct casectx *c);
 
-/* How a case may share the server with others under --overlap. */
+/* Flags of a case. RUN_*: how it may share the server with others under --overlap. */
 #define RUN_BACKGROUND 0x1u  /* mostly waits on one connection: may run alongside others */
 #define RUN_ALONE      0x2u  /* measures the server (fds, CPU, RSS, latency, limits) */
+#define CASE_LONG      0x4u  /* takes seconds by design: `long` in --list, for quick runs to
+                              * leave out */
 
 struct conf_case {
 	const char *id;
@@ -79,7 +84,7 @@ struct conf_case {
 	unsigned needs;
 	unsigned builtin_ms;          /* time the case spends by design (pauses, rate limits) */
 	case_fn fn;
-	unsigned run;                 /* RUN_*, or 0: with the other black-box cases */
+	unsigned flags;               /* RUN_* (0: with the other black-box cases), CASE_LONG */
 	const char *desc;
 };
 
@@ -100,7 +105,20 @@ static inline bool case_failed(const struct casectx *c)
 	return c->r->verdict == VERDICT_FAIL;
 }
 
-/* Random numbers for a case (xorshift64*): reproducible from --seed. */
+/* Time limits (docs/CONFORMANCE.md "Time and verdicts"). A limit that a correct server meets
+ * on a fast machine but not necessarily on a slow or busy one is checked in two steps: the
+ * verdict waits for the generous bound case_grace_ns(strict) = strict + --timeout, and
+ * case_time_limit() reports the strict figure: <name>_s, <name>_limit_s and, when over,
+ * <name>_over_by_s (seconds), shown in a YAML block even when the case passes. */
+uint64_t case_grace_ns(const struct casectx *c, uint64_t strict_ns);
+void case_time_limit(struct casectx *c, const char *name, uint64_t elapsed_ns,
+	uint64_t limit_ns);
+/* For cases whose length grows with the server's speed (thousands of connections): progress
+ * moves the case's deadline to now + --timeout, never past cap_ns. A hung server still fails
+ * after --timeout without progress; a slow one that keeps going is not cut off. */
+void case_progress(struct casectx *c, uint64_t cap_ns);
+
+/* Random numbers for a case (common/prng.h): reproducible from --seed. */
 uint64_t case_rand(struct casectx *c);
 /* Uniform in [lo, hi]. */
 uint64_t case_rand_range(struct casectx *c, uint64_t lo, uint64_t hi);

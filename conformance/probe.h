@@ -18,7 +18,8 @@ int probe_fds_settled(pid_t pid, uint64_t until_ns, int *count);
 /* Waits (up to until_ns) for the fd count to come down to at most `want`; *count is the last
  * value read. */
 int probe_fds_down_to(pid_t pid, int want, uint64_t until_ns, int *count);
-/* CPU time used so far by the live threads of the process, in nanoseconds. */
+/* CPU time used so far by the process (all its threads, exited ones included), in ns:
+ * monotonic, so a difference is never negative. */
 int probe_cpu_ns(pid_t pid, uint64_t *ns);
 /* Resident set size in KiB (VmRSS). */
 int probe_rss_kib(pid_t pid, long *kib);

@@ -1,4 +1,5 @@
-/* Output of echo-conform: TAP 13 on stdout as each case ends, JSON for machines at the end. */
+/* Output of echo-conform: the catalogue (--list), TAP 13 on stdout as each case ends, JSON for
+ * machines at the end. The formats are documented in docs/CONFORMANCE.md. */
 #ifndef ECHOBENCH_REPORT_H
 #define ECHOBENCH_REPORT_H
 
@@ -32,5 +33,12 @@ struct run_info {
  * the YAML block with level, expected, seen, the case's figures and elapsed_ms. */
 void tap_case(FILE *out, const struct run_item *it, bool must_only);
 void json_write(FILE *f, const struct run_info *info, const struct run_item *items, int n);
+
+/* --list: one line per case: ID, level, needs, `long` or `-`, description. */
+void list_cases(FILE *out);
+/* "TAP version 13", the comment lines saying what was found out about the target, the plan. */
+void tap_header(FILE *out, const struct target *t, int n);
+/* The closing comment line; returns how many counted cases failed. */
+int tap_summary(FILE *out, const struct run_item *items, int n, bool must_only, double elapsed_s);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include "clock.h"
 #include "conform.h"
+#include "prng.h"
 
 static struct kv *next_kv(struct casectx *c, const char *key)
 {
@@ -76,20 +77,45 @@ void case_skip(struct casectx *c, const char *why_fmt, ...)
 	c->r->verdict = VERDICT_SKIP;
 }
 
+uint64_t case_grace_ns(const struct casectx *c, uint64_t strict_ns)
+{
+	return strict_ns + c->t->timeout_ns;
+}
+
+void case_time_limit(struct casectx *c, const char *name, uint64_t elapsed_ns,
+	uint64_t limit_ns)
+{
+	char key[32];
+
+	snprintf(key, sizeof(key), "%s_s", name);
+	case_num(c, key, (double)elapsed_ns / 1e9);
+	snprintf(key, sizeof(key), "%s_limit_s", name);
+	case_num(c, key, (double)limit_ns / 1e9);
+	if (elapsed_ns > limit_ns) {
+		snprintf(key, sizeof(key), "%s_over_by_s", name);
+		case_num(c, key, (double)(elapsed_ns - limit_ns) / 1e9);
+		c->r->over_limit = true;
+	}
+}
+
+void case_progress(struct casectx *c, uint64_t cap_ns)
+{
+	uint64_t want = now_ns() + c->t->timeout_ns;
+
+	if (want > cap_ns)
+		want = cap_ns;
+	if (want > c->deadline_ns)
+		c->deadline_ns = want;
+}
+
 uint64_t case_rand(struct casectx *c)
 {
-	uint64_t x = c->rng;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	c->rng = x;
-	return x * 0x2545f4914f6cdd1dull;
+	return prng_next(&c->rng);
 }
 
 uint64_t case_rand_range(struct casectx *c, uint64_t lo, uint64_t hi)
 {
-	return lo + case_rand(c) % (hi - lo + 1);
+	return lo + prng_below(&c->rng, hi - lo + 1);
 }
 
 uint64_t case_ms_left(const struct casectx *c)

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,10 +31,72 @@ static void *drain_main(void *arg)
 	return NULL;
 }
 
-static void child_exec(const char *cmd, int out_w)
+static void describe_status(int status, char *buf, size_t n)
 {
-	size_t n = strlen(cmd) + 6;
-	char *line = malloc(n);
+	if (WIFEXITED(status))
+		snprintf(buf, n, "exited %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, n, "killed by signal %d", WTERMSIG(status));
+	else
+		snprintf(buf, n, "ended (status 0x%x)", (unsigned)status);
+}
+
+bool spawn_exited(struct spawned *s, char *buf, size_t n)
+{
+	if (!s->reaped && s->pid > 0 && waitpid(s->pid, &s->status, WNOHANG) == s->pid)
+		s->reaped = true;
+	if (s->reaped && buf)
+		describe_status(s->status, buf, n);
+	return s->reaped;
+}
+
+/* A port nothing listens on right now, on 127.0.0.1 (0 if none could be had). The server is
+ * told to bind it: between our close and its bind another program could take it, which shows
+ * as the server failing to start. */
+static int free_loopback_port(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = 0;
+
+	if (fd < 0)
+		return 0;
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+			getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
+		port = ntohs(sin.sin_port);
+	close(fd);
+	return port;
+}
+
+/* "exec CMD" with every {port} replaced by `port`; NULL when out of memory. */
+static char *exec_line(const char *cmd, int port)
+{
+	static const char key[] = "{port}";
+	size_t count = 0, n;
+	char num[16], *line, *o;
+
+	for (const char *p = strstr(cmd, key); p; p = strstr(p + 1, key))
+		count++;
+	snprintf(num, sizeof(num), "%d", port);
+	n = 5 + strlen(cmd) + count * strlen(num) + 1;
+	line = malloc(n);
+	if (!line)
+		return NULL;
+	o = line + sprintf(line, "exec ");
+	for (const char *p = cmd; *p;) {
+		if (strncmp(p, key, sizeof(key) - 1) == 0) {
+			o += sprintf(o, "%s", num);
+			p += sizeof(key) - 1;
+		} else {
+			*o++ = *p++;
+		}
+	}
+	*o = '\0';
+	return line;
+}
+
+static void child_exec(const char *line, int out_w)
+{
 	int devnull = open("/dev/null", O_RDONLY);
 
 	/* Should echo-conform die, the server goes with it instead of lingering on the port; and
@@ -41,9 +104,8 @@ static void child_exec(const char *cmd, int out_w)
 	 * children) can be stopped with it. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	setpgid(0, 0);
-	if (!line || devnull < 0)
+	if (devnull < 0)
 		_exit(127);
-	snprintf(line, n, "exec %s", cmd);
 	dup2(devnull, 0);
 	dup2(out_w, 1);
 	signal(SIGPIPE, SIG_DFL);
@@ -64,7 +126,17 @@ static int read_listening(struct spawned *s, uint64_t deadline, const char **why
 
 		if (s->nlines && now + 200000000u < until)
 			until = now + 200000000u;
+		/* Short waits: a server that exits while something it started keeps our pipe open
+		 * is noticed at once, not at the deadline. */
+		if (!s->nlines && until > now + 100000000u)
+			until = now + 100000000u;
 		rv = net_wait(s->out_fd, POLLIN, until);
+		if (rv == -ETIMEDOUT && !s->nlines && spawn_exited(s, NULL, 0)) {
+			*why = "the server exited before printing `listening ADDR`";
+			return -ESRCH;
+		}
+		if (rv == -ETIMEDOUT && !s->nlines && now_ns() < deadline)
+			continue;
 		if (rv == -ETIMEDOUT) {
 			if (s->nlines)
 				return 0;
@@ -75,7 +147,7 @@ static int read_listening(struct spawned *s, uint64_t deadline, const char **why
 		if (r <= 0) {
 			if (s->nlines)
 				return 0;
-			*why = "the server exited (or closed stdout) before printing `listening ADDR`";
+			*why = "its stdout closed before a `listening ADDR` line";
 			return -EPIPE;
 		}
 		have += (size_t)r;
@@ -98,21 +170,35 @@ int spawn_server(const char *cmd, bool want_lines, uint64_t timeout_ns, struct s
 	const char **why)
 {
 	int p[2], rc;
+	char *line;
 
 	memset(s, 0, sizeof(*s));
+	if (strstr(cmd, "{port}") && (s->port = free_loopback_port()) == 0) {
+		*why = "no free loopback port for {port}";
+		return -EADDRNOTAVAIL;
+	}
+	line = exec_line(cmd, s->port);
+	if (!line) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
 	if (pipe2(p, O_CLOEXEC) < 0) {
+		free(line);
 		*why = "pipe() failed";
 		return -errno;
 	}
 	s->pid = fork();
 	if (s->pid < 0) {
+		rc = -errno;
 		*why = "fork() failed";
 		close(p[0]);
 		close(p[1]);
-		return -errno;
+		free(line);
+		return rc;
 	}
 	if (s->pid == 0)
-		child_exec(cmd, p[1]);
+		child_exec(line, p[1]);
+	free(line);
 	setpgid(s->pid, s->pid);   /* also here: no window in which a kill(-pid) would miss it */
 	close(p[1]);
 	s->out_fd = p[0];
@@ -129,24 +215,21 @@ int spawn_server(const char *cmd, bool want_lines, uint64_t timeout_ns, struct s
 void spawn_stop(struct spawned *s, char *buf, size_t n)
 {
 	uint64_t until = now_ns() + 5000000000u;
-	int status = 0;
-	pid_t r;
 
 	if (s->pid <= 0)
 		return;
-	kill(-s->pid, SIGTERM);
-	while ((r = waitpid(s->pid, &status, WNOHANG)) == 0 && now_ns() < until)
-		sleep_ns(10000000);
-	if (r == 0) {
+	if (!spawn_exited(s, NULL, 0)) {
+		kill(-s->pid, SIGTERM);
+		while (!spawn_exited(s, NULL, 0) && now_ns() < until)
+			sleep_ns(10000000);
+	}
+	if (!s->reaped) {
 		kill(-s->pid, SIGKILL);
-		r = waitpid(s->pid, &status, 0);
+		if (waitpid(s->pid, &s->status, 0) == s->pid)
+			s->reaped = true;
 		snprintf(buf, n, "did not stop within 5 s of SIGTERM: killed");
-	} else if (r < 0) {
-		snprintf(buf, n, "unknown (waitpid: %s)", strerror(errno));
-	} else if (WIFEXITED(status)) {
-		snprintf(buf, n, "exited %d", WEXITSTATUS(status));
-	} else if (WIFSIGNALED(status)) {
-		snprintf(buf, n, "killed by signal %d", WTERMSIG(status));
+	} else {
+		describe_status(s->status, buf, n);
 	}
 	/* Children it left behind (the group outlives its leader) go too. */
 	kill(-s->pid, SIGKILL);

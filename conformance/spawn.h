@@ -20,13 +20,20 @@ struct spawned {
 	atomic_bool stop_drain;
 	char lines[SPAWN_MAX_LINES][160];   /* the ADDR of each `listening ADDR` line */
 	int nlines;
+	bool reaped;                  /* it exited and was waited for: `status` says how */
+	int status;
+	int port;                     /* the port substituted for {port}, or 0 */
 };
 
 /* Runs `/bin/sh -c 'exec CMD'` (exec: the pid we hold is the server's, not a shell's) with
- * stdin from /dev/null and stdout piped to us. With want_lines, waits up to timeout_ns for the
- * first `listening` line (then 200 ms for more). 0, or -errno with *why set. */
+ * stdin from /dev/null and stdout piped to us. Every `{port}` in CMD is replaced by a free
+ * loopback port (s->port), for servers that cannot print a `listening` line. With want_lines,
+ * waits up to timeout_ns for the first `listening` line (then 200 ms for more), and stops
+ * waiting at once when the server exits. 0, or -errno with *why set. */
 int spawn_server(const char *cmd, bool want_lines, uint64_t timeout_ns, struct spawned *s,
 	const char **why);
+/* Has the server exited? Reaps it; then describes how ("exited 3", "killed by signal 9"). */
+bool spawn_exited(struct spawned *s, char *buf, size_t n);
 /* SIGTERM to its process group, up to 5 s for the server to exit, then SIGKILL to what is left
  * of the group. Describes how the server ended ("exited 0", "killed by signal 6") in buf. */
 void spawn_stop(struct spawned *s, char *buf, size_t n);

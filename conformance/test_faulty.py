@@ -118,7 +118,9 @@ def test_correct_mode_passes_the_whole_catalogue():
     run = echo_conform("--overlap", "--exec", faulty_cmd("none"), timeout=240)
     assert run.rc == 0, run.explain()
     assert run.failed == set() and run.skipped == {}, run.explain()
-    assert run.json["summary"]["elapsed_s"] < 60
+    # How long it took is a figure of this machine, not a property of the server: shown, not
+    # asserted (pytest -rA prints it).
+    print(f"elapsed_s {run.json['summary']['elapsed_s']}")
 
 
 def test_every_case_is_failed_by_some_fault():
@@ -129,7 +131,7 @@ def test_every_case_is_failed_by_some_fault():
 
 
 def test_faults_are_the_ones_faulty_echo_has():
-    out = subprocess.run([binary("conformance/faulty-echo"), "--list-faults"],
+    out = subprocess.run([binary("conformance/faulty-echo"), "--list"],
                          capture_output=True, text=True, timeout=10, check=True).stdout
     names = {line.split()[0] for line in out.splitlines()}
     assert names == set(FAULTS) | set(FATAL) | {"none"}
@@ -167,3 +169,9 @@ def test_faulty_echo_usage():
     bad = subprocess.run([exe, "--listen", "nowhere"], capture_output=True, text=True,
                          timeout=10)
     assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1
+    # An option without its value is named as such, not as an unknown option.
+    bad = subprocess.run([exe, "--fault"], capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2 and bad.stderr == "faulty-echo: option '--fault' needs a value\n"
+    # The vocabulary of docs/CONTRACTS.md: --list lists the faults; --list-faults is gone.
+    old = subprocess.run([exe, "--list-faults"], capture_output=True, text=True, timeout=10)
+    assert old.returncode == 2 and "unknown option" in old.stderr

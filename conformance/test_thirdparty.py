@@ -1,8 +1,11 @@
 """echo-conform against echo servers from Debian's packages: a known bug is a known result.
 
-Each server's verdict (the exact set of failing case IDs) is recorded here and in the table of
-docs/CONFORMANCE.md, and asserted: if a server changes behaviour, or a case does, this test says
-so. A server that is not installed is skipped with the package to install.
+Each server's verdict is recorded here and in the table of docs/CONFORMANCE.md, and asserted:
+the cases it must fail (bugs of the server, on any machine), and the cases that may go either
+way: a race inside the server, or a limit that a slower or busier machine can miss although the
+server behaves the same (docs/CONFORMANCE.md "Time and verdicts"). Every other case must pass.
+If a server changes behaviour, or a case does, this test says so. A server that is not installed
+is skipped with the package to install.
 
 These servers cannot bind port 0 and report the port, so (only here) the test picks a free port
 and hands it over, retrying when the server fails to bind it, then waits until it accepts.
@@ -47,27 +50,33 @@ def xinetd_argv(port, tmp):
             "-filelog", str(tmp / "xinetd.log")]
 
 
-# name: how to start it, which Debian package has it, --timeout, and its verdict: the cases it
-# always fails, and those it fails in some runs only (a race inside the server).
+# name: how to start it, which Debian package has it, --timeout, and its verdict: "fails", the
+# cases it always fails (its bugs); "sometimes", those it fails in some runs only (a race inside
+# the server, whose outcome depends on scheduling); "machine", those whose outcome depends on the
+# speed of the machine rather than on the server's code. (LIMIT-CONNS-1100 is not one of them:
+# it waits as long as a fork-per-connection server makes progress, docs/CONFORMANCE.md.)
 SERVERS = {
     "socat": {
         "package": "socat", "exe": "socat", "timeout": "5s",
         "argv": lambda port, tmp: ["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr",
                                    "EXEC:cat"],
         # Listen backlog 5: a burst of 200 connects waits for SYN retries.
-        "fails": {"LIMIT-BURST-200"}, "sometimes": set(),
+        "fails": {"LIMIT-BURST-200"}, "sometimes": set(), "machine": set(),
     },
     "busybox-nc": {
         "package": "busybox", "exe": "busybox", "timeout": "5s",
         # busybox nc has no option to bind one address: it listens on all of them.
         "argv": lambda port, tmp: ["busybox", "nc", "-ll", "-p", str(port), "-e", "cat"],
-        "fails": {"LIMIT-BURST-200"}, "sometimes": set(),
+        "fails": {"LIMIT-BURST-200"}, "sometimes": set(), "machine": set(),
     },
     "ncat": {
         "package": "ncat", "exe": "ncat", "timeout": "3s",
         "argv": lambda port, tmp: ["ncat", "-l", "-k", "--exec", "/bin/cat", "127.0.0.1",
                                    str(port)],
-        # On the client's FIN it closes without waiting for cat's output (SAME-FLIGHT). At most
+        # On the client's FIN it closes without waiting for cat's output: always when the data
+        # and the FIN arrive together (SAME-FLIGHT); when cat has not echoed yet 100 ms after
+        # the data was acknowledged (HALF-CLOSE-5, HALF-CLOSE-100000), on a slow or busy
+        # machine (seen on a fresh 2-vCPU machine, never here). At most
         # 100 connections (--max-conns default); later ones are closed at once. Its per-connection
         # relay writes to cat with a blocking write while not reading cat's output: with more
         # than ~128 KiB in flight both block for good. A client that does not read (DELAYED-3S)
@@ -77,11 +86,12 @@ SERVERS = {
                   "LIMIT-BURST-200", "LIMIT-CONNS-1100"},
         "sometimes": {"ECHO-BULK-1M", "ECHO-BULK-16M", "ECHO-FRAG-READ",
                       "HALF-CLOSE-SLOW-DRAIN", "BP-SLOW-READER", "BP-STALL-64M"},
+        "machine": {"HALF-CLOSE-5", "HALF-CLOSE-100000"},
     },
     "xinetd": {
         "package": "xinetd", "exe": "xinetd", "timeout": "5s",
         "argv": xinetd_argv,
-        "fails": {"LIMIT-BURST-200"}, "sometimes": set(),
+        "fails": {"LIMIT-BURST-200"}, "sometimes": set(), "machine": set(),
     },
 }
 
@@ -133,7 +143,8 @@ def test_third_party_verdict(name, tmp_path):
     finally:
         stop(proc)
     assert run.json is not None, run.explain()
-    assert spec["fails"] <= run.failed <= spec["fails"] | spec["sometimes"], run.explain()
+    assert spec["fails"] <= run.failed, run.explain()
+    assert run.failed <= spec["fails"] | spec["sometimes"] | spec["machine"], run.explain()
     skipped = set(run.skipped)
     # busybox nc listens on every address, ::1 included, so its IPv6 case runs.
     assert skipped in (SKIPPED, SKIPPED - {"ECHO-IPV6"}), run.explain()
@@ -143,11 +154,13 @@ def test_docs_verdict_table_matches():
     """The table in docs/CONFORMANCE.md states the same verdicts as this test asserts."""
     doc = (ROOT / "docs" / "CONFORMANCE.md").read_text()
     section = doc.split("## Third-party servers", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| ([a-z-]+) \| `[^`]+` \| ([^|]+) \| ([^|]+) \|", section, re.M)
+    rows = re.findall(r"^\| ([a-z-]+) \| `[^`]+` \| ([^|]+) \| ([^|]+) \| ([^|]+) \|",
+                      section, re.M)
 
     def ids(text):
         return set(re.findall(r"[A-Z][A-Z0-9-]+[A-Z0-9]", text))
 
-    documented = {name: (ids(always), ids(sometimes)) for name, always, sometimes in rows}
-    assert documented == {name: (spec["fails"], spec["sometimes"])
+    documented = {name: (ids(always), ids(sometimes), ids(machine))
+                  for name, always, sometimes, machine in rows}
+    assert documented == {name: (spec["fails"], spec["sometimes"], spec["machine"])
                           for name, spec in SERVERS.items()}

@@ -99,6 +99,7 @@ struct conn {
 	uint64_t held_ns;
 };
 
+/* The server's whole state: one process, one poll loop. */
 static struct {
 	enum fault fault;
 	int listen_fd, udp_fd, reserve_fd;
@@ -107,31 +108,32 @@ static struct {
 	int last_accepted;             /* crosstalk */
 	unsigned long accepted;
 	volatile sig_atomic_t stop;
-} S = { .listen_fd = -1, .udp_fd = -1, .reserve_fd = -1, .last_accepted = -1 };
+} srv = { .listen_fd = -1, .udp_fd = -1, .reserve_fd = -1, .last_accepted = -1 };
 
-static bool F(enum fault f)
+/* Is this the fault chosen by --fault? Each fault is one such test where its bug lives. */
+static bool has_fault(enum fault f)
 {
-	return S.fault == f;
+	return srv.fault == f;
 }
 
 static void on_signal(int sig)
 {
 	(void)sig;
-	S.stop = 1;
+	srv.stop = 1;
 }
 
 /* ---- connections ---- */
 
 static void conn_free(int i, bool close_fd)
 {
-	struct conn *c = S.conns[i];
+	struct conn *c = srv.conns[i];
 
 	if (close_fd)
 		close(c->fd);
 	free(c->q);
 	free(c->held);
 	free(c);
-	S.conns[i] = NULL;
+	srv.conns[i] = NULL;
 }
 
 static int queue_append(struct conn *c, const uint8_t *p, size_t n)
@@ -159,7 +161,7 @@ static int queue_append(struct conn *c, const uint8_t *p, size_t n)
 /* A connection that ended in an error: the fault that cannot take it exits here. */
 static void conn_error(int i, int err)
 {
-	if (F(F_EXIT_ON_RESET) && (err == ECONNRESET || err == EPIPE)) {
+	if (has_fault(F_EXIT_ON_RESET) && (err == ECONNRESET || err == EPIPE)) {
 		fprintf(stderr, "faulty-echo: %s on a connection: exiting\n", strerror(err));
 		exit(1);
 	}
@@ -169,13 +171,13 @@ static void conn_error(int i, int err)
 /* The client has sent its FIN and everything owed is sent: end our side. */
 static void conn_finish(int i)
 {
-	struct conn *c = S.conns[i];
+	struct conn *c = srv.conns[i];
 
-	if (F(F_NO_CLOSE)) {
+	if (has_fault(F_NO_CLOSE)) {
 		c->zombie = true;
 		return;
 	}
-	if (F(F_LEAK_FD)) {
+	if (has_fault(F_LEAK_FD)) {
 		shutdown(c->fd, SHUT_RDWR);
 		conn_free(i, false);
 		return;
@@ -186,12 +188,12 @@ static void conn_finish(int i)
 /* Sends what is queued. 0, or -errno when the connection failed. */
 static int conn_flush(struct conn *c)
 {
-	int flags = MSG_NOSIGNAL | (F(F_BLOCK_LOOP) ? 0 : MSG_DONTWAIT);
+	int flags = MSG_NOSIGNAL | (has_fault(F_BLOCK_LOOP) ? 0 : MSG_DONTWAIT);
 
 	while (c->len > 0) {
 		ssize_t n = send(c->fd, c->q + c->head, c->len, flags);
 
-		if (F(F_SHORT_WRITE)) {
+		if (has_fault(F_SHORT_WRITE)) {
 			/* The bug: assume send() took everything. */
 			c->head = c->len = 0;
 			return n < 0 && errno != EAGAIN ? -errno : 0;
@@ -205,7 +207,7 @@ static int conn_flush(struct conn *c)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN) {
-			if (F(F_SPIN_EOF) && c->eof)
+			if (has_fault(F_SPIN_EOF) && c->eof)
 				continue;   /* the bug: retry at once instead of waiting for POLLOUT */
 			return 0;
 		}
@@ -218,20 +220,20 @@ static int conn_flush(struct conn *c)
 /* New bytes from connection i, after the faults that change data have had their way. */
 static int conn_data(int i, uint8_t *p, size_t n)
 {
-	struct conn *c = S.conns[i], *to = c;
+	struct conn *c = srv.conns[i], *to = c;
 	int rc;
 
-	if (F(F_CORRUPT_DEEP) && c->in_off <= 1000000 && 1000000 < c->in_off + n)
+	if (has_fault(F_CORRUPT_DEEP) && c->in_off <= 1000000 && 1000000 < c->in_off + n)
 		p[1000000 - c->in_off] ^= 0x20;
 	c->in_off += n;
-	if (F(F_TRUNCATE_4096) && n > 4096)
+	if (has_fault(F_TRUNCATE_4096) && n > 4096)
 		n = 4096;
-	if (F(F_CROSSTALK) && S.last_accepted >= 0 && S.last_accepted < S.maxconns &&
-			S.conns[S.last_accepted])
-		to = S.conns[S.last_accepted];
-	if (F(F_PREFIX) && queue_append(to, (const uint8_t *)PREFIX, strlen(PREFIX)) < 0)
+	if (has_fault(F_CROSSTALK) && srv.last_accepted >= 0 && srv.last_accepted < srv.maxconns &&
+			srv.conns[srv.last_accepted])
+		to = srv.conns[srv.last_accepted];
+	if (has_fault(F_PREFIX) && queue_append(to, (const uint8_t *)PREFIX, strlen(PREFIX)) < 0)
 		return -ENOMEM;
-	if (F(F_REORDER)) {
+	if (has_fault(F_REORDER)) {
 		if (!c->held) {
 			c->held = malloc(READ_SIZE);
 			if (!c->held)
@@ -265,16 +267,16 @@ static void conn_release_held(struct conn *c)
 
 static void conn_eof(int i)
 {
-	struct conn *c = S.conns[i];
+	struct conn *c = srv.conns[i];
 
 	c->eof = true;
-	if (F(F_RST_ON_FIN)) {
+	if (has_fault(F_RST_ON_FIN)) {
 		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		conn_free(i, true);
 		return;
 	}
-	if (F(F_DROP_PENDING)) {
+	if (has_fault(F_DROP_PENDING)) {
 		conn_free(i, true);
 		return;
 	}
@@ -289,11 +291,11 @@ static void conn_eof(int i)
 static void conn_readable(int i)
 {
 	static uint8_t buf[READ_SIZE];
-	struct conn *c = S.conns[i];
-	size_t want = F(F_REORDER) ? 16 * 1024 : READ_SIZE;
+	struct conn *c = srv.conns[i];
+	size_t want = has_fault(F_REORDER) ? 16 * 1024 : READ_SIZE;
 	ssize_t n;
 
-	if (F(F_EOF_BATCH)) {
+	if (has_fault(F_EOF_BATCH)) {
 		/* Drain the socket into one batch; the bug: EOF at the end of the batch throws the
 		 * whole batch away. */
 		uint8_t *batch = NULL;
@@ -336,7 +338,7 @@ static void conn_readable(int i)
 
 static void conn_writable(int i)
 {
-	struct conn *c = S.conns[i];
+	struct conn *c = srv.conns[i];
 	int rc = conn_flush(c);
 
 	if (rc < 0)
@@ -354,22 +356,22 @@ static int conn_add(int fd)
 
 	if (!c)
 		return -ENOMEM;
-	for (i = 0; i < S.maxconns && S.conns[i]; i++)
+	for (i = 0; i < srv.maxconns && srv.conns[i]; i++)
 		;
-	if (i == S.maxconns) {
-		int n = S.maxconns ? S.maxconns * 2 : 64;
-		struct conn **a = realloc(S.conns, sizeof(*a) * (size_t)n);
+	if (i == srv.maxconns) {
+		int n = srv.maxconns ? srv.maxconns * 2 : 64;
+		struct conn **a = realloc(srv.conns, sizeof(*a) * (size_t)n);
 		if (!a) {
 			free(c);
 			return -ENOMEM;
 		}
-		memset(a + S.maxconns, 0, sizeof(*a) * (size_t)(n - S.maxconns));
-		S.conns = a;
-		S.maxconns = n;
+		memset(a + srv.maxconns, 0, sizeof(*a) * (size_t)(n - srv.maxconns));
+		srv.conns = a;
+		srv.maxconns = n;
 	}
 	c->fd = fd;
 	c->last_io_ns = now_ns();
-	S.conns[i] = c;
+	srv.conns[i] = c;
 	return i;
 }
 
@@ -385,31 +387,31 @@ static bool peer_is_ipv6(int fd)
 static void accept_ready(void)
 {
 	int sndbuf = SMALL_SNDBUF;
-	bool small = F(F_DROP_PENDING) || F(F_SHORT_WRITE) || F(F_SPIN_EOF);
+	bool small = has_fault(F_DROP_PENDING) || has_fault(F_SHORT_WRITE) || has_fault(F_SPIN_EOF);
 
 	for (;;) {
-		int flags = SOCK_CLOEXEC | (F(F_BLOCK_LOOP) ? 0 : SOCK_NONBLOCK);
-		int fd = accept4(S.listen_fd, NULL, NULL, flags);
+		int flags = SOCK_CLOEXEC | (has_fault(F_BLOCK_LOOP) ? 0 : SOCK_NONBLOCK);
+		int fd = accept4(srv.listen_fd, NULL, NULL, flags);
 
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE) {
-				if (F(F_EMFILE_SPIN))
+				if (has_fault(F_EMFILE_SPIN))
 					return;   /* the bug: the listener stays readable, poll returns at once */
 				/* Give up the reserve fd to accept and close one, so the client hears at
 				 * once and the listener stops being readable. */
-				close(S.reserve_fd);
-				fd = accept(S.listen_fd, NULL, NULL);
+				close(srv.reserve_fd);
+				fd = accept(srv.listen_fd, NULL, NULL);
 				if (fd >= 0)
 					close(fd);
-				S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+				srv.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 			}
 			return;
 		}
-		if (F(F_CRASH_OVER_1024) && fd >= 1024) {
+		if (has_fault(F_CRASH_OVER_1024) && fd >= 1024) {
 			fprintf(stderr, "faulty-echo: fd %d >= FD_SETSIZE: *** bit out of range ***\n", fd);
 			abort();
 		}
-		if (F(F_IPV6_BROKEN) && peer_is_ipv6(fd)) {
+		if (has_fault(F_IPV6_BROKEN) && peer_is_ipv6(fd)) {
 			close(fd);
 			continue;
 		}
@@ -421,14 +423,14 @@ static void accept_ready(void)
 			close(fd);
 			return;
 		}
-		S.last_accepted = i;
-		S.accepted++;
-		if (F(F_LISTENER_LIMIT) && S.accepted >= 1000) {
-			close(S.listen_fd);
-			S.listen_fd = -1;
+		srv.last_accepted = i;
+		srv.accepted++;
+		if (has_fault(F_LISTENER_LIMIT) && srv.accepted >= 1000) {
+			close(srv.listen_fd);
+			srv.listen_fd = -1;
 			return;
 		}
-		if (F(F_TINY_BACKLOG)) {
+		if (has_fault(F_TINY_BACKLOG)) {
 			usleep(1000);
 			return;
 		}
@@ -444,26 +446,26 @@ static void udp_ready(void)
 	static socklen_t prev_len;
 	struct sockaddr_storage from;
 	socklen_t flen = sizeof(from);
-	size_t off = F(F_PREFIX) ? strlen(PREFIX) : 0;
-	ssize_t n = recvfrom(S.udp_fd, buf + off, 65536, MSG_DONTWAIT,
+	size_t off = has_fault(F_PREFIX) ? strlen(PREFIX) : 0;
+	ssize_t n = recvfrom(srv.udp_fd, buf + off, 65536, MSG_DONTWAIT,
 		(struct sockaddr *)&from, &flen);
 
 	if (n < 0)
 		return;
-	if (F(F_UDP_DROP_EMPTY) && n == 0)
+	if (has_fault(F_UDP_DROP_EMPTY) && n == 0)
 		return;
-	if (F(F_PREFIX))
+	if (has_fault(F_PREFIX))
 		memcpy(buf, PREFIX, off);
-	if (F(F_TRUNCATE_4096) && n > 4096)
+	if (has_fault(F_TRUNCATE_4096) && n > 4096)
 		n = 4096;
 	const struct sockaddr_storage *to = &from;
 	socklen_t tlen = flen;
-	if (F(F_UDP_CROSSTALK) && prev_len) {
+	if (has_fault(F_UDP_CROSSTALK) && prev_len) {
 		to = &prev;
 		tlen = prev_len;
 	}
-	sendto(S.udp_fd, buf, (size_t)n + off, MSG_DONTWAIT, (const struct sockaddr *)to, tlen);
-	if (F(F_UDP_CROSSTALK)) {
+	sendto(srv.udp_fd, buf, (size_t)n + off, MSG_DONTWAIT, (const struct sockaddr *)to, tlen);
+	if (has_fault(F_UDP_CROSSTALK)) {
 		prev = from;
 		prev_len = flen;
 	}
@@ -475,14 +477,14 @@ static void timers(void)
 {
 	uint64_t now = now_ns();
 
-	for (int i = 0; i < S.maxconns; i++) {
-		struct conn *c = S.conns[i];
+	for (int i = 0; i < srv.maxconns; i++) {
+		struct conn *c = srv.conns[i];
 		if (!c || c->zombie)
 			continue;
 		if (c->held && now - c->held_ns >= 50000000u)
 			conn_release_held(c);
 		/* A read timeout: only a connection waiting for the client, with nothing owed. */
-		if (F(F_IDLE_TIMEOUT) && !c->eof && c->len == 0 &&
+		if (has_fault(F_IDLE_TIMEOUT) && !c->eof && c->len == 0 &&
 				now - c->last_io_ns >= 2500000000u)
 			conn_free(i, true);
 	}
@@ -493,38 +495,38 @@ static void poll_loop(void)
 	struct pollfd *pf = NULL;
 	int *idx = NULL, cap = 0;
 
-	while (!S.stop) {
+	while (!srv.stop) {
 		int n = 0;
 
-		if (cap < S.maxconns + 2) {
-			cap = S.maxconns + 66;
+		if (cap < srv.maxconns + 2) {
+			cap = srv.maxconns + 66;
 			pf = realloc(pf, sizeof(*pf) * (size_t)cap);
 			idx = realloc(idx, sizeof(*idx) * (size_t)cap);
 			if (!pf || !idx)
 				exit(1);
 		}
-		if (S.listen_fd >= 0) {
-			pf[n] = (struct pollfd){ .fd = S.listen_fd, .events = POLLIN };
+		if (srv.listen_fd >= 0) {
+			pf[n] = (struct pollfd){ .fd = srv.listen_fd, .events = POLLIN };
 			idx[n++] = -1;
 		}
-		if (S.udp_fd >= 0) {
-			pf[n] = (struct pollfd){ .fd = S.udp_fd, .events = POLLIN };
+		if (srv.udp_fd >= 0) {
+			pf[n] = (struct pollfd){ .fd = srv.udp_fd, .events = POLLIN };
 			idx[n++] = -2;
 		}
-		for (int i = 0; i < S.maxconns; i++) {
-			struct conn *c = S.conns[i];
+		for (int i = 0; i < srv.maxconns; i++) {
+			struct conn *c = srv.conns[i];
 			short ev = 0;
 
 			if (!c || c->zombie)
 				continue;
-			if (!c->eof && (F(F_UNBOUNDED_QUEUE) || c->len < QUEUE_CAP))
+			if (!c->eof && (has_fault(F_UNBOUNDED_QUEUE) || c->len < QUEUE_CAP))
 				ev |= POLLIN;
 			if (c->len > 0)
 				ev |= POLLOUT;
 			pf[n] = (struct pollfd){ .fd = c->fd, .events = ev };
 			idx[n++] = i;
 		}
-		int timeout = F(F_REORDER) ? 10 : F(F_IDLE_TIMEOUT) ? 100 : 1000;
+		int timeout = has_fault(F_REORDER) ? 10 : has_fault(F_IDLE_TIMEOUT) ? 100 : 1000;
 		int rv = poll(pf, (nfds_t)n, timeout);
 		if (rv < 0 && errno != EINTR)
 			exit(1);
@@ -542,7 +544,7 @@ static void poll_loop(void)
 				udp_ready();
 				continue;
 			}
-			if (!S.conns[i] || S.conns[i]->fd != pf[k].fd)
+			if (!srv.conns[i] || srv.conns[i]->fd != pf[k].fd)
 				continue;   /* freed (or replaced) earlier in this round */
 			if (re & (POLLIN | POLLERR | POLLHUP)) {
 				if (pf[k].events & POLLIN)
@@ -550,7 +552,7 @@ static void poll_loop(void)
 				else if (!(pf[k].events & POLLOUT))
 					continue;
 			}
-			if (S.conns[i] && (re & (POLLOUT | POLLERR | POLLHUP)) &&
+			if (srv.conns[i] && (re & (POLLOUT | POLLERR | POLLHUP)) &&
 					(pf[k].events & POLLOUT))
 				conn_writable(i);
 		}
@@ -564,11 +566,11 @@ static void poll_loop(void)
 static void iterative_loop(void)
 {
 	static uint8_t buf[READ_SIZE];
-	int fl = fcntl(S.listen_fd, F_GETFL);
+	int fl = fcntl(srv.listen_fd, F_GETFL);
 
-	fcntl(S.listen_fd, F_SETFL, fl & ~O_NONBLOCK);
-	while (!S.stop) {
-		int fd = accept4(S.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	fcntl(srv.listen_fd, F_SETFL, fl & ~O_NONBLOCK);
+	while (!srv.stop) {
+		int fd = accept4(srv.listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
 		if (fd < 0)
 			continue;
@@ -599,25 +601,25 @@ static int open_listeners(const struct endpoint *ep, bool udp)
 	bool any6 = ep->family == AF_INET6 &&
 		IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&ep->sa)->sin6_addr);
 
-	S.listen_fd = socket(ep->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (S.listen_fd < 0)
+	srv.listen_fd = socket(ep->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (srv.listen_fd < 0)
 		return -errno;
-	setsockopt(S.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(srv.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (any6)
-		setsockopt(S.listen_fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-	if (bind(S.listen_fd, (const struct sockaddr *)&ep->sa, ep->len) < 0 ||
-			listen(S.listen_fd, F(F_TINY_BACKLOG) ? 1 : SOMAXCONN) < 0 ||
-			getsockname(S.listen_fd, (struct sockaddr *)&real.sa, &len) < 0)
+		setsockopt(srv.listen_fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	if (bind(srv.listen_fd, (const struct sockaddr *)&ep->sa, ep->len) < 0 ||
+			listen(srv.listen_fd, has_fault(F_TINY_BACKLOG) ? 1 : SOMAXCONN) < 0 ||
+			getsockname(srv.listen_fd, (struct sockaddr *)&real.sa, &len) < 0)
 		return -errno;
 	real.len = len;
 	if (udp) {
-		S.udp_fd = socket(ep->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (S.udp_fd < 0)
+		srv.udp_fd = socket(ep->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (srv.udp_fd < 0)
 			return -errno;
 		if (any6)
-			setsockopt(S.udp_fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+			setsockopt(srv.udp_fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
 		/* UDP on the same port as TCP, as the start-up contract says. */
-		if (bind(S.udp_fd, (const struct sockaddr *)&real.sa, real.len) < 0)
+		if (bind(srv.udp_fd, (const struct sockaddr *)&real.sa, real.len) < 0)
 			return -errno;
 	}
 	endpoint_format((struct sockaddr *)&real.sa, real.len, real.text, sizeof(real.text));
@@ -638,14 +640,16 @@ static int open_listeners(const struct endpoint *ep, bool udp)
 
 static void usage(FILE *f)
 {
-	fputs("Usage: faulty-echo [--fault NAME] [--listen ADDR] [--udp] [--list-faults]\n"
+	fputs("Usage: faulty-echo [--fault NAME] [--listen ADDR] [--udp] [--list]\n"
 		"An echo server with one named fault (default none: correct), for testing\n"
 		"echo-conform. Prints `listening ADDR` lines; SIGTERM stops it.\n"
-		"  -f, --fault NAME    see --list-faults\n"
+		"  -f, --fault NAME    see --list\n"
 		"  -l, --listen ADDR   127.0.0.1:PORT, [::1]:PORT, [::]:PORT (dual stack);"
 		" default 127.0.0.1:0\n"
 		"  -u, --udp           also echo UDP on the same port\n"
-		"      --list-faults   one line per fault: NAME description\n", f);
+		"      --list          one line per fault: NAME description\n"
+		"  -h, --help          this text\n"
+		"  -V, --version       the version\n", f);
 }
 
 int main(int argc, char **argv)
@@ -654,8 +658,9 @@ int main(int argc, char **argv)
 		{ "fault", required_argument, NULL, 'f' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "udp", no_argument, NULL, 'u' },
-		{ "list-faults", no_argument, NULL, 'L' },
+		{ "list", no_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *listen_text = "127.0.0.1:0", *why;
@@ -664,18 +669,18 @@ int main(int argc, char **argv)
 	int ch, rc;
 
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "f:l:uh", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":f:l:uhV", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'f': {
 			int f;
 			for (f = 0; f < NFAULTS && strcmp(optarg, faults[f].name) != 0; f++)
 				;
 			if (f == NFAULTS) {
-				fprintf(stderr, "faulty-echo: unknown fault '%s' (see --list-faults)\n",
+				fprintf(stderr, "faulty-echo: unknown fault '%s' (see --list)\n",
 					optarg);
 				return 2;
 			}
-			S.fault = (enum fault)f;
+			srv.fault = (enum fault)f;
 			break;
 		}
 		case 'l': listen_text = optarg; break;
@@ -685,6 +690,10 @@ int main(int argc, char **argv)
 				printf("%-16s %s\n", faults[f].name, faults[f].what);
 			return 0;
 		case 'h': usage(stdout); return 0;
+		case 'V': printf("faulty-echo %s\n", ECHOBENCH_VERSION); return 0;
+		case ':':
+			fprintf(stderr, "faulty-echo: option '%s' needs a value\n", argv[optind - 1]);
+			return 2;
 		default:
 			fprintf(stderr, "faulty-echo: unknown option '%s' (see --help)\n",
 				argv[optind - 1]);
@@ -704,21 +713,21 @@ int main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	if (F(F_CRASH_OVER_1024)) {
+	if (has_fault(F_CRASH_OVER_1024)) {
 		/* The abort is the point; a core file is not. */
 		struct rlimit nocore = { 0, 0 };
 		setrlimit(RLIMIT_CORE, &nocore);
 	}
 	/* 1,100 clients need more than the usual 1024 fds. */
 	sock_raise_nofile(4096);
-	S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	srv.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	/* The iterative server is a TCP story; it would never get to a UDP socket. */
-	rc = open_listeners(&ep, udp && !F(F_ONE_AT_A_TIME));
+	rc = open_listeners(&ep, udp && !has_fault(F_ONE_AT_A_TIME));
 	if (rc < 0) {
 		fprintf(stderr, "faulty-echo: cannot listen on %s: %s\n", listen_text, strerror(-rc));
 		return 1;
 	}
-	if (F(F_ONE_AT_A_TIME))
+	if (has_fault(F_ONE_AT_A_TIME))
 		iterative_loop();
 	else
 		poll_loop();

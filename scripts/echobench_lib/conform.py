@@ -12,28 +12,17 @@ import time
 
 from .tap import parse_tap
 
-# Builds from before echo-conform's --list had its LONG column: the cases that take seconds by
-# design, left out of the quick conformance run. Remove with the fallback in long_cases once
-# every build prints the column.
-QUICK_SKIP = ("DISC-IDLE-5S", "HALF-CLOSE-SLOW-DRAIN", "HALF-CLOSE-DELAYED-3S", "WB-IDLE-CPU",
-              "BP-STALL-64M", "LIMIT-CHURN-10K")
-
 
 def parse_catalogue(text):
     """[{id, level, needs, long, description}] from `echo-conform --list`: one case per line,
-    `ID LEVEL NEEDS LONG DESCRIPTION` with LONG `long` or `-` (docs/CONFORMANCE.md). long is
-    None from builds whose listing has no LONG column (`ID LEVEL NEEDS DESCRIPTION`)."""
+    `ID LEVEL NEEDS LONG DESCRIPTION` with LONG `long` or `-` (docs/CONFORMANCE.md)."""
     rows = []
     for line in text.splitlines():
         parts = line.split(None, 4)
-        if len(parts) < 3 or parts[0] == "ID":
+        if len(parts) < 5 or parts[0] == "ID":
             continue
-        if len(parts) == 5 and parts[3] in ("long", "-"):
-            long_, desc = parts[3] == "long", parts[4]
-        else:
-            long_, desc = None, " ".join(parts[3:])
-        rows.append({"id": parts[0], "level": parts[1], "needs": parts[2], "long": long_,
-                     "description": desc})
+        rows.append({"id": parts[0], "level": parts[1], "needs": parts[2],
+                     "long": parts[3] == "long", "description": parts[4]})
     return rows
 
 
@@ -53,13 +42,8 @@ def catalogue(exe):
 
 
 def long_cases(exe):
-    """IDs of the cases that take seconds by design: the catalogue's "long" column, or
-    QUICK_SKIP (those the catalogue knows) from builds that do not print one."""
-    rows = catalogue_rows(exe)
-    if any(r["long"] is not None for r in rows):
-        return tuple(r["id"] for r in rows if r["long"])
-    known = {r["id"] for r in rows}
-    return tuple(c for c in QUICK_SKIP if c in known)
+    """IDs of the cases that take seconds by design: the catalogue's LONG column."""
+    return tuple(r["id"] for r in catalogue_rows(exe) if r["long"])
 
 
 def run_one(exe, *, exec_cmd=None, target=None, must_only=True, timeout=300.0,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The "slow machine" check : the suites whose cases involve time must give the same
+# The "slow machine" check: the suites whose cases involve time must give the same
 # verdicts when the machine is slow or busy. Runs them RUNS times in a row (default 3) with
 # everything on CPU 0 while a busy loop competes for that CPU, and prints the time of each run.
 # Exit status: 0 when every run passed, 1 otherwise.

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from test_server_support import (Stream, alive, connect, echo_many, fd_count, payload,
+from echobench_lib.server import Pattern
+from test_server_support import (alive, connect, echo_many, fd_count, payload,
                                  roundtrip, stop_summary, wait_for)
 
 NPROC = 3
@@ -57,7 +58,7 @@ def test_processes_drain_pending_echo_on_sigterm(backend, start_server):
     """A client with echo pending when SIGTERM comes gets what the server read (its child
     drains), and the summary counts it: everything read was written out."""
     sp = start_server(backend, "--processes", NPROC, "--drain-timeout", "20s")
-    data = Stream(seed=31).at(0, 256 << 10)
+    data = Pattern(seed=31).at(0, 256 << 10)
     how = "eof"
     with connect(sp) as s:
         s.sendall(data)                 # in flight, unread by the client, when the stop comes

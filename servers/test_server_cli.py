@@ -135,25 +135,26 @@ def test_bad_usage_exits_2_with_one_line(args, words):
         argv = [*argv, "--listen", "127.0.0.1:0"]   # a server that starts anyway must not
     elif argv[-1] == "--listen":                   # take a fixed port; run_cli times it out
         argv = ["--listen", "127.0.0.1:0", *argv]
-    try:
-        r = run_cli(*argv, timeout=EXIT_WAIT)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"echo-server {' '.join(argv)} started serving instead of refusing")
-    assert r.returncode == 2, f"exit {r.returncode}, stderr {r.stderr!r}"
-    line = one_line(r.stderr)
+    r, line = refused(argv, 2)
     assert any(w in line for w in words), f"{line!r} does not name {words}"
     assert "listening" not in r.stdout
+
+
+def refused(args, status):
+    """echo-server with args must exit with status and one line on stderr instead of serving.
+    Returns (the CompletedProcess, that line)."""
+    try:
+        r = run_cli(*args, timeout=EXIT_WAIT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"echo-server {' '.join(args)} started serving instead of refusing")
+    assert r.returncode == status, f"exit {r.returncode}, stderr {r.stderr!r}"
+    return r, one_line(r.stderr)
 
 
 def refused_in_use(*args):
     """echo-server with args, whose --listen address is taken: it must exit 1 with one line
     saying "in use" instead of serving. Returns that line."""
-    try:
-        r = run_cli(*args, timeout=EXIT_WAIT)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"echo-server {' '.join(args)} started on an address in use")
-    assert r.returncode == 1, f"exit {r.returncode}, stderr {r.stderr!r}"
-    line = one_line(r.stderr)
+    line = refused(args, 1)[1]
     assert "in use" in line.lower(), line
     return line
 

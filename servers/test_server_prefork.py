@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from echobench_lib.server import Pattern
+from echobench_lib.server import Pattern, proc_stat
 from test_server_support import (alive, connect, echo_many, fd_count, payload,
                                  roundtrip, stop_summary, wait_for)
 
@@ -27,8 +27,8 @@ def gone(pid):
     except ProcessLookupError:
         return True
     # A zombie is gone too: it serves nothing, its parent just has not reaped it.
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rpartition(")")[2].split()[0] == "Z"
+    fields = proc_stat(pid)
+    return fields is None or fields[0] == "Z"
 
 
 def test_processes_serve_and_one_summary_sums_them(backend, start_server):

@@ -11,6 +11,7 @@
 #include "die.h"
 #include "load.h"
 #include "loader.h"
+#include "opt.h"
 #include "parse.h"
 #include "series.h"
 
@@ -111,26 +112,6 @@ static const struct option long_opts[] = {
 	{ "version",      no_argument,       NULL, 'V' },
 	{ 0, 0, 0, 0 },
 };
-
-static uint64_t count_arg(const char *opt, const char *s, uint64_t min, uint64_t max)
-{
-	uint64_t v;
-
-	if (parse_count(s, max, &v) < 0 || v < min)
-		die(2, "bad %s '%s': expected a count %llu..%llu (suffix k, M)", opt, s,
-			    (unsigned long long)min, (unsigned long long)max);
-	return v;
-}
-
-static uint64_t duration_arg(const char *opt, const char *s, uint64_t min)
-{
-	uint64_t v;
-
-	if (parse_duration_ns(s, &v) < 0 || v < min || v > DAY_NS)
-		die(2, "bad %s '%s': expected a duration such as 500ms, 10s or 2m (%s24h)",
-			    opt, s, min ? "above 0, at most " : "at most ");
-	return v;
-}
 
 static unsigned long cores(void)
 {
@@ -286,13 +267,13 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 	while ((opt = getopt_long(argc, argv, ":c:p:R:s:d:t:uhV", long_opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
-			cfg->connections = count_arg("--connections", optarg, 1, 1000000);
+			cfg->connections = opt_count("--connections", optarg, 1, 1000000);
 			break;
 		case 'p':
-			cfg->pipeline = count_arg("--pipeline", optarg, 1, 65536);
+			cfg->pipeline = opt_count("--pipeline", optarg, 1, 65536);
 			break;
 		case 'R':
-			cfg->rate = (double)count_arg("--rate", optarg, 1, 1000000000);
+			cfg->rate = (double)opt_count("--rate", optarg, 1, 1000000000);
 			cfg->mode = MODE_OPEN;
 			break;
 		case OPT_STREAM: stream = true; break;
@@ -304,21 +285,20 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 				die(2, "bad --size '%s': expected BYTES or LO-HI, 1..64M each "
 					    "(suffix k, M)", optarg);
 			break;
-		case 'd': cfg->duration_ns = duration_arg("--duration", optarg, 1); break;
-		case OPT_WARMUP: cfg->warmup_ns = duration_arg("--warmup", optarg, 0); break;
+		case 'd': cfg->duration_ns = opt_duration_ns("--duration", optarg, 1, DAY_NS); break;
+		case OPT_WARMUP: cfg->warmup_ns = opt_duration_ns("--warmup", optarg, 0, DAY_NS); break;
 		case OPT_TIMEOUT:
-			cfg->timeout_ns = duration_arg("--timeout", optarg, 1000000);
+			cfg->timeout_ns = opt_duration_ns("--timeout", optarg, 1000000, DAY_NS);
 			break;
 		case 't':
-			cfg->threads = count_arg("--threads", optarg, 1, 1024);
+			cfg->threads = opt_count("--threads", optarg, 1, 1024);
 			threads_set = true;
 			break;
 		case OPT_CONNECT_RATE:
-			cfg->connect_rate = (double)count_arg("--connect-rate", optarg, 1, 10000000);
+			cfg->connect_rate = (double)opt_count("--connect-rate", optarg, 1, 10000000);
 			break;
 		case OPT_SEED:
-			if (parse_u64(optarg, 0, UINT64_MAX, &cfg->seed) < 0)
-				die(2, "bad --seed '%s': expected a whole number", optarg);
+			cfg->seed = opt_whole("--seed", optarg, 0, UINT64_MAX);
 			break;
 		case OPT_NO_VERIFY: cfg->verify = false; break;
 		case OPT_INTERVALS:
@@ -338,7 +318,7 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 			cfg->engine_set = true;
 			break;
 		case OPT_PROCESSES:
-			cfg->processes = count_arg("--processes", optarg, 1, 1024);
+			cfg->processes = opt_count("--processes", optarg, 1, 1024);
 			break;
 		case OPT_SOURCE: source_arg(optarg, cfg); break;
 		case OPT_CSV_HEADER: cfg->csv_header = true; break;

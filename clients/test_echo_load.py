@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import binary
+from echobench_lib.net import free_port
 
 LATENCY_KEYS = ("p50", "p90", "p99", "p999", "p9999", "max", "mean", "stdev")
 REQUIRED = ("target", "mode", "connections", "threads", "pipeline", "size", "duration_s",
@@ -349,13 +350,6 @@ def test_json_hgrm_csv_outputs(start_server):
         rc, _, err = run_load("-c", 1, "-d", "200ms", "--csv", cp, sp.addr)
         assert rc == 0, err
         assert len(list(csv.DictReader(open(cp)))) == 2
-
-
-def free_port():
-    """A loopback port with nothing listening (bound, then closed: refused on connect)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_no_server():

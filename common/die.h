@@ -3,6 +3,9 @@
 #ifndef ECHOBENCH_DIE_H
 #define ECHOBENCH_DIE_H
 
+/* The exit status of a usage error (bad option, value or address). */
+#define EXIT_USAGE 2
+
 void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 
 #endif

@@ -47,8 +47,10 @@ void leak_add_port(struct leakcheck *lk, int fd);
  * Windows are measured one after another until one is under the limit, for at most
  * case_grace_ns(1 s): a server still finishing earlier work (a thread-per-connection server's
  * threads exiting after the previous case) gets quiet in a later window, a busy loop never
- * does. *pct is the lowest window seen, *windows how many were measured. 0, or -ESRCH when
- * the process is gone. */
-int case_cpu_quiet(struct casectx *c, double limit_pct, double *pct, int *windows);
+ * does. Records the lowest window as `metric` and their count as "cpu_windows_1s", and fails
+ * the case when no window was quiet or the process is gone; `during` ends both messages
+ * ("while idle"). 0, or -ESRCH when the process is gone. */
+int case_expect_cpu_quiet(struct casectx *c, const char *expected, double limit_pct,
+			  const char *metric, const char *during);
 
 #endif

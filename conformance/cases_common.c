@@ -123,7 +123,7 @@ void leak_end(struct casectx *c, struct leakcheck *lk, uint64_t within_ns)
 		case_time_limit(c, "release", now_ns() - t0, within_ns);
 }
 
-int case_cpu_quiet(struct casectx *c, double limit_pct, double *pct, int *windows)
+static int cpu_quiet(struct casectx *c, double limit_pct, double *pct, int *windows)
 {
 	uint64_t until = now_ns() + case_grace_ns(c, SEC);
 
@@ -143,5 +143,23 @@ int case_cpu_quiet(struct casectx *c, double limit_pct, double *pct, int *window
 		if (p < *pct)
 			*pct = p;
 	} while (*pct > limit_pct && now_ns() + SEC <= until);
+	return 0;
+}
+
+int case_expect_cpu_quiet(struct casectx *c, const char *expected, double limit_pct,
+			  const char *metric, const char *during)
+{
+	double pct;
+	int windows;
+
+	if (cpu_quiet(c, limit_pct, &pct, &windows) < 0) {
+		case_fail(c, expected, "server process %d died %s", (int)c->t->pid, during);
+		return -ESRCH;
+	}
+	case_num(c, metric, pct);
+	case_num(c, "cpu_windows_1s", windows);
+	if (pct > limit_pct)
+		case_fail(c, expected, "the server used %.0f%% CPU or more in each of %d windows of "
+			"1 s %s (a busy loop)", pct, windows, during);
 	return 0;
 }

@@ -176,46 +176,50 @@ static uint64_t push_unread(int fd, uint64_t seed, uint64_t want, uint64_t for_n
 	return sent;
 }
 
-void case_rst_midstream(struct casectx *c)
+/* One connection sends `want` bytes without reading (see push_unread), then is left one of two
+ * ways; either way the server must let go of it and go on serving. */
+enum unread_end { END_RST, END_CLOSE_AFTER_ECHO };
+
+static void rst_unread(struct casectx *c, const char *expected, const struct sockbufs *b,
+		       const char *metric, uint64_t want, uint64_t for_ns, enum unread_end how)
 {
-	const char *expected = "a reset in mid-stream: the server survives, frees the connection "
-		"and goes on serving";
-	const struct sockbufs b = { .rcvbuf = 16 * 1024 };
 	struct leakcheck lk;
 	int fd;
 
 	leak_begin(c, &lk);
-	fd = case_connect(c, &c->t->tcp, &b, expected);
+	fd = case_connect(c, &c->t->tcp, b, expected);
 	if (fd >= 0) {
 		leak_add_port(&lk, fd);
-		case_num(c, "bytes_sent_before_rst", (double)push_unread(fd, case_rand(c),
-			256 * 1024, 500 * MS));
-		net_close_rst(fd);
+		case_num(c, metric, (double)push_unread(fd, case_rand(c), want, for_ns));
+		if (how == END_RST) {
+			net_close_rst(fd);
+		} else {
+			/* Wait for the echo to start, so close() finds unread data and resets
+			 * while the server still has echo to send. */
+			net_wait(fd, POLLIN, now_ns() + SEC);
+			close(fd);
+		}
 	}
 	leak_end(c, &lk, SEC);
 	case_check_serving(c);
 }
 
+void case_rst_midstream(struct casectx *c)
+{
+	const struct sockbufs b = { .rcvbuf = 16 * 1024 };
+
+	rst_unread(c, "a reset in mid-stream: the server survives, frees the connection "
+		   "and goes on serving", &b, "bytes_sent_before_rst", 256 * 1024, 500 * MS,
+		   END_RST);
+}
+
 void case_rst_close_unread(struct casectx *c)
 {
-	const char *expected = "1 MiB sent, closed without reading (server meets ECONNRESET/EPIPE): "
-		"the server survives and goes on serving";
 	const struct sockbufs b = { .rcvbuf = 16 * 1024, .sndbuf = 4 << 20 };
-	struct leakcheck lk;
-	int fd;
 
-	leak_begin(c, &lk);
-	fd = case_connect(c, &c->t->tcp, &b, expected);
-	if (fd >= 0) {
-		leak_add_port(&lk, fd);
-		case_num(c, "bytes_sent", (double)push_unread(fd, case_rand(c), 1 << 20, SEC));
-		/* Wait for the echo to start, so close() finds unread data and resets while the
-		 * server still has echo to send. */
-		net_wait(fd, POLLIN, now_ns() + SEC);
-		close(fd);
-	}
-	leak_end(c, &lk, SEC);
-	case_check_serving(c);
+	rst_unread(c, "1 MiB sent, closed without reading (server meets ECONNRESET/EPIPE): "
+		   "the server survives and goes on serving", &b, "bytes_sent", 1 << 20, SEC,
+		   END_CLOSE_AFTER_ECHO);
 }
 
 void case_rst_before_accept(struct casectx *c)

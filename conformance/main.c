@@ -14,7 +14,7 @@
 #include "clock.h"
 #include "conform.h"
 #include "die.h"
-#include "parse.h"
+#include "opt.h"
 #include "probe.h"
 #include "report.h"
 #include "run.h"
@@ -73,7 +73,7 @@ static const char usage_text[] =
 "2 usage error.\n";
 
 /* Usage errors: one line on stderr, exit 2 (docs/CONTRACTS.md). */
-#define usage_error(...) die(2, __VA_ARGS__)
+#define usage_error(...) die(EXIT_USAGE, __VA_ARGS__)
 
 /* Marks the cases an --only/--skip list names. Every item must match at least one case, and
  * the list must name at least one. */
@@ -126,7 +126,6 @@ static void parse_args(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	uint64_t v;
 	int ch;
 
 	opterr = 0;
@@ -141,20 +140,12 @@ static void parse_args(int argc, char **argv)
 		case 'u': cfg.udp = true; break;
 		case O_OVERLAP: cfg.overlap = true; break;
 		case O_TIMEOUT:
-			if (parse_duration_ns(optarg, &cfg.timeout_ns) < 0 || cfg.timeout_ns == 0 ||
-					cfg.timeout_ns > 3600000000000ull)
-				usage_error("bad --timeout '%s': give a duration such as 500ms, 5s, 2m",
-					optarg);
+			cfg.timeout_ns = opt_duration_ns("--timeout", optarg, 1, 3600000000000ull);
 			break;
-		case O_SERVER_PID:
-			if (parse_u64(optarg, 1, 4194304, &v) < 0)
-				usage_error("bad --server-pid '%s': not a process id", optarg);
-			cfg.pid = (pid_t)v;
+		case O_SERVER_PID:   /* the kernel's largest pid_max */
+			cfg.pid = (pid_t)opt_whole("--server-pid", optarg, 1, 4194304);
 			break;
-		case O_SEED:
-			if (parse_u64(optarg, 0, UINT64_MAX, &cfg.seed) < 0)
-				usage_error("bad --seed '%s': give a whole number", optarg);
-			break;
+		case O_SEED: cfg.seed = opt_whole("--seed", optarg, 0, UINT64_MAX); break;
 		case 'h':
 			fputs(usage_text, stdout);
 			exit(0);

@@ -25,6 +25,16 @@ def usable():
     return [n for n, ok, _ in list_backends(SERVER) if ok and not is_variant(n)]
 
 
+def run_clean(out, *args, timeout=300):
+    """`echobench run` of the real programs into out: it exits 0 with no failed cell; returns
+    its run.json."""
+    r = echobench("run", "--build", BUILD, "--out", out, *args, timeout=timeout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads((out / "latest" / "run.json").read_text())
+    assert data["context"]["failed_cells"] == []
+    return data
+
+
 def test_check_real_backends():
     r = echobench("check", "--build", BUILD, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -43,14 +53,11 @@ def test_run_two_backends_one_cell(tmp_path):
     out = tmp_path / "results"
     # quick: --must-only without the cases that wait seconds by design (about 5 s a backend).
     conform = "quick" if (BUILD / "conformance" / "echo-conform").exists() else "none"
-    r = echobench("run", "--build", BUILD, "--out", out, "--backends", ",".join(backends),
-                  "--connections", "4", "--sizes", "64", "--modes", "closed",
-                  "--duration", "1s", "--warmup", "200ms", "--repetitions", "2",
-                  "--conform", conform, "--conform-timeout", "90s", timeout=400)
-    assert r.returncode == 0, r.stdout + r.stderr
+    data = run_clean(out, "--backends", ",".join(backends),
+                     "--connections", "4", "--sizes", "64", "--modes", "closed",
+                     "--duration", "1s", "--warmup", "200ms", "--repetitions", "2",
+                     "--conform", conform, "--conform-timeout", "90s", timeout=400)
     run_dir = out / "latest"
-    data = json.loads((run_dir / "run.json").read_text())
-    assert data["context"]["failed_cells"] == []
     for b in backends:
         tput = [e for e in data["benchmarks"]
                 if e["name"] == f"echo/{b}/c:4/s:64/closed/msgs_per_sec"]
@@ -109,14 +116,10 @@ def test_run_16M_messages_and_user_servers(tmp_path):
     if "epoll" not in names:
         pytest.skip("epoll is not usable here")
     out = tmp_path / "r16"
-    r = echobench("run", "--build", BUILD, "--out", out, "--backends", "epoll",
-                  "--connections", "1", "--sizes", "16M", "--modes", "closed",
-                  # echo-load takes most of a second per 16 MiB round trip here.
-                  "--duration", "3s", "--warmup", "50ms", "--repetitions", "1",
-                  "--conform", "none", timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    data = json.loads((out / "latest" / "run.json").read_text())
-    assert data["context"]["failed_cells"] == []
+    run_clean(out, "--backends", "epoll", "--connections", "1", "--sizes", "16M",
+              "--modes", "closed",
+              # echo-load takes most of a second per 16 MiB round trip here.
+              "--duration", "3s", "--warmup", "50ms", "--repetitions", "1", "--conform", "none")
     servers = ["--server", f"asyncio=/usr/bin/python3 {HERE / 'examples' / 'asyncio_echo.py'} "
                "{port}"]
     import shutil
@@ -124,13 +127,10 @@ def test_run_16M_messages_and_user_servers(tmp_path):
         servers += ["--server", "socat=socat TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork "
                                 "EXEC:cat"]
     out = tmp_path / "mine"
-    r = echobench("run", "--build", BUILD, "--out", out, "--backends", "epoll", *servers,
-                  "--connections", "4", "--sizes", "64", "--modes", "closed,open50",
-                  "--duration", "500ms", "--warmup", "100ms", "--repetitions", "1",
-                  "--conform", "none", timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    data = json.loads((out / "latest" / "run.json").read_text())
-    assert data["context"]["failed_cells"] == []
+    data = run_clean(out, "--backends", "epoll", *servers,
+                     "--connections", "4", "--sizes", "64", "--modes", "closed,open50",
+                     "--duration", "500ms", "--warmup", "100ms", "--repetitions", "1",
+                     "--conform", "none")
     rates = {e["echobench"]["backend"]: e["echobench"]["offered_rate"]
              for e in data["benchmarks"] if e.get("run_type") == "iteration"
              and e["name"].endswith("/open50/p99_us")}

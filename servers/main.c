@@ -3,7 +3,7 @@
 #include "server.h"
 #include "prefork.h"
 #include "die.h"
-#include "parse.h"
+#include "opt.h"
 #include "sock.h"
 
 #include <errno.h>
@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXIT_USAGE 2
 
 /* Every usage error is one line that points at --help. */
 #define usage_error(fmt, ...) die(EXIT_USAGE, fmt " (see --help)", __VA_ARGS__)
@@ -70,18 +69,6 @@ static int list_backends(void)
 	return 0;
 }
 
-static uint64_t number_arg(const char *opt, const char *s, uint64_t min, uint64_t max, bool bytes)
-{
-	uint64_t v;
-	int rc = bytes ? parse_bytes(s, max, &v) : parse_u64(s, min, max, &v);
-
-	if (rc < 0 || v < min)
-		usage_error("bad value '%s' for %s: expected %s from %llu to %llu", s, opt,
-			    bytes ? "a byte size" : "a whole number", (unsigned long long)min,
-			    (unsigned long long)max);
-	return v;
-}
-
 static void parse_args(int argc, char **argv, struct server_config *cfg)
 {
 	static const struct option opts[] = {
@@ -125,16 +112,14 @@ static void parse_args(int argc, char **argv, struct server_config *cfg)
 			cfg->nlisten++;
 			break;
 		case 'u': cfg->udp = true; break;
-		case 't': cfg->threads = (unsigned)number_arg("--threads", optarg, 1, 256, false); break;
+		case 't': cfg->threads = (unsigned)opt_whole("--threads", optarg, 1, 256); break;
 		case 'P':
-			cfg->processes = (unsigned)number_arg("--processes", optarg, 1, PREFORK_MAX, false);
+			cfg->processes = (unsigned)opt_whole("--processes", optarg, 1, PREFORK_MAX);
 			break;
-		case 'm': cfg->max_conns = (unsigned)number_arg("--max-conns", optarg, 1, 1u << 30, false); break;
-		case 'B': cfg->bufsize = number_arg("--bufsize", optarg, 1, 1ull << 30, true); break;
+		case 'm': cfg->max_conns = (unsigned)opt_whole("--max-conns", optarg, 1, 1u << 30); break;
+		case 'B': cfg->bufsize = opt_bytes("--bufsize", optarg, 1, 1ull << 30); break;
 		case 'D':
-			if (parse_duration_ns(optarg, &cfg->drain_timeout_ns) < 0)
-				usage_error("bad value '%s' for --drain-timeout: expected a duration like 500ms or 2s",
-					    optarg);
+			cfg->drain_timeout_ns = opt_duration_ns("--drain-timeout", optarg, 0, UINT64_MAX);
 			break;
 		case 'h': usage(); exit(0);
 		case 'V':

@@ -135,14 +135,28 @@ def test_bad_usage_exits_2_with_one_line(args, words):
         argv = [*argv, "--listen", "127.0.0.1:0"]   # a server that starts anyway must not
     elif argv[-1] == "--listen":                   # take a fixed port; run_cli times it out
         argv = ["--listen", "127.0.0.1:0", *argv]
-    try:
-        r = run_cli(*argv, timeout=EXIT_WAIT)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"echo-server {' '.join(argv)} started serving instead of refusing")
-    assert r.returncode == 2, f"exit {r.returncode}, stderr {r.stderr!r}"
-    line = one_line(r.stderr)
+    r, line = refused(argv, 2)
     assert any(w in line for w in words), f"{line!r} does not name {words}"
     assert "listening" not in r.stdout
+
+
+def refused(args, status):
+    """echo-server with args must exit with status and one line on stderr instead of serving.
+    Returns (the CompletedProcess, that line)."""
+    try:
+        r = run_cli(*args, timeout=EXIT_WAIT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"echo-server {' '.join(args)} started serving instead of refusing")
+    assert r.returncode == status, f"exit {r.returncode}, stderr {r.stderr!r}"
+    return r, one_line(r.stderr)
+
+
+def refused_in_use(*args):
+    """echo-server with args, whose --listen address is taken: it must exit 1 with one line
+    saying "in use" instead of serving. Returns that line."""
+    line = refused(args, 1)[1]
+    assert "in use" in line.lower(), line
+    return line
 
 
 def test_port_in_use_exits_1(backend):
@@ -150,13 +164,7 @@ def test_port_in_use_exits_1(backend):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        try:
-            r = run_cli("--backend", backend, "--listen", f"127.0.0.1:{port}", timeout=EXIT_WAIT)
-        except subprocess.TimeoutExpired:
-            pytest.fail("the server started on a port that is in use")
-    assert r.returncode == 1, f"exit {r.returncode}, stderr {r.stderr!r}"
-    line = one_line(r.stderr)
-    assert "in use" in line.lower(), line
+        line = refused_in_use("--backend", backend, "--listen", f"127.0.0.1:{port}")
     assert str(port) in line, f"{line!r} does not name the address"
 
 
@@ -168,13 +176,7 @@ def test_port_in_use_by_another_server_with_threads(backend, start_server):
         pytest.skip("--threads is for the event-loop backends")
     first = start_server(backend, "--threads", "2")
     port = first.host_port()[1]
-    try:
-        r = run_cli("--backend", backend, "--threads", "2", "--listen", f"127.0.0.1:{port}",
-                    timeout=EXIT_WAIT)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"a second server started on port {port}, which the first one serves")
-    assert r.returncode == 1, f"exit {r.returncode}, stderr {r.stderr!r}"
-    assert "in use" in one_line(r.stderr).lower()
+    refused_in_use("--backend", backend, "--threads", "2", "--listen", f"127.0.0.1:{port}")
 
 
 def test_unix_socket_in_use_exits_1(backend, start_server):
@@ -182,13 +184,8 @@ def test_unix_socket_in_use_exits_1(backend, start_server):
     path = os.path.join(d, "x.sock")
     try:
         first = start_server(backend, "--listen", f"unix:{path}")
-        try:
-            r = run_cli("--backend", backend, "--listen", f"unix:{path}", timeout=EXIT_WAIT)
-        except subprocess.TimeoutExpired:
-            pytest.fail("a second server took over a live unix socket")
-        assert r.returncode == 1, f"exit {r.returncode}, stderr {r.stderr!r}"
-        line = one_line(r.stderr)
-        assert "in use" in line.lower() and path in line, line
+        line = refused_in_use("--backend", backend, "--listen", f"unix:{path}")
+        assert path in line, line
         # The first server still owns it.
         from test_server_support import connect, roundtrip
         with connect(first) as s:

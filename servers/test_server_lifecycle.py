@@ -8,7 +8,8 @@ import signal
 import socket
 import time
 
-from test_server_support import (Stream, alive, connect, expect_eof, fd_count, payload, pump,
+from echobench_lib.server import Pattern
+from test_server_support import (alive, connect, expect_eof, fd_count, payload, pump,
                                  roundtrip, set_linger0, stop_summary, tcp_sockets, wait_for)
 
 TCP_CLOSE_WAIT = 8
@@ -130,7 +131,7 @@ def test_sigterm_drains_pending_echo_to_slow_reader(backend, start_server):
     until the client has it all (within --drain-timeout), then exits 0. Everything it read
     was written out (bytes_out == bytes_in) and the client got a correct prefix of its data."""
     sp = start_server(backend, "--drain-timeout", "10s")
-    stream = Stream(seed=11)
+    stream = Pattern(seed=11)
     with connect(sp) as s:
         sent = push_until_stalled(s, stream, 64 << 20)
         assert sent < 64 << 20, "the server never stopped reading a client that does not read"
@@ -153,7 +154,7 @@ def test_drain_timeout_bounds_the_wait(backend, start_server):
     """A client that never reads cannot keep a stopping server alive beyond --drain-timeout,
     and the server does try until then."""
     sp = start_server(backend, "--drain-timeout", "1s")
-    stream = Stream(seed=12)
+    stream = Pattern(seed=12)
     with connect(sp) as s:
         push_until_stalled(s, stream, 64 << 20)
         t0 = time.monotonic()
@@ -172,7 +173,7 @@ def test_rst_mid_stream(backend, start_server):
     sp = start_server(backend)
     still_serves(sp)
     baseline = quiet_fd_count(sp)
-    stream = Stream(seed=13)
+    stream = Pattern(seed=13)
     for _ in range(5):
         s = connect(sp)
         push_until_stalled(s, stream, 512 * 1024, quiet=0.2)
@@ -204,7 +205,7 @@ def test_close_without_reading(backend, start_server):
     sp = start_server(backend)
     still_serves(sp)
     baseline = quiet_fd_count(sp)
-    stream = Stream(seed=14)
+    stream = Pattern(seed=14)
     for n in (1, 1000, 1 << 20):
         s = connect(sp)
         push_until_stalled(s, stream, n, quiet=0.2)
@@ -222,7 +223,7 @@ def test_sigpipe_never_kills(backend, start_server):
     path = f"/tmp/echo-sigpipe-{os.getpid()}-{backend}.sock"
     sp = start_server(backend, "--listen", f"unix:{path}")
     try:
-        stream = Stream(seed=16)
+        stream = Pattern(seed=16)
         for _ in range(5):
             s = connect(sp)
             push_until_stalled(s, stream, 64 << 20, quiet=0.2)

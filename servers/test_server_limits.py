@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from test_server_support import (Stream, alive, closed_by_server, connect, cpu_seconds,
+from echobench_lib.server import Pattern, proc_cpu_seconds
+from test_server_support import (alive, closed_by_server, connect,
                                  echo_many, fd_count, payload, roundtrip, rss_kib,
                                  start_limited, stop_summary, summary, wait_for)
 
@@ -57,7 +58,7 @@ def test_nonreading_client_stalls_only_itself(backend, start_server):
     B's round trips must stay fast all along, and when A finally reads, every byte it sent
     comes back intact and in order."""
     sp = start_server(backend)
-    stream = Stream(seed=21)
+    stream = Pattern(seed=21)
     b = connect(sp)
     a = connect(sp)
     rt = Timed(b)
@@ -187,9 +188,9 @@ def test_emfile_no_busy_spin_and_recovery(backend):
             socks.append(connect(sp, timeout=SLOW))   # completes in the backlog if not accepted
         shares = []
         while len(shares) < IDLE_WINDOWS and (not shares or shares[-1] >= IDLE_CPU_SHARE):
-            cpu0, t0 = cpu_seconds(sp.pid), time.monotonic()
+            cpu0, t0 = proc_cpu_seconds(sp.pid), time.monotonic()
             time.sleep(1.0)
-            shares.append((cpu_seconds(sp.pid) - cpu0) / (time.monotonic() - t0))
+            shares.append((proc_cpu_seconds(sp.pid) - cpu0) / (time.monotonic() - t0))
         print("server CPU share per idle second at EMFILE: " +
               " ".join(f"{x:.2f}" for x in shares))
         assert shares[-1] < IDLE_CPU_SHARE, \

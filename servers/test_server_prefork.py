@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from test_server_support import (Stream, alive, connect, echo_many, fd_count, payload,
+from echobench_lib.server import Pattern, proc_stat
+from test_server_support import (alive, connect, echo_many, fd_count, payload,
                                  roundtrip, stop_summary, wait_for)
 
 NPROC = 3
@@ -26,8 +27,8 @@ def gone(pid):
     except ProcessLookupError:
         return True
     # A zombie is gone too: it serves nothing, its parent just has not reaped it.
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rpartition(")")[2].split()[0] == "Z"
+    fields = proc_stat(pid)
+    return fields is None or fields[0] == "Z"
 
 
 def test_processes_serve_and_one_summary_sums_them(backend, start_server):
@@ -57,7 +58,7 @@ def test_processes_drain_pending_echo_on_sigterm(backend, start_server):
     """A client with echo pending when SIGTERM comes gets what the server read (its child
     drains), and the summary counts it: everything read was written out."""
     sp = start_server(backend, "--processes", NPROC, "--drain-timeout", "20s")
-    data = Stream(seed=31).at(0, 256 << 10)
+    data = Pattern(seed=31).at(0, 256 << 10)
     how = "eof"
     with connect(sp) as s:
         s.sendall(data)                 # in flight, unread by the client, when the stop comes

@@ -1,10 +1,10 @@
 """Helpers shared by the echo-server tests (servers/test_server_*.py); it holds no tests itself.
 
 Every socket gets a timeout and every wait a deadline: a server that hangs makes a test fail
-with a message, never hang. Data is random but seeded, so a failure repeats.
+with a message, never hang. Data is the driver's seeded Pattern, so a failure repeats. Addresses,
+sockets and /proc CPU time come from the driver's own helpers (scripts/echobench_lib).
 """
 import os
-import random
 import re
 import select
 import socket
@@ -15,13 +15,14 @@ import time
 import pytest
 
 from conftest import ServerProcess, binary
+from echobench_lib import net
+from echobench_lib.server import Pattern
 
 IO_TIMEOUT = 10.0
 SUMMARY_RE = re.compile(
     r"echo-server: stopped: backend=(?P<backend>\S+) accepted=(?P<accepted>\d+) "
     r"refused=(?P<refused>\d+) resets=(?P<resets>\d+) bytes_in=(?P<bytes_in>\d+) "
     r"bytes_out=(?P<bytes_out>\d+) datagrams=(?P<datagrams>\d+) dropped=(?P<dropped>\d+)")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def is_event_loop(backend):
@@ -31,50 +32,14 @@ def is_event_loop(backend):
 
 
 def payload(n, seed=0):
-    return random.Random(seed).randbytes(n)
-
-
-class Stream:
-    """A long byte stream that needs no memory of its own: a seeded random block of a length that
-    is no power of two, repeated, so a lost, repeated or reordered chunk shows."""
-    PERIOD = (1 << 20) + 7
-
-    def __init__(self, seed):
-        block = payload(self.PERIOD, seed)
-        self._block = block + block[:1 << 20]
-
-    def at(self, offset, n):
-        assert n <= 1 << 20
-        o = offset % self.PERIOD
-        return self._block[o:o + n]
-
-
-def sockaddr(text):
-    """(family, address) for a listening text: 127.0.0.1:P, [::1]:P, unix:/path, udp:..."""
-    if text.startswith("udp:"):
-        text = text[4:]
-    if text.startswith("unix:"):
-        return socket.AF_UNIX, text[5:]
-    host, _, port = text.rpartition(":")
-    if host.startswith("["):
-        return socket.AF_INET6, (host[1:-1], int(port))
-    return socket.AF_INET, (host, int(port))
+    """n deterministic test bytes: the start of Pattern(seed)."""
+    return Pattern(seed).at(0, n)
 
 
 def connect(target, timeout=IO_TIMEOUT, nodelay=True, rcvbuf=None, sndbuf=None):
     """A connected TCP (or unix) socket to a ServerProcess or a listening text."""
     text = target if isinstance(target, str) else target.addr
-    family, addr = sockaddr(text)
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    if rcvbuf:      # before connect: the window scale is fixed by the handshake
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    if sndbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-    s.connect(addr)
-    if nodelay and family != socket.AF_UNIX:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
+    return net.connect(text, timeout, nodelay=nodelay, rcvbuf=rcvbuf, sndbuf=sndbuf)
 
 
 def set_linger0(s):
@@ -260,13 +225,6 @@ def proc_status(pid, field):
 
 def rss_kib(pid):
     return proc_status(pid, "VmRSS")
-
-
-def cpu_seconds(pid):
-    """User + system CPU time of every thread of pid."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def fd_count(pid):

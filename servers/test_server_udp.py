@@ -10,7 +10,8 @@ import pytest
 
 from conftest import usable_backends
 
-from test_server_support import (alive, connect, needs_ipv6, payload, roundtrip, sockaddr,
+from echobench_lib.net import sockaddr
+from test_server_support import (alive, connect, needs_ipv6, payload, roundtrip,
                                  stop_summary)
 
 SIZES = [0, 1, 1472, 65507]

@@ -21,6 +21,7 @@
 
 #include "addr.h"
 #include "clock.h"
+#include "opt.h"
 #include "parse.h"
 #include "sock.h"
 
@@ -158,8 +159,7 @@ int main(int argc, char **argv)
 	while ((opt = getopt(argc, argv, "c:s:d:t:")) != -1) {
 		switch (opt) {
 		case 'c':
-			if (parse_count(optarg, 100000, &conns) < 0 || !conns)
-				die(2, "bad -c", optarg);
+			conns = opt_count("-c", optarg, 1, 100000);
 			break;
 		case 's':
 			if (parse_bytes_range(optarg, MAX_SIZE, &lo, &hi) < 0 || lo != hi || !lo)
@@ -167,12 +167,10 @@ int main(int argc, char **argv)
 			size = lo;
 			break;
 		case 'd':
-			if (parse_duration_ns(optarg, &dur) < 0 || !dur || dur > 600000000000u)
-				die(2, "bad -d (up to 10m)", optarg);
+			dur = opt_duration_ns("-d", optarg, 1, 600000000000u);
 			break;
 		case 't':
-			if (parse_u64(optarg, 1, 1024, &threads) < 0)
-				die(2, "bad -t", optarg);
+			threads = opt_whole("-t", optarg, 1, 1024);
 			break;
 		default:
 			die(2, "usage: echo-minclient [-c N] [-s BYTES] [-d DUR] [-t N] TARGET", NULL);

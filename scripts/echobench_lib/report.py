@@ -458,8 +458,8 @@ def entry_header(d, b, metric):
 # ---- summary.md ----------------------------------------------------------------------------
 
 def _kind_groups(d):
-    """[(title, metric, [(s, c, m, p)])]: one table per headline metric, so that each column
-    has one unit."""
+    """[(title, metric, [(s, c, m, p)], is_open)]: one table per headline metric, so that each
+    column has one unit; open-loop tables add the offered rate after the cell."""
     groups = []
     for title, pred in (("Closed loop: throughput", lambda m: m == "closed"),
                         ("Open loop: p99 latency at the same offered rate",
@@ -467,8 +467,24 @@ def _kind_groups(d):
                         ("Streaming: throughput", lambda m: m == "stream")):
         cells = [x for x in d.cells() if pred(x[2])]
         if cells:
-            groups.append((title, primary_metric(cells[0][2]), cells))
+            groups.append((title, primary_metric(cells[0][2]), cells,
+                           cells[0][2].startswith("open")))
     return groups
+
+
+def _lead_head(is_open):
+    """The headers of the columns that open a winners table's row (see _lead)."""
+    return ["cell"] + (["offered (msgs/s)"] if is_open else [])
+
+
+def _lead(d, cell, is_open):
+    """The columns that open a winners table's row: the cell, and in open loop the rate
+    offered to every entry (marked when the entries were offered different rates)."""
+    row = [d.label(*cell)]
+    if is_open:
+        rate, same = d.group_offered(*cell)
+        row.append(num("offered_rate", rate) + ("" if same else " (differs)"))
+    return row
 
 
 def summary_markdown(d):
@@ -488,9 +504,8 @@ def summary_markdown(d):
     if not d.backends:
         return "\n".join(lines + ["No cell was measured."])
     untestable = 0
-    for title, metric, cells in _kind_groups(d):
-        is_open = cells[0][2].startswith("open")
-        head = ["cell"] + (["offered (msgs/s)"] if is_open else []) + \
+    for title, metric, cells, is_open in _kind_groups(d):
+        head = _lead_head(is_open) + \
             [entry_header(d, b, metric)[:-1] + ("" if b == d.reference else
                                                 f"; × {d.reference}") + ")"
              for b in d.backends] + ["winner", "margin (×)", "p"]
@@ -500,10 +515,7 @@ def summary_markdown(d):
             dec = d.decide(s, c, m, p)
             untestable += not dec["testable"] and dec["leader"] is not None and \
                 dec["runner_up"] is not None
-            row = [d.label(s, c, m, p)]
-            if is_open:
-                rate, same = d.group_offered(s, c, m, p)
-                row.append(num("offered_rate", rate) + ("" if same else " (differs)"))
+            row = _lead(d, (s, c, m, p), is_open)
             for b in d.backends:
                 key = (b, c, s, m, p)
                 f = d.fig(key, metric)
@@ -622,15 +634,11 @@ def _table(tid, header, rows, caption=None):
 def winners_table(d):
     """One table per headline metric (one unit per column), inside #table-winners."""
     parts = ['<div id="table-winners">']
-    for title, metric, cells in _kind_groups(d):
-        is_open = cells[0][2].startswith("open")
+    for title, metric, cells, is_open in _kind_groups(d):
         rows = []
         for s, c, m, p in cells:
             dec = d.decide(s, c, m, p)
-            row = [d.label(s, c, m, p)]
-            if is_open:
-                rate, same = d.group_offered(s, c, m, p)
-                row.append(num("offered_rate", rate) + ("" if same else " (differs)"))
+            row = _lead(d, (s, c, m, p), is_open)
             for b in d.backends:
                 key = (b, c, s, m, p)
                 f = d.fig(key, metric)
@@ -643,7 +651,7 @@ def winners_table(d):
             row.append(margin_text(dec) if dec["winner"] else "-")
             row.append("-" if dec["p_value"] is None else f"{dec['p_value']:.3f}")
             rows.append(row)
-        head = ["cell"] + (["offered (msgs/s)"] if is_open else []) + \
+        head = _lead_head(is_open) + \
             [entry_header(d, b, metric) for b in d.backends] + \
             ["winner", "margin (×) [95 % CI]", "p (one-sided)"]
         kind = "open" if is_open else cells[0][2]

@@ -200,18 +200,10 @@ class CpuSample:
     def take_group(cls, pgid):
         """The sum over every process of process group pgid (None when there is none)."""
         total = None
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(")") + 2:].split()
+        for entry, fields in proc_stats():
             if len(fields) < 3 or int(fields[2]) != pgid:
                 continue
-            one = cls.take(int(entry))
+            one = cls.take(entry)
             if one is None:
                 continue
             if total is None:
@@ -234,15 +226,32 @@ class CpuSample:
         return later.stat_s - self.stat_s, "stat"
 
 
-def proc_cpu_seconds(pid):
-    """CPU seconds (user + system, all threads) of a live process, None when it is gone."""
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name (fields[0] is the state, [1] the
+    parent, [2] the process group), None when the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
     except OSError:
         return None
     # The command name may contain spaces and parentheses: fields start after the last ')'.
-    fields = stat[stat.rfind(")") + 2:].split()
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def proc_stats():
+    """(pid, proc_stat(pid)) of every process, skipping those that end while being read."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = proc_stat(entry)
+            if fields is not None:
+                yield int(entry), fields
+
+
+def proc_cpu_seconds(pid):
+    """CPU seconds (user + system, all threads) of a live process, None when it is gone."""
+    fields = proc_stat(pid)
+    if fields is None:
+        return None
     utime, stime = int(fields[11]), int(fields[12])
     return (utime + stime) / CLK_TCK
 

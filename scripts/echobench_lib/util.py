@@ -42,26 +42,27 @@ def _suffixed(text, base):
     return int(value) if value.denominator == 1 else None
 
 
-def parse_size(text, what="size"):
-    """Byte size with optional binary suffix k/M/G (x1024), fractions allowed when whole
-    ('1.5k' = 1536), as common/parse.h reads it."""
-    value = _suffixed(text, 1024)
+def _positive(text, base, what, expected):
+    """_suffixed(text, base), which must be more than zero; UsageError naming `what` and what
+    was `expected` otherwise."""
+    value = _suffixed(text, base)
     if value is None:
-        raise UsageError(f"bad {what} '{text}': expected a byte count like 64, 4k, 1M")
+        raise UsageError(f"bad {what} '{text}': expected {expected}")
     if value <= 0:
         raise UsageError(f"bad {what} '{text}': must be more than zero")
     return value
+
+
+def parse_size(text, what="size"):
+    """Byte size with optional binary suffix k/M/G (x1024), fractions allowed when whole
+    ('1.5k' = 1536), as common/parse.h reads it."""
+    return _positive(text, 1024, what, "a byte count like 64, 4k, 1M")
 
 
 def parse_count(text, what="count"):
     """Whole number with optional decimal suffix k/M/G (x1000), fractions allowed when whole:
     '1k' = 1000, '1.5k' = 1500."""
-    value = _suffixed(text, 1000)
-    if value is None:
-        raise UsageError(f"bad {what} '{text}': expected a whole number like 16, 1k or 1.5k")
-    if value <= 0:
-        raise UsageError(f"bad {what} '{text}': must be more than zero")
-    return value
+    return _positive(text, 1000, what, "a whole number like 16, 1k or 1.5k")
 
 
 def parse_list(text, parse, what):

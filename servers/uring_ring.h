@@ -27,15 +27,19 @@ struct uring_io {
 	struct io_uring ring;
 	uint32_t inflight;   /* operations whose last completion has not arrived */
 	bool up;             /* ring set up (and to be torn down) */
+	bool sqpoll;         /* an SQ thread submits (IORING_SETUP_SQPOLL) */
+	bool ring_fd_registered;
 };
 
 /* One completion: the SQE's user_data, cqe->res, cqe->flags. */
 typedef void uio_handler(void *ctx, uint64_t data, int res, uint32_t flags);
 
-/* Sets up a ring with SINGLE_ISSUER|DEFER_TASKRUN, else COOP_TASKRUN, else no flags:
- * DEFER_TASKRUN runs completions only when this thread waits, which suits one ring per worker;
+/* Sets up a ring with SINGLE_ISSUER|DEFER_TASKRUN, else COOP_TASKRUN, else no flags (how:
+ * UIO_SQPOLL: an SQ thread instead, with SINGLE_ISSUER if the kernel takes it), and registers
+ * the ring fd where the kernel can (Linux 5.18). DEFER_TASKRUN runs completions only when this thread waits, which suits one ring per worker;
  * older kernels reject the flags with EINVAL and get the next best. Returns 0 or -errno. */
-int uio_setup(struct uring_io *io, unsigned sq, unsigned cq);
+enum { UIO_SQPOLL = 1 };
+int uio_setup(struct uring_io *io, unsigned sq, unsigned cq, unsigned how);
 /* A one-line reason for a uio_setup() failure. */
 const char *uio_setup_why(int r);
 void uio_exit(struct uring_io *io);
@@ -51,5 +55,8 @@ void uio_cancel_all(struct uring_io *io, uint64_t tag);
 /* Submits, waits for at least one completion until `until` (CLOCK_MONOTONIC ns; 0: no limit),
  * then hands every completion to fn. Interruptions and timeouts count as success. */
 int uio_wait(struct uring_io *io, uint64_t until, uio_handler *fn, void *ctx);
+
+/* The probe of the uring:sqpoll row: the backend's probe, then a ring with an SQ thread. */
+int uring_probe_sqpoll(const char **why);
 
 #endif

@@ -114,6 +114,7 @@ struct uring {
 	struct uring_io io;  /* the ring (uring_ring.h) */
 	bool stopping;       /* stop asked: read nothing new */
 	bool aborting;       /* drain deadline passed: send nothing more either */
+	bool starved;        /* a recv found the buffer ring empty in this pass */
 	bool mshot;          /* multishot recv: wanted by the variant and not refused by the kernel */
 
 	struct ubufs bufs;   /* provided buffers (uring_bufs.h) */
@@ -380,6 +381,7 @@ static void on_recv(struct uring *u, uint32_t i, int res, uint32_t flags)
 		svc_log_once(u->w->svc, "uring-mshot", "uring: multishot recv refused by the kernel; using single-shot recv");
 		u->mshot = false;
 	} else if (res == -ENOBUFS && !u->stopping) {
+		u->starved = true;  /* the pool grows once per pass, in uring_sweep() */
 		if (!c->nq)
 			conn_park(u, i, PARK_NOBUF);  /* else re-armed once the queue is sent */
 	} else if (res == 0) {
@@ -480,6 +482,7 @@ static void on_wake(struct uring *u, int res)
 static void dispatch(void *ctx, uint64_t data, int res, uint32_t flags)
 {
 	struct uring *u = ctx;
+
 	uint32_t slot = (uint32_t)(data >> 8);
 
 	switch ((enum op)(data & 0xff)) {
@@ -528,6 +531,9 @@ static void retry_parked(struct uring *u, struct idxvec *q, enum park why)
  * listeners and datagram sockets whose operation ended. A handful of fds: a scan is cheap. */
 static void uring_sweep(struct uring *u)
 {
+	if (u->starved && u->bufs.total < u->bufs.entries)
+		ubufs_grow(&u->bufs);
+	u->starved = false;
 	if (u->nosqe.n)
 		retry_parked(u, &u->nosqe, PARK_NOSQE);
 	if (u->nobuf.n && (ubufs_free(&u->bufs) > 0 || u->stopping))

@@ -5,26 +5,45 @@
  *   uring_bufs.c   the provided-buffer pool (its life cycle is in uring_bufs.h)
  *   uring.c        this file: per connection, listener and datagram socket, what to submit next
  *
- * Per connection exactly one operation is in flight: a recv, or the send of what that recv
- * brought. The next recv is armed only when the echo is fully sent, which is the backpressure:
- * a peer that does not read stalls only its own connection, holding one buffer.
+ * Per connection at most one recv and one send are in flight. A recv's data goes on the
+ * connection's queue of held buffers (in order) and is sent from there; a buffer goes back into
+ * the ring only when its last byte is sent.
  *
- * What one echoed message costs here, and where each part goes:
- *   - two SQEs (the send of the echo, then the re-armed recv) and two CQEs (the recv's, the
- *     send's). No readiness step: epoll's epoll_wait + read + write becomes recv-completion +
- *     send-completion.
- *   - system calls: none of its own. Every SQE prepared during a pass over the completions is
- *     submitted by the one io_uring_enter that also waits for the next ones
- *     (io_uring_submit_and_wait), so with many busy connections one call carries many messages;
- *     at concurrency 1 it is one call per half round trip, against epoll's three.
- *   - copies: kernel to provided buffer, buffer to socket (as with read/write). No per-connection
- *     buffer: an idle connection holds none, which is why idle RSS is near zero.
- *   - with DEFER_TASKRUN the completion work runs in this thread at the wait, not in an
- *     interrupt-time task_work, so no cross-CPU wake-up per message.
- * Not done yet (each would remove one SQE or CQE per message): multishot recv (it must be
- * cancelled while an echo is pending, for the backpressure above), send bundles, registered
- * files for accepted sockets. The `uring:singleshot` variant arms one accept per connection,
- * to show what multishot accept saves.
+ * Receiving: one multishot recv per connection (IORING_RECV_MULTISHOT) stays armed across
+ * messages and posts one CQE per arrival, each with its own provided buffer. Backpressure: it
+ * is cancelled once QLIMIT buffers are queued, and capped by the kernel at one buffer's worth
+ * of bytes per arm (sqe->optlen, Linux 6.17: without the cap the kernel fills up to 32 buffers
+ * per wake-up before a cancel arrives, and a client that did not read held 2.4 MB); it is
+ * re-armed only when the queue is fully sent. So a peer that does not read stalls only its own
+ * connection, holding about one buffer (test_many_stalled_clients_hold_bounded_memory: 64-120
+ * KiB per stalled client, as with epoll). The end of a multishot (no IORING_CQE_F_MORE:
+ * cap reached, cancelled, EOF, error, or -ENOBUFS when the ring was empty) is just "no recv in
+ * flight": conn_next() re-arms when the queue is empty. -ENOBUFS grows the pool once per pass,
+ * since a multishot recv needs a free buffer even to find there is no data (with a pool grown
+ * only on take, 119,085 of 122,730 recvs ended in ENOBUFS at 256 connections). A kernel that
+ * refuses the capped multishot (EINVAL) gets single-shot recv from then on: the run-time probe.
+ *
+ * What one echoed message costs, 256 connections x 128 B closed loop:
+ *   before: two SQEs (send, re-armed recv), two CQEs (recv, send), no system call of its own
+ *           (every SQE of a pass goes in the one io_uring_enter that also waits).
+ *   now:    one SQE (the send) and two CQEs; the recv stays armed. This is `uring` against
+ *           `uring:singleshot`, which keeps the old single-shot recv and accept: server CPU per
+ *           message 0.956-0.984 (medians of 5 pairs, pinned and unpinned), msgs/s 1.00-1.12;
+ *           command: bench/io_models.py --only uring-epoll --epoll uring:singleshot --uring uring
+ *   also:   registered ring fd (io_uring_register_ring_fd, Linux 5.18): no fd lookup per
+ *           io_uring_enter; kept though too small to measure here.
+ * What did not help (measured, not kept):
+ *   - fixed files (each accepted fd registered into a sparse table, IOSQE_FIXED_FILE on recv
+ *     and send): server CPU per message 1.01 (0.96-1.06) of plain fds over 6 pairs, pinned,
+ *     so one fget/fput per operation is not where the time goes; accepting as direct
+ *     descriptors would also cost a close_direct SQE per connection and TCP_NODELAY by hand.
+ *   - recv/send bundles (IORING_RECVSEND_BUNDLE, 6.10): a bundle helps only when one receive
+ *     spans several buffers; with --bufsize buffers (64 KiB) and 128 B messages it never does,
+ *     and a send bundle sends from a ring of buffers in ring order, not a connection's queue.
+ *   - uring:sqpoll: a kernel thread polls the SQ, so a pass needs io_uring_enter only to wait.
+ *     On this 2-CPU machine the thread takes the CPU the client needs (server CPU per message
+ *     1.7x of `uring`, with the poller counted); it is a variant to compare, not the default.
+ * The `uring:singleshot` variant uses no multishot at all (accept or recv), for comparison.
  *
  * user_data is (slot << 8 | op), and every completion goes through one switch in dispatch().
  */

@@ -6,6 +6,8 @@
  *   IORING_OP_ACCEPT multishot (IORING_ACCEPT_MULTISHOT)          5.19
  *   IORING_OP_RECV + IOSQE_BUFFER_SELECT from a provided buffer
  *     ring (IORING_REGISTER_PBUF_RING)                             5.19
+ *   multishot recv (IORING_RECV_MULTISHOT)                         6.0
+ *     capped at N bytes per arm (sqe->optlen)                      6.17 (else single shot)
  *   IORING_OP_SEND                                                 5.6
  *   IORING_OP_POLL_ADD (the stop eventfd)                          5.1
  *   IORING_OP_RECVMSG, IORING_OP_SENDMSG (UDP)                     5.3
@@ -14,6 +16,8 @@
  *   IORING_REGISTER_PROBE (uring_probe)                            5.6
  *   IORING_FEAT_EXT_ARG (wait with a timeout, no SQE needed)       5.11
  *   IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN 6.1, else COOP_TASKRUN 5.19, else none
+ *   io_uring_register_ring_fd                                      5.18 (else not used)
+ *   IORING_SETUP_SQPOLL without privileges (uring:sqpoll only)     5.11
  * So the backend needs Linux 5.19; uring_probe() says which piece is missing on an older kernel.
  */
 #ifndef ECHOBENCH_URING_RING_H

@@ -356,7 +356,8 @@ def main():
             continue
         ran += 1
         good = check(a, b, nclients, per_client, sources) and good
-    print("  (RSS: VmRSS summed over the server's processes, before the first connection and "
+    print("  (processes: the server's processes whose RSS is summed, the parent and its "
+          f"{a.processes} workers; RSS: VmRSS summed over them, before the first connection and "
           "with all open; KiB/conn = the difference / connections. 'connect s': from the first "
           "connect to the last established)")
     if not ran:

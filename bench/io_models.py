@@ -103,22 +103,32 @@ class Bench:
     def alternate(self, title, goal, sides, cpus):
         """A B A B over the rounds: sides = [(name, server argv)]; cpus = (server CPUs, client
         CPUs, client threads) or Nones. Each run gets a fresh server and only that one is up,
-        so an idle side (an SQPOLL thread, say) cannot take CPU from the measured one."""
+        so an idle side (an SQPOLL thread, say) cannot take CPU from the measured one. Beside
+        msgs/s it prints the server's CPU time per message (user + system of the server
+        process, its kernel threads such as an SQPOLL thread excluded): on a busy machine the
+        cost of a message moves less than the rate does."""
         print(f"\n{title}   (goal {goal})")
         (na, _), (nb, _) = sides
-        print(f"  {'round':>5} {na + ' msgs/s':>16} {nb + ' msgs/s':>16} {'ratio':>7}")
-        ratios = []
+        print(f"  {'round':>5} {na + ' msgs/s':>16} {nb + ' msgs/s':>16} {'ratio':>7} "
+              f"{na + ' us/msg':>14} {nb + ' us/msg':>14} {'CPU ratio':>9}")
+        ratios, cpu = [], []
         for r in range(1, self.a.rounds + 1):
-            fa, fb = (self.one_run(argv, cpus) for _, argv in sides)
+            (fa, ca), (fb, cb) = (self.one_run(argv, cpus) for _, argv in sides)
             ratios.append(fb / fa)
-            print(f"  {r:>5} {fa:>16.0f} {fb:>16.0f} {fb / fa:>7.3f}", flush=True)
+            cpu.append(cb / ca)
+            print(f"  {r:>5} {fa:>16.0f} {fb:>16.0f} {fb / fa:>7.3f} {ca:>14.2f} {cb:>14.2f} "
+                  f"{cb / ca:>9.3f}", flush=True)
         print(f"  {nb}/{na}: median {fmt_ratio(ratios)}")
+        print(f"  server CPU per message {nb}/{na}: median {fmt_ratio(cpu)}")
 
     def one_run(self, argv, cpus):
+        """(msgs/s, server CPU microseconds per message) of one run on a fresh server."""
         srv_cpus, cli_cpus, threads = cpus
         srv = start(argv, srv_cpus)
         try:
+            before = cpu_seconds(srv.proc.pid)
             rate = self.minclient(srv.addr, cli_cpus, threads)
+            used = cpu_seconds(srv.proc.pid) - before
         finally:
             rc, err = srv.stop()
         if rc != 0:
@@ -127,7 +137,7 @@ class Bench:
         if not rate > 0:
             raise Failed(f"{pathlib.Path(argv[0]).name} {' '.join(map(str, argv[1:3]))}: "
                          f"no message echoed in {self.a.duration:g} s")
-        return rate
+        return rate, used / (rate * self.a.duration) * 1e6
 
     def engines(self, where, cpus):
         """echo-load --engine epoll against --engine uring on one epoll server."""
@@ -193,6 +203,13 @@ class Bench:
         except Failed as e:
             self.failures.append(str(e))
             print(f"  FAILED to run: {e}", flush=True)
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a live process and its threads (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def vm_rss_kib(pid):

@@ -66,6 +66,7 @@ struct worker {
 enum {
 	BACKEND_EDGE = 1,         /* epoll: edge-triggered interest, set once per connection */
 	BACKEND_SINGLESHOT = 2,   /* uring: one accept per submission instead of multishot */
+	BACKEND_SQPOLL = 4,       /* uring: a kernel thread polls the submission queue */
 };
 
 struct backend {
@@ -85,6 +86,7 @@ int blocking_run(struct worker *w);
 int loop_run(struct worker *w);
 int uring_run(struct worker *w);
 int uring_probe(const char **why);
+int uring_probe_sqpoll(const char **why);   /* uring_probe, and SQPOLL can be set up */
 
 /* ---- services.c ---- */
 

@@ -18,8 +18,10 @@ static const struct backend table[] = {
 	  .run = loop_run, .mux = &mux_epoll, .flags = BACKEND_EDGE },
 	{ .name = "uring", .summary = "io_uring completions", .probe = uring_probe,
 	  .run = uring_run },
-	{ .name = "uring:singleshot", .summary = "io_uring, one accept submission per connection",
+	{ .name = "uring:singleshot", .summary = "io_uring without multishot: one accept, one recv per submission",
 	  .probe = uring_probe, .run = uring_run, .flags = BACKEND_SINGLESHOT },
+	{ .name = "uring:sqpoll", .summary = "io_uring with a kernel thread polling submissions (SQPOLL)",
+	  .probe = uring_probe_sqpoll, .run = uring_run, .flags = BACKEND_SQPOLL },
 };
 #define NTABLE (int)(sizeof(table) / sizeof(table[0]))
 

@@ -18,11 +18,13 @@ import time
 
 import pytest
 
+from conftest import BACKEND_VARIANTS, list_backends
 from echobench_lib.server import Pattern, proc_cpu_seconds
 from test_server_support import (alive, closed_by_server, connect,
                                  echo_many, fd_count, payload, roundtrip, rss_kib,
                                  start_limited, stop_summary, summary, wait_for)
 
+VARIANT_STATUS = list_backends(variants=True)
 PUSH_LIMIT = 256 << 20   # far beyond what kernel buffers and a bounded server can absorb
 PUSH_TIME = 120.0        # a server that keeps reading absorbs PUSH_LIMIT long before this
 RSS_GROWTH_MAX = 64 << 10   # KiB
@@ -116,6 +118,63 @@ def test_nonreading_client_stalls_only_itself(backend, start_server):
     st = stop_summary(sp)
     assert st["bytes_in"] == st["bytes_out"] == pushed + rt.bytes, st
     assert st["accepted"] == 2 and st["resets"] == 0, st
+
+
+STALLED_CLIENTS = 16
+STALLED_KIB_MAX = 512    # server memory per stalled client; one 64 KiB buffer is the design
+
+
+@pytest.mark.parametrize("variant", BACKEND_VARIANTS)
+def test_many_stalled_clients_hold_bounded_memory(variant, start_server):
+    """32 clients send without reading until flow control stops them. The server may hold
+    about one echo buffer for each, not what the kernel can hand it at once: a multishot
+    receive that is not stopped in time (io_uring) fills buffer after buffer (2.4 MB per
+    client was seen), and past the buffer pool the other clients starve. Every byte sent must
+    still come back once the clients read. Every backend and variant (uring:sqpoll too)."""
+    usable, status = VARIANT_STATUS[variant]
+    if not usable:
+        pytest.skip(f"backend {variant}: {status}")
+    sp = start_server(variant)
+    warm = connect(sp)
+    for i in range(20):     # lazily allocated rings, buffers, threads: before rss0
+        assert roundtrip(warm, payload(1000, seed=i), timeout=SLOW) == payload(1000, seed=i)
+    rss0 = rss_kib(sp.pid)
+    clients = [(connect(sp), Pattern(300 + k))
+               for k in range(STALLED_CLIENTS)]
+    pushed = []
+    for s, stream in clients:
+        s.setblocking(False)
+        sent = 0
+        deadline = time.monotonic() + SLOW
+        while sent < PUSH_LIMIT and time.monotonic() < deadline:
+            _, w, _ = select.select([], [s], [], 0.3)
+            if not w:
+                break
+            try:
+                sent += s.send(stream.at(sent, 65536))
+            except BlockingIOError:
+                pass
+        pushed.append(sent)
+    time.sleep(0.5)         # completions still on their way are in the figure too
+    grown = rss_kib(sp.pid) - rss0
+    print(f"{STALLED_CLIENTS} stalled clients pushed {sum(pushed) >> 10} KiB; server RSS grew "
+          f"{grown} KiB, {grown / STALLED_CLIENTS:.0f} KiB per client")
+    assert grown < STALLED_CLIENTS * STALLED_KIB_MAX, (
+        f"server RSS grew {grown} KiB for {STALLED_CLIENTS} clients that do not read "
+        f"({grown // STALLED_CLIENTS} KiB each; bound {STALLED_KIB_MAX})")
+    for (s, stream), sent in zip(clients, pushed):
+        s.setblocking(True)
+        s.settimeout(SLOW)
+        s.shutdown(socket.SHUT_WR)
+        got = 0
+        while got < sent:
+            chunk = s.recv(1 << 20)
+            assert chunk, f"EOF after {got} of {sent} bytes"
+            assert chunk == stream.at(got, len(chunk)), f"echo differs at offset {got}"
+            got += len(chunk)
+        assert s.recv(1) == b""
+        s.close()
+    warm.close()
 
 
 def test_max_conns(backend, start_server):

@@ -5,26 +5,45 @@
  *   uring_bufs.c   the provided-buffer pool (its life cycle is in uring_bufs.h)
  *   uring.c        this file: per connection, listener and datagram socket, what to submit next
  *
- * Per connection exactly one operation is in flight: a recv, or the send of what that recv
- * brought. The next recv is armed only when the echo is fully sent, which is the backpressure:
- * a peer that does not read stalls only its own connection, holding one buffer.
+ * Per connection at most one recv and one send are in flight. A recv's data goes on the
+ * connection's queue of held buffers (in order) and is sent from there; a buffer goes back into
+ * the ring only when its last byte is sent.
  *
- * What one echoed message costs here, and where each part goes:
- *   - two SQEs (the send of the echo, then the re-armed recv) and two CQEs (the recv's, the
- *     send's). No readiness step: epoll's epoll_wait + read + write becomes recv-completion +
- *     send-completion.
- *   - system calls: none of its own. Every SQE prepared during a pass over the completions is
- *     submitted by the one io_uring_enter that also waits for the next ones
- *     (io_uring_submit_and_wait), so with many busy connections one call carries many messages;
- *     at concurrency 1 it is one call per half round trip, against epoll's three.
- *   - copies: kernel to provided buffer, buffer to socket (as with read/write). No per-connection
- *     buffer: an idle connection holds none, which is why idle RSS is near zero.
- *   - with DEFER_TASKRUN the completion work runs in this thread at the wait, not in an
- *     interrupt-time task_work, so no cross-CPU wake-up per message.
- * Not done yet (each would remove one SQE or CQE per message): multishot recv (it must be
- * cancelled while an echo is pending, for the backpressure above), send bundles, registered
- * files for accepted sockets. The `uring:singleshot` variant arms one accept per connection,
- * to show what multishot accept saves.
+ * Receiving: one multishot recv per connection (IORING_RECV_MULTISHOT) stays armed across
+ * messages and posts one CQE per arrival, each with its own provided buffer. Backpressure: it
+ * is cancelled once QLIMIT buffers are queued, and capped by the kernel at one buffer's worth
+ * of bytes per arm (sqe->optlen, Linux 6.17: without the cap the kernel fills up to 32 buffers
+ * per wake-up before a cancel arrives, and a client that did not read held 2.4 MB); it is
+ * re-armed only when the queue is fully sent. So a peer that does not read stalls only its own
+ * connection, holding about one buffer (test_many_stalled_clients_hold_bounded_memory: 64-120
+ * KiB per stalled client, as with epoll). The end of a multishot (no IORING_CQE_F_MORE:
+ * cap reached, cancelled, EOF, error, or -ENOBUFS when the ring was empty) is just "no recv in
+ * flight": conn_next() re-arms when the queue is empty. -ENOBUFS grows the pool once per pass,
+ * since a multishot recv needs a free buffer even to find there is no data (with a pool grown
+ * only on take, 119,085 of 122,730 recvs ended in ENOBUFS at 256 connections). A kernel that
+ * refuses the capped multishot (EINVAL) gets single-shot recv from then on: the run-time probe.
+ *
+ * What one echoed message costs, 256 connections x 128 B closed loop:
+ *   before: two SQEs (send, re-armed recv), two CQEs (recv, send), no system call of its own
+ *           (every SQE of a pass goes in the one io_uring_enter that also waits).
+ *   now:    one SQE (the send) and two CQEs; the recv stays armed. This is `uring` against
+ *           `uring:singleshot`, which keeps the old single-shot recv and accept: server CPU per
+ *           message 0.956-0.984 (medians of 5 pairs, pinned and unpinned), msgs/s 1.00-1.12;
+ *           command: bench/io_models.py --only uring-epoll --epoll uring:singleshot --uring uring
+ *   also:   registered ring fd (io_uring_register_ring_fd, Linux 5.18): no fd lookup per
+ *           io_uring_enter; kept though too small to measure here.
+ * What did not help (measured, not kept):
+ *   - fixed files (each accepted fd registered into a sparse table, IOSQE_FIXED_FILE on recv
+ *     and send): server CPU per message 1.01 (0.96-1.06) of plain fds over 6 pairs, pinned,
+ *     so one fget/fput per operation is not where the time goes; accepting as direct
+ *     descriptors would also cost a close_direct SQE per connection and TCP_NODELAY by hand.
+ *   - recv/send bundles (IORING_RECVSEND_BUNDLE, 6.10): a bundle helps only when one receive
+ *     spans several buffers; with --bufsize buffers (64 KiB) and 128 B messages it never does,
+ *     and a send bundle sends from a ring of buffers in ring order, not a connection's queue.
+ *   - uring:sqpoll: a kernel thread polls the SQ, so a pass needs io_uring_enter only to wait.
+ *     On this 2-CPU machine the thread takes the CPU the client needs (server CPU per message
+ *     1.7x of `uring`, with the poller counted); it is a variant to compare, not the default.
+ * The `uring:singleshot` variant uses no multishot at all (accept or recv), for comparison.
  *
  * user_data is (slot << 8 | op), and every completion goes through one switch in dispatch().
  */
@@ -63,13 +82,29 @@ enum op {
 
 enum park { PARK_NONE, PARK_NOBUF, PARK_NOSQE };
 
+/* Multishot recv: buffers a connection may hold before its recv is cancelled (backpressure). */
+#define QLIMIT 2
+
 struct uconn {
 	int fd;             /* -1: slot is free */
-	int bid;            /* provided buffer holding the pending echo, -1: none */
-	uint32_t len, off;  /* echo pending: buffer[off .. len) */
-	uint8_t op;         /* OP_RECV or OP_SEND in flight, 0: none */
+	int err;            /* < 0: broken; close once nothing is in flight */
+	int32_t qhead, qtail; /* echo pending: held buffers in order (links in uring.bq), -1: none */
+	uint32_t off;       /* bytes of the head buffer already sent */
+	uint16_t nq;        /* buffers queued */
+	uint8_t recv;       /* a recv is in flight (multishot: armed until its last CQE) */
+	uint8_t send;       /* a send is in flight */
+	uint8_t cancelling; /* CANCEL_RECV | CANCEL_SEND asked and not completed */
+	uint8_t eof;        /* the peer sent FIN: close once the queue is sent */
 	uint8_t parked;     /* enum park: waiting on a list for a buffer or an SQE */
 	uint32_t next_free;
+};
+
+enum { CANCEL_RECV = 1, CANCEL_SEND = 2 };
+
+/* Per buffer id: how many bytes it holds and the next buffer of the same connection's queue. */
+struct bq {
+	uint32_t len;
+	int32_t next;
 };
 
 struct idxvec {
@@ -94,8 +129,11 @@ struct uring {
 	struct uring_io io;  /* the ring (uring_ring.h) */
 	bool stopping;       /* stop asked: read nothing new */
 	bool aborting;       /* drain deadline passed: send nothing more either */
+	bool starved;        /* a recv found the buffer ring empty in this pass */
+	bool mshot;          /* multishot recv: wanted by the variant and not refused by the kernel */
 
 	struct ubufs bufs;   /* provided buffers (uring_bufs.h) */
+	struct bq *bq;       /* [bufs.entries] */
 
 	struct uconn *conns;
 	uint32_t nslots, free_head, nlive;
@@ -150,6 +188,30 @@ static uint32_t slot_alloc(struct uring *u)
 	return i;
 }
 
+static void queue_push(struct uring *u, struct uconn *c, int bid, uint32_t len)
+{
+	u->bq[bid] = (struct bq){ .len = len, .next = -1 };
+	if (c->qtail >= 0)
+		u->bq[c->qtail].next = bid;
+	else
+		c->qhead = bid;
+	c->qtail = bid;
+	c->nq++;
+}
+
+/* The head buffer is sent (or dropped): back into the ring for the next recv of anyone. */
+static void queue_pop(struct uring *u, struct uconn *c)
+{
+	int bid = c->qhead;
+
+	c->qhead = u->bq[bid].next;
+	if (c->qhead < 0)
+		c->qtail = -1;
+	c->nq--;
+	c->off = 0;
+	ubufs_give(&u->bufs, bid);
+}
+
 /* Ends a connection that has nothing in flight. err < 0: it broke (counted as a reset). */
 static void conn_close(struct uring *u, uint32_t i, int err)
 {
@@ -157,12 +219,11 @@ static void conn_close(struct uring *u, uint32_t i, int err)
 
 	if (err < 0)
 		stat_add(&u->w->stats.resets, 1);
-	if (c->bid >= 0)
-		ubufs_give(&u->bufs, c->bid);
+	while (c->nq)
+		queue_pop(u, c);
 	close(c->fd);
 	svc_release(u->w);
 	c->fd = -1;
-	c->bid = -1;
 	c->parked = PARK_NONE;
 	c->next_free = u->free_head;
 	u->free_head = i;
@@ -176,50 +237,83 @@ static void conn_park(struct uring *u, uint32_t i, enum park why)
 	if (c->parked != PARK_NONE)
 		return;
 	if (idxvec_push(why == PARK_NOBUF ? &u->nobuf : &u->nosqe, i) < 0) {
-		conn_close(u, i, -ENOMEM);
+		c->err = -ENOMEM;   /* closed once its operations are done */
 		return;
 	}
 	c->parked = (uint8_t)why;
 }
 
-/* The one place that decides what a connection does next: send what is pending, else give the
- * buffer back and receive again (or close, once stopping). */
+static void conn_cancel(struct uring *u, uint32_t i, enum op op, uint8_t bit)
+{
+	struct uconn *c = &u->conns[i];
+
+	if (c->cancelling & bit)
+		return;
+	c->cancelling |= bit;
+	uio_cancel(&u->io, ud(op, i), ud(OP_CANCEL, 0));
+}
+
+static void arm_recv(struct uring *u, uint32_t i, struct io_uring_sqe *sqe)
+{
+	struct uconn *c = &u->conns[i];
+
+	io_uring_prep_recv(sqe, c->fd, NULL, 0, 0);   /* len 0: the buffer's size */
+	if (u->mshot) {
+		sqe->ioprio |= IORING_RECV_MULTISHOT;
+		/* sqe->optlen (Linux 6.17; file_index in liburing 2.3's layout): the multishot ends
+		 * after this many bytes. Without it the kernel goes on filling buffers (up to 32
+		 * per wake-up) before our cancel arrives: 2.4 MB held per stalled client. */
+		sqe->file_index = u->bufs.bsize;
+	}
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = UBUFS_GROUP;
+	io_uring_sqe_set_data64(sqe, ud(OP_RECV, i));
+	c->recv = 1;
+}
+
+/* The one place that decides what a connection does next: send what is pending; receive while
+ * little is pending (multishot) or nothing is (single shot); cancel what is no longer wanted;
+ * close once it is broken, or at EOF or stop with nothing left to send, and nothing in flight. */
 static void conn_next(struct uring *u, uint32_t i)
 {
 	struct uconn *c = &u->conns[i];
 	struct io_uring_sqe *sqe;
+	bool dead = c->err < 0 || u->aborting;
+	bool want_recv = !dead && !c->eof && !u->stopping && (u->mshot ? c->nq < QLIMIT : c->nq == 0);
 
-	if (c->op)
+	if (c->parked != PARK_NONE)
 		return;
-	if (c->bid >= 0 && c->off < c->len && !u->aborting) {
+	if (dead && !c->send)
+		while (c->nq)
+			queue_pop(u, c);
+	if (c->nq && !c->send && !dead) {
 		sqe = uio_sqe(&u->io);
 		if (!sqe) {
 			conn_park(u, i, PARK_NOSQE);
 			return;
 		}
-		io_uring_prep_send(sqe, c->fd, ubufs_mem(&u->bufs, c->bid) + c->off, c->len - c->off, MSG_NOSIGNAL);
+		io_uring_prep_send(sqe, c->fd, ubufs_mem(&u->bufs, c->qhead) + c->off,
+				   u->bq[c->qhead].len - c->off, MSG_NOSIGNAL);
 		io_uring_sqe_set_data64(sqe, ud(OP_SEND, i));
-		c->op = OP_SEND;
+		c->send = 1;
+	}
+	if (c->recv && !want_recv)
+		conn_cancel(u, i, OP_RECV, CANCEL_RECV);
+	if (dead && c->send && c->err < 0)
+		conn_cancel(u, i, OP_SEND, CANCEL_SEND);
+	if (!c->recv && !c->send && !c->nq && (dead || c->eof || u->stopping)) {
+		conn_close(u, i, c->err);
 		return;
 	}
-	if (c->bid >= 0) {
-		ubufs_give(&u->bufs, c->bid);
-		c->bid = -1;
+	/* Re-armed only when everything is sent: a peer that does not read stalls itself. */
+	if (!c->recv && !c->nq && want_recv) {
+		sqe = uio_sqe(&u->io);
+		if (!sqe) {
+			conn_park(u, i, PARK_NOSQE);
+			return;
+		}
+		arm_recv(u, i, sqe);
 	}
-	if (u->stopping) {
-		conn_close(u, i, 0);
-		return;
-	}
-	sqe = uio_sqe(&u->io);
-	if (!sqe) {
-		conn_park(u, i, PARK_NOSQE);
-		return;
-	}
-	io_uring_prep_recv(sqe, c->fd, NULL, u->bufs.bsize, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = UBUFS_GROUP;
-	io_uring_sqe_set_data64(sqe, ud(OP_RECV, i));
-	c->op = OP_RECV;
 }
 
 static void conn_open(struct uring *u, int fd)
@@ -238,7 +332,7 @@ static void conn_open(struct uring *u, int fd)
 		svc_release(u->w);
 		return;
 	}
-	u->conns[i] = (struct uconn){ .fd = fd, .bid = -1, .next_free = NO_SLOT };
+	u->conns[i] = (struct uconn){ .fd = fd, .qhead = -1, .qtail = -1, .next_free = NO_SLOT };
 	u->nlive++;
 	conn_next(u, i);
 }
@@ -286,48 +380,58 @@ static void on_recv(struct uring *u, uint32_t i, int res, uint32_t flags)
 	struct uconn *c = &u->conns[i];
 	int bid = -1;
 
-	c->op = 0;
+	if (!(flags & IORING_CQE_F_MORE)) {
+		c->recv = 0;    /* single shot, or the multishot ended: conn_next() decides */
+		c->cancelling &= (uint8_t)~CANCEL_RECV;
+	}
 	if (flags & IORING_CQE_F_BUFFER)
 		bid = ubufs_take(&u->bufs, flags);
 	if (res > 0 && bid >= 0) {
 		stat_add(&u->w->stats.bytes_in, (uint64_t)res);
-		c->bid = bid;
-		c->len = (uint32_t)res;
-		c->off = 0;
+		queue_push(u, c, bid, (uint32_t)res);
 		conn_next(u, i);
 		return;
 	}
 	if (bid >= 0)
 		ubufs_give(&u->bufs, bid);
-	if (res == -ENOBUFS && !u->stopping) {
-		conn_park(u, i, PARK_NOBUF);
-		return;
+	if (c->recv)
+		return;     /* a CQE of a multishot that goes on (none carries no data, but be safe) */
+	if (res == -EINVAL && u->mshot) {
+		/* The run-time probe of multishot recv with its byte limit (Linux 6.17): refused,
+		 * so single shot from now on, since bounded memory per client comes first. */
+		svc_log_once(u->w->svc, "uring-mshot",
+			     "uring: multishot recv with a byte limit refused by the kernel (needs Linux 6.17); using single-shot recv");
+		u->mshot = false;
+	} else if (res == -ENOBUFS && !u->stopping) {
+		u->starved = true;  /* the pool grows once per pass, in uring_sweep() */
+		if (!c->nq)
+			conn_park(u, i, PARK_NOBUF);  /* else re-armed once the queue is sent */
+	} else if (res == 0) {
+		c->eof = 1;     /* close (FIN) once the queue is sent */
+	} else if (res < 0 && res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
+		c->err = res;
+	} else if (res > 0) {
+		c->err = -EIO;  /* data without a buffer: cannot happen with BUFFER_SELECT */
 	}
-	if ((res == -EINTR || res == -EAGAIN) && !u->stopping) {
-		conn_next(u, i);
-		return;
-	}
-	if (res > 0)
-		res = -EIO;     /* data without a buffer: cannot happen with BUFFER_SELECT */
-	/* res == 0 is EOF: nothing is pending by construction, so close now sends FIN. */
-	conn_close(u, i, res == -ECANCELED ? 0 : res);
+	conn_next(u, i);
 }
 
 static void on_send(struct uring *u, uint32_t i, int res)
 {
 	struct uconn *c = &u->conns[i];
 
-	c->op = 0;
-	if (res == -EINTR || res == -EAGAIN) {
-		conn_next(u, i);
-		return;
+	c->send = 0;
+	c->cancelling &= (uint8_t)~CANCEL_SEND;
+	if (res > 0) {
+		stat_add(&u->w->stats.bytes_out, (uint64_t)res);
+		c->off += (uint32_t)res;    /* a short send: conn_next() sends the rest */
+		if (c->off >= u->bq[c->qhead].len)
+			queue_pop(u, c);
+	} else if (res == 0) {
+		c->err = -EIO;
+	} else if (res != -EINTR && res != -EAGAIN && res != -ECANCELED) {
+		c->err = res;   /* ECANCELED: we cancelled it, the connection is over already */
 	}
-	if (res <= 0) {
-		conn_close(u, i, res == -ECANCELED ? 0 : res == 0 ? -EIO : res);
-		return;
-	}
-	stat_add(&u->w->stats.bytes_out, (uint64_t)res);
-	c->off += (uint32_t)res;    /* a short send: conn_next() sends the rest */
 	conn_next(u, i);
 }
 
@@ -383,8 +487,8 @@ static void begin_stop(struct uring *u)
 		if (u->udp[k].armed)
 			uio_cancel(&u->io, ud(OP_UDP_POLL, (uint32_t)k), ud(OP_CANCEL, 0));
 	for (uint32_t i = 0; i < u->nslots; i++)
-		if (u->conns[i].fd >= 0 && u->conns[i].op == OP_RECV)
-			uio_cancel(&u->io, ud(OP_RECV, i), ud(OP_CANCEL, 0));
+		if (u->conns[i].fd >= 0 && u->conns[i].recv)
+			conn_cancel(u, i, OP_RECV, CANCEL_RECV);
 }
 
 /* The eventfd becomes readable only when the server stops; an interrupted poll is re-armed. */
@@ -400,6 +504,7 @@ static void on_wake(struct uring *u, int res)
 static void dispatch(void *ctx, uint64_t data, int res, uint32_t flags)
 {
 	struct uring *u = ctx;
+
 	uint32_t slot = (uint32_t)(data >> 8);
 
 	switch ((enum op)(data & 0xff)) {
@@ -448,6 +553,9 @@ static void retry_parked(struct uring *u, struct idxvec *q, enum park why)
  * listeners and datagram sockets whose operation ended. A handful of fds: a scan is cheap. */
 static void uring_sweep(struct uring *u)
 {
+	if (u->starved && u->bufs.total < u->bufs.entries)
+		ubufs_grow(&u->bufs);
+	u->starved = false;
 	if (u->nosqe.n)
 		retry_parked(u, &u->nosqe, PARK_NOSQE);
 	if (u->nobuf.n && (ubufs_free(&u->bufs) > 0 || u->stopping))
@@ -487,16 +595,21 @@ static int uring_open(struct uring *u, struct worker *w)
 	u->udp_buf = u->nudp ? malloc(UDP_BUF) : NULL;
 	if (u->nudp && !u->udp_buf)
 		return -ENOMEM;
-	r = uio_setup(&u->io, SQ_ENTRIES, CQ_ENTRIES);
+	u->mshot = !(w->backend->flags & BACKEND_SINGLESHOT);
+	r = uio_setup(&u->io, SQ_ENTRIES, CQ_ENTRIES,
+		      (w->backend->flags & BACKEND_SQPOLL) ? UIO_SQPOLL : 0);
 	if (r < 0) {
 		svc_log_once(w->svc, "uring-init", "uring: %s", uio_setup_why(r));
 		return r;
 	}
 	r = ubufs_open(&u->bufs, &u->io.ring, cfg->max_conns ? cfg->max_conns : RING_DEFAULT,
 		       cfg->bufsize, w->svc, &why);
-	if (r < 0)
+	if (r < 0) {
 		svc_log_once(w->svc, "uring-bufring", "uring: %s: %s", why, strerror(-r));
-	return r;
+		return r;
+	}
+	u->bq = calloc(u->bufs.entries, sizeof(*u->bq));
+	return u->bq ? 0 : -ENOMEM;
 }
 
 /* kernel_done: no operation can touch our memory any more, so the buffers may be freed. */
@@ -506,6 +619,7 @@ static void uring_free(struct uring *u, bool kernel_done)
 	ubufs_close(&u->bufs, kernel_done);
 	free(u->udp_buf);   /* the kernel never writes into it: it is ours at once */
 	free(u->conns);
+	free(u->bq);
 	free(u->nobuf.v);
 	free(u->nosqe.v);
 	free(u);
@@ -537,7 +651,8 @@ static void uring_close(struct uring *u)
 			break;
 	for (uint32_t i = 0; i < u->nslots; i++) {
 		if (u->conns[i].fd >= 0) {
-			u->conns[i].op = 0;
+			u->conns[i].recv = 0;
+			u->conns[i].send = 0;
 			conn_close(u, i, 0);
 		}
 	}

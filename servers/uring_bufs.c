@@ -42,9 +42,8 @@ int ubufs_ring_register(struct io_uring *ring, struct io_uring_buf_ring *br, uns
 	return io_uring_register_buf_ring(ring, &reg, 0);
 }
 
-/* Allocates more buffers when the free ones run low: half as many again as there are (at
- * least 16), up to `entries`. */
-static void ubufs_grow(struct ubufs *b)
+/* Allocates more buffers: half as many again as there are (at least 16), up to `entries`. */
+void ubufs_grow(struct ubufs *b)
 {
 	unsigned want = b->total / 2 > 16 ? b->total / 2 : 16;
 	int added = 0;

@@ -63,6 +63,11 @@ void ubufs_close(struct ubufs *b, bool kernel_done);
 int ubufs_take(struct ubufs *b, uint32_t cqe_flags);
 void ubufs_give(struct ubufs *b, int bid);
 
+/* More buffers (up to the cap), for when a receive found the ring empty (-ENOBUFS). A
+ * multishot recv needs a free buffer even to find that no data is there: it ends with ENOBUFS
+ * whenever the ring is empty at that moment, so the pool must grow past the buffers held. */
+void ubufs_grow(struct ubufs *b);
+
 static inline unsigned ubufs_free(const struct ubufs *b)
 {
 	return b->total - b->held;

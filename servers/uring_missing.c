@@ -10,6 +10,11 @@ int uring_probe(const char **why)
 	return -ENOSYS;
 }
 
+int uring_probe_sqpoll(const char **why)
+{
+	return uring_probe(why);
+}
+
 int uring_run(struct worker *w)
 {
 	(void)w;

@@ -8,21 +8,34 @@
 #include <string.h>
 #include <sys/mman.h>
 
-static int ring_setup(struct io_uring *ring, unsigned sq, unsigned cq)
+/* How long the SQPOLL thread spins on an empty SQ before it sleeps (and needs a wake-up). */
+#define SQPOLL_IDLE_MS 50
+
+/* The best setup flags the kernel takes, tried in order (older kernels say EINVAL to newer
+ * flags). SQPOLL: a kernel thread polls the SQ, so submitting needs no system call while it is
+ * awake; DEFER_TASKRUN does not combine with it (the completions are not run by this thread). */
+static int ring_setup(struct io_uring *ring, unsigned sq, unsigned cq, unsigned how)
 {
-	static const unsigned flags[] = {
+	static const unsigned plain[] = {
 		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
 		IORING_SETUP_COOP_TASKRUN,
 		0,
 	};
+	static const unsigned sqpoll[] = {
+		IORING_SETUP_SQPOLL | IORING_SETUP_SINGLE_ISSUER,
+		IORING_SETUP_SQPOLL,
+	};
+	const unsigned *flags = (how & UIO_SQPOLL) ? sqpoll : plain;
+	size_t n = (how & UIO_SQPOLL) ? sizeof(sqpoll) / sizeof(sqpoll[0]) : sizeof(plain) / sizeof(plain[0]);
 	int r = -EINVAL;
 
-	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]) && r == -EINVAL; i++) {
+	for (size_t i = 0; i < n && r == -EINVAL; i++) {
 		struct io_uring_params p;
 
 		memset(&p, 0, sizeof(p));
 		p.flags = flags[i] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
 		p.cq_entries = cq;
+		p.sq_thread_idle = SQPOLL_IDLE_MS;
 		r = io_uring_queue_init_params(sq, ring, &p);
 	}
 	return r;
@@ -67,7 +80,7 @@ int uring_probe(const char **why)
 
 	if (!why)
 		why = &dummy;
-	r = ring_setup(&ring, 8, 16);
+	r = ring_setup(&ring, 8, 16, 0);
 	if (r < 0) {
 		*why = uio_setup_why(r);
 		return r;
@@ -104,12 +117,35 @@ out:
 }
 
 
-int uio_setup(struct uring_io *io, unsigned sq, unsigned cq)
+/* uring:sqpoll's probe: the backend's, then a ring with an SQ thread. */
+int uring_probe_sqpoll(const char **why)
 {
-	int r = ring_setup(&io->ring, sq, cq);
+	struct io_uring ring;
+	int r = uring_probe(why);
+
+	if (r < 0)
+		return r;
+	r = ring_setup(&ring, 8, 16, UIO_SQPOLL);
+	if (r < 0) {
+		*why = r == -EPERM ? "IORING_SETUP_SQPOLL: not permitted here (needs Linux 5.11, or CAP_SYS_NICE before)"
+				   : "IORING_SETUP_SQPOLL refused by the kernel";
+		return r;
+	}
+	io_uring_queue_exit(&ring);
+	return 0;
+}
+
+int uio_setup(struct uring_io *io, unsigned sq, unsigned cq, unsigned how)
+{
+	int r = ring_setup(&io->ring, sq, cq, how);
 
 	io->up = r == 0;
 	io->inflight = 0;
+	io->sqpoll = r == 0 && (io->ring.flags & IORING_SETUP_SQPOLL);
+	/* A registered ring fd (Linux 5.18) spares io_uring_enter the fd table lookup (fdget/
+	 * fdput) on every call. Without it everything works the same, so a refusal is ignored. */
+	if (r == 0)
+		io->ring_fd_registered = io_uring_register_ring_fd(&io->ring) == 1;
 	return r;
 }
 
@@ -132,6 +168,9 @@ struct io_uring_sqe *uio_sqe(struct uring_io *io)
 		int r = io_uring_submit(&io->ring);
 		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
 			break;
+		/* With SQPOLL the thread takes the SQEs when it gets to them: wait for room. */
+		if (io->sqpoll)
+			(void)io_uring_sqring_wait(&io->ring);
 	}
 	return NULL;
 }

@@ -50,6 +50,10 @@ def xinetd_argv(port, tmp):
             "-filelog", str(tmp / "xinetd.log")]
 
 
+# A fork (and often an exec) per connection is slow on a busy machine: these servers get a
+# --timeout three times the default, so a generous bound stays generous for them.
+FORK_TIMEOUT = "15s"
+
 # name: how to start it, which Debian package has it, --timeout, and its verdict: "fails", the
 # cases it always fails (its bugs); "sometimes", those it fails in some runs only (a race inside
 # the server, whose outcome depends on scheduling); "machine", those whose outcome depends on the
@@ -57,14 +61,15 @@ def xinetd_argv(port, tmp):
 # it waits as long as a fork-per-connection server makes progress, docs/CONFORMANCE.md.)
 SERVERS = {
     "socat": {
-        "package": "socat", "exe": "socat", "timeout": "5s",
+        "package": "socat", "exe": "socat", "timeout": FORK_TIMEOUT,
         "argv": lambda port, tmp: ["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr",
                                    "EXEC:cat"],
-        # Listen backlog 5: a burst of 200 connects waits for SYN retries.
-        "fails": {"LIMIT-BURST-200"}, "sometimes": set(), "machine": set(),
+        # Listen backlog 5: a burst of 200 connects waits for SYN retries, unless socat's
+        # accept loop happens to keep up (seen once in a run on a busy machine).
+        "fails": set(), "sometimes": {"LIMIT-BURST-200"}, "machine": set(),
     },
     "busybox-nc": {
-        "package": "busybox", "exe": "busybox", "timeout": "5s",
+        "package": "busybox", "exe": "busybox", "timeout": FORK_TIMEOUT,
         # busybox nc has no option to bind one address: it listens on all of them.
         "argv": lambda port, tmp: ["busybox", "nc", "-ll", "-p", str(port), "-e", "cat"],
         "fails": {"LIMIT-BURST-200"}, "sometimes": set(), "machine": set(),
@@ -89,9 +94,11 @@ SERVERS = {
         "machine": {"HALF-CLOSE-5", "HALF-CLOSE-100000"},
     },
     "xinetd": {
-        "package": "xinetd", "exe": "xinetd", "timeout": "5s",
+        "package": "xinetd", "exe": "xinetd", "timeout": FORK_TIMEOUT,
         "argv": xinetd_argv,
-        "fails": {"LIMIT-BURST-200"}, "sometimes": set(), "machine": set(),
+        # On a busy machine, a new connection right after 60 half-closed ones can wait for
+        # xinetd's forks longer than the case's generous bound (seen once, 7 s).
+        "fails": {"LIMIT-BURST-200"}, "sometimes": set(), "machine": {"DISC-EMPTY-SHUTWR"},
     },
 }
 

@@ -524,7 +524,7 @@ def test_load_hosts_go_through_remote_load_hosts(build, tmp_path, monkeypatch):
     assert data["context"]["echobench"]["load_hosts"] == ["h1", "user@h2:2222"]
 
 
-# --- shared helpers (issue 11) and the streaming echo check (issue 10) ---------------------
+# --- shared helpers and the streaming echo check -----------------------------------------------
 
 class _EchoServer:
     """A threaded echo server in the test process; corrupt_at flips the byte at that offset."""

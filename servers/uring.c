@@ -1,9 +1,11 @@
 /* The io_uring backend: the completion state machine. Echo is driven by completions, not by
- * readiness. Three layers, one file each:
+ * readiness. Three layers, one file each, and a worker's life cycle over them:
  *   uring_ring.c   the ring: kernel negotiation and probing (with the features used and the
  *                  kernel each needs), submission and completion plumbing
  *   uring_bufs.c   the provided-buffer pool (its life cycle is in uring_bufs.h)
  *   uring.c        this file: per connection, listener and datagram socket, what to submit next
+ *                  (its state is in uring_state.h)
+ *   uring_worker.c setup, the wait loop, the drain and the teardown of one worker's ring
  *
  * Per connection at most one recv and one send are in flight. A recv's data goes on the
  * connection's queue of held buffers (in order) and is sent from there; a buffer goes back into
@@ -45,7 +47,7 @@
  *     1.7x of `uring`, with the poller counted); it is a variant to compare, not the default.
  * The `uring:singleshot` variant uses no multishot at all (accept or recv), for comparison.
  *
- * user_data is (slot << 8 | op), and every completion goes through one switch in dispatch().
+ * user_data is (slot << 8 | op), and every completion goes through one switch in uring_dispatch().
  */
 #include <errno.h>
 #include <liburing.h>
@@ -62,94 +64,8 @@
 #include "sock.h"
 #include "uring_bufs.h"
 #include "uring_ring.h"
+#include "uring_state.h"
 
-enum op {
-	OP_WAKE = 1,    /* poll on the stop eventfd */
-	OP_ACCEPT,      /* multishot accept on listener <slot> */
-	OP_TIMER,       /* back-off before re-arming accept on listener <slot> */
-	OP_RECV,        /* recv into a provided buffer, connection <slot> */
-	OP_SEND,        /* send of (the rest of) the echo, connection <slot> */
-	OP_UDP_POLL,    /* readiness of datagram socket <slot> */
-	OP_CANCEL,      /* our own cancel requests: their result needs no action */
-};
-
-#define SQ_ENTRIES 256
-#define CQ_ENTRIES 4096
-#define RING_DEFAULT 4096u          /* buffer cap per worker without --max-conns */
-#define ACCEPT_BACKOFF_NS 10000000  /* 10 ms between accept attempts while out of fds */
-#define CANCEL_WAIT_NS 1000000000ull
-#define NO_SLOT UINT32_MAX
-
-enum park { PARK_NONE, PARK_NOBUF, PARK_NOSQE };
-
-/* Multishot recv: buffers a connection may hold before its recv is cancelled (backpressure). */
-#define QLIMIT 2
-
-struct uconn {
-	int fd;             /* -1: slot is free */
-	int err;            /* < 0: broken; close once nothing is in flight */
-	int32_t qhead, qtail; /* echo pending: held buffers in order (links in uring.bq), -1: none */
-	uint32_t off;       /* bytes of the head buffer already sent */
-	uint16_t nq;        /* buffers queued */
-	uint8_t recv;       /* a recv is in flight (multishot: armed until its last CQE) */
-	uint8_t send;       /* a send is in flight */
-	uint8_t cancelling; /* CANCEL_RECV | CANCEL_SEND asked and not completed */
-	uint8_t eof;        /* the peer sent FIN: close once the queue is sent */
-	uint8_t parked;     /* enum park: waiting on a list for a buffer or an SQE */
-	uint32_t next_free;
-};
-
-enum { CANCEL_RECV = 1, CANCEL_SEND = 2 };
-
-/* Per buffer id: how many bytes it holds and the next buffer of the same connection's queue. */
-struct bq {
-	uint32_t len;
-	int32_t next;
-};
-
-struct idxvec {
-	uint32_t *v;
-	size_t n, cap;
-};
-
-struct ulisten {
-	int fd;
-	bool armed;                   /* a multishot accept is in flight */
-	bool timer;                   /* a back-off timeout is in flight */
-	struct __kernel_timespec ts;  /* read by the kernel at submission: must outlive it */
-};
-
-struct uudp {
-	int fd;
-	bool armed;         /* a poll is in flight */
-};
-
-struct uring {
-	struct worker *w;
-	struct uring_io io;  /* the ring (uring_ring.h) */
-	bool stopping;       /* stop asked: read nothing new */
-	bool aborting;       /* drain deadline passed: send nothing more either */
-	bool starved;        /* a recv found the buffer ring empty in this pass */
-	bool mshot;          /* multishot recv: wanted by the variant and not refused by the kernel */
-
-	struct ubufs bufs;   /* provided buffers (uring_bufs.h) */
-	struct bq *bq;       /* [bufs.entries] */
-
-	struct uconn *conns;
-	uint32_t nslots, free_head, nlive;
-	struct idxvec nobuf, nosqe;
-
-	struct ulisten lis[SERVER_MAX_LISTEN];
-	int nlis;
-	struct uudp udp[SERVER_MAX_LISTEN];
-	int nudp;
-	uint8_t *udp_buf;    /* UDP_BUF bytes, shared by the datagram sockets */
-};
-
-static inline uint64_t ud(enum op op, uint32_t slot)
-{
-	return (uint64_t)slot << 8 | (uint64_t)op;
-}
 
 static int idxvec_push(struct idxvec *q, uint32_t i)
 {
@@ -213,7 +129,7 @@ static void queue_pop(struct uring *u, struct uconn *c)
 }
 
 /* Ends a connection that has nothing in flight. err < 0: it broke (counted as a reset). */
-static void conn_close(struct uring *u, uint32_t i, int err)
+void uring_conn_close(struct uring *u, uint32_t i, int err)
 {
 	struct uconn *c = &u->conns[i];
 
@@ -302,7 +218,7 @@ static void conn_next(struct uring *u, uint32_t i)
 	if (dead && c->send && c->err < 0)
 		conn_cancel(u, i, OP_SEND, CANCEL_SEND);
 	if (!c->recv && !c->send && !c->nq && (dead || c->eof || u->stopping)) {
-		conn_close(u, i, c->err);
+		uring_conn_close(u, i, c->err);
 		return;
 	}
 	/* Re-armed only when everything is sent: a peer that does not read stalls itself. */
@@ -461,7 +377,7 @@ static void on_udp_poll(struct uring *u, uint32_t k, int res)
 	udp_arm(u, (int)k);
 }
 
-static void wake_arm(struct uring *u)
+void uring_wake_arm(struct uring *u)
 {
 	struct io_uring_sqe *sqe = uio_sqe(&u->io);
 
@@ -477,7 +393,7 @@ static void wake_arm(struct uring *u)
 }
 
 /* Stop accepting, stop reading: cancel accepts and idle recvs. Sends in flight go on. */
-static void begin_stop(struct uring *u)
+void uring_begin_stop(struct uring *u)
 {
 	u->stopping = true;
 	for (int i = 0; i < u->nlis; i++)
@@ -495,13 +411,13 @@ static void begin_stop(struct uring *u)
 static void on_wake(struct uring *u, int res)
 {
 	if ((res == -EINTR || res == -EAGAIN) && !svc_stopping(u->w->svc)) {
-		wake_arm(u);
+		uring_wake_arm(u);
 		return;
 	}
-	begin_stop(u);
+	uring_begin_stop(u);
 }
 
-static void dispatch(void *ctx, uint64_t data, int res, uint32_t flags)
+void uring_dispatch(void *ctx, uint64_t data, int res, uint32_t flags)
 {
 	struct uring *u = ctx;
 
@@ -551,7 +467,7 @@ static void retry_parked(struct uring *u, struct idxvec *q, enum park why)
 
 /* After each batch of completions: retry work that found no SQE or no buffer, re-arm
  * listeners and datagram sockets whose operation ended. A handful of fds: a scan is cheap. */
-static void uring_sweep(struct uring *u)
+void uring_sweep(struct uring *u)
 {
 	if (u->starved && u->bufs.total < u->bufs.entries)
 		ubufs_grow(&u->bufs);
@@ -580,118 +496,3 @@ static void uring_sweep(struct uring *u)
 		udp_arm(u, k);
 }
 
-static int uring_open(struct uring *u, struct worker *w)
-{
-	const struct server_config *cfg = w->cfg;
-	const char *why;
-	int r;
-
-	u->w = w;
-	u->free_head = NO_SLOT;
-	for (int i = 0; i < w->ntcp; i++)
-		u->lis[u->nlis++] = (struct ulisten){ .fd = w->tcp_fds[i] };
-	for (int k = 0; k < w->nudp; k++)
-		u->udp[u->nudp++] = (struct uudp){ .fd = w->udp_fds[k] };
-	u->udp_buf = u->nudp ? malloc(UDP_BUF) : NULL;
-	if (u->nudp && !u->udp_buf)
-		return -ENOMEM;
-	u->mshot = !(w->backend->flags & BACKEND_SINGLESHOT);
-	r = uio_setup(&u->io, SQ_ENTRIES, CQ_ENTRIES,
-		      (w->backend->flags & BACKEND_SQPOLL) ? UIO_SQPOLL : 0);
-	if (r < 0) {
-		svc_log_once(w->svc, "uring-init", "uring: %s", uio_setup_why(r));
-		return r;
-	}
-	r = ubufs_open(&u->bufs, &u->io.ring, cfg->max_conns ? cfg->max_conns : RING_DEFAULT,
-		       cfg->bufsize, w->svc, &why);
-	if (r < 0) {
-		svc_log_once(w->svc, "uring-bufring", "uring: %s: %s", why, strerror(-r));
-		return r;
-	}
-	u->bq = calloc(u->bufs.entries, sizeof(*u->bq));
-	return u->bq ? 0 : -ENOMEM;
-}
-
-/* kernel_done: no operation can touch our memory any more, so the buffers may be freed. */
-static void uring_free(struct uring *u, bool kernel_done)
-{
-	uio_exit(&u->io);
-	ubufs_close(&u->bufs, kernel_done);
-	free(u->udp_buf);   /* the kernel never writes into it: it is ours at once */
-	free(u->conns);
-	free(u->bq);
-	free(u->nobuf.v);
-	free(u->nosqe.v);
-	free(u);
-}
-
-/* Waits for completions until `until` (CLOCK_MONOTONIC ns) or forever (0), handles them, then
- * retries and re-arms what needs it. */
-static int uring_wait(struct uring *u, uint64_t until)
-{
-	int r = uio_wait(&u->io, until, dispatch, u);
-
-	if (r == 0)
-		uring_sweep(u);
-	return r;
-}
-
-static void uring_close(struct uring *u)
-{
-	uint64_t end;
-
-	/* Everything still in flight (idle recvs, sends past the deadline, timers) is cancelled
-	 * and its completion awaited: the kernel must be done with our buffers before they go. */
-	u->stopping = true;
-	u->aborting = true;
-	uio_cancel_all(&u->io, ud(OP_CANCEL, 0));
-	end = now_ns() + CANCEL_WAIT_NS;
-	while (u->io.inflight > 0 && now_ns() < end)
-		if (uring_wait(u, end) < 0)
-			break;
-	for (uint32_t i = 0; i < u->nslots; i++) {
-		if (u->conns[i].fd >= 0) {
-			u->conns[i].recv = 0;
-			u->conns[i].send = 0;
-			conn_close(u, i, 0);
-		}
-	}
-	if (u->io.inflight > 0)
-		svc_log_once(u->w->svc, "uring-leak", "uring: %u operations not cancelled at exit",
-				u->io.inflight);
-	/* With operations left the kernel might still write into our buffers: leaking them beats
-	 * corrupting the heap. */
-	uring_free(u, u->io.inflight == 0);
-}
-
-int uring_run(struct worker *w)
-{
-	struct uring *u = calloc(1, sizeof(*u));
-	uint64_t deadline;
-	int r, err = 0;
-
-	if (!u)
-		return -ENOMEM;
-	r = uring_open(u, w);
-	if (r < 0) {
-		uring_free(u, true);
-		return r;
-	}
-	wake_arm(u);
-	uring_sweep(u);
-	while (!u->stopping) {
-		r = uring_wait(u, 0);
-		if (r < 0) {
-			err = r;
-			svc_log_once(w->svc, "uring-wait", "uring: waiting for completions: %s",
-					strerror(-r));
-			begin_stop(u);
-		}
-	}
-	/* Drain: send what is pending, until every connection has closed or the deadline. */
-	deadline = svc_drain_deadline_ns(w->svc);
-	while (u->nlive > 0 && now_ns() < deadline && err == 0)
-		err = uring_wait(u, deadline);
-	uring_close(u);
-	return err;
-}

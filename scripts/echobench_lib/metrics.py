@@ -74,7 +74,7 @@ def from_load_json(load, server_cpu_s=None, cpu_window_s=None, offered_rate=None
         out["mismatches"] = float(load["mismatches"])
     if offered_rate:
         out["offered_rate"] = float(offered_rate)
-    # echo-load's self-check figures (issue 9), for cells.csv: absent in old echo-load JSON.
+    # echo-load's self-check figures, for cells.csv: absent in old echo-load JSON.
     if load.get("rate_target") is not None and _num(load.get("rate_achieved")) is not None:
         out["rate_achieved"] = float(load["rate_achieved"])
     lag = load.get("send_lag_us") or {}

@@ -45,7 +45,8 @@ def list_backends(variants=False):
 # and variant in --list order.
 _BACKENDS = list_backends()
 ALL_BACKENDS = list(_BACKENDS)
-BACKEND_VARIANTS = list(list_backends(variants=True))
+_VARIANTS = list_backends(variants=True)
+BACKEND_VARIANTS = list(_VARIANTS)
 
 
 def usable_backends():
@@ -88,14 +89,19 @@ def start_server():
         sp.stop(signal.SIGKILL)
 
 
-@pytest.fixture(params=ALL_BACKENDS)
+# Variants (epoll:et, uring:singleshot, uring:sqpoll) share all but a few paths with their
+# backend, so their runs are marked slow: run-tests.sh runs them once, on the plain build, beside
+# the other slow tests, instead of again under the sanitizers.
+BACKEND_PARAMS = [pytest.param(name, marks=pytest.mark.slow) if _build.is_variant(name) else name
+                  for name in BACKEND_VARIANTS]
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
 def backend(request):
-    """Each test that takes `backend` runs once per backend; unusable ones skip with the reason
-    that --list-backends gives."""
+    """Each test that takes `backend` runs once per backend and variant (`epoll:et`); unusable
+    ones skip with the reason that --list gives."""
     name = request.param
-    if name not in _BACKENDS:
-        pytest.skip(f"echo-server is not built or has no backend {name}")
-    ok, why = _BACKENDS[name]
+    ok, why = _VARIANTS.get(name, (False, "echo-server is not built"))
     if not ok:
         pytest.skip(f"backend {name}: {why}")
     return name

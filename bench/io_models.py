@@ -26,7 +26,7 @@ import time
 # The driver's pieces: the one way this tree finds its programs, lists backends, places
 # processes on CPUs and starts a server and reads its `listening` line.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
-from echobench_lib.build import build_dir, list_backends  # noqa: E402
+from echobench_lib.build import build_dir, list_backends, list_engines  # noqa: E402
 from echobench_lib.cli import Parser  # noqa: E402
 from echobench_lib.runner import placement  # noqa: E402
 from echobench_lib.server import Server, pinned  # noqa: E402
@@ -291,17 +291,10 @@ def load_has_engine(load):
 
 
 def uring_engine_usable(load):
-    """(usable, its `echo-load --version` line): the uring engine may be missing from the
-    build (no liburing) or refused by the kernel."""
-    try:
-        p = subprocess.run([str(load), "--version"], capture_output=True, text=True, timeout=10,
-                           stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return False, "--version did not run"
-    for line in p.stdout.splitlines():
-        if line.startswith("engine uring: "):
-            return line.startswith("engine uring: usable"), line
-    return False, "--version does not list the uring engine"
+    """(usable, why): the uring engine may be missing from the build (no liburing) or refused
+    by the kernel."""
+    usable, state = list_engines(load).get("uring", (False, "no uring engine listed"))
+    return usable, f"engine uring: {state}"
 
 
 def parse_args():

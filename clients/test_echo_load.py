@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import binary
+from echobench_lib.build import list_engines
 from echobench_lib.net import free_port
 
 LATENCY_KEYS = ("p50", "p90", "p99", "p999", "p9999", "max", "mean", "stdev")
@@ -747,13 +748,8 @@ def test_start_at_waits_for_the_given_time(start_server):
 
 def engine_state(name):
     """(usable, reason) of a load engine, from `echo-load --version`."""
-    out = subprocess.run([str(binary("clients/echo-load")), "--version"], capture_output=True,
-                         text=True, timeout=10).stdout
-    for line in out.splitlines():
-        if line.startswith(f"engine {name}: "):
-            state = line.split(": ", 1)[1]
-            return state.startswith("usable"), state
-    return False, f"echo-load --version does not list engine {name}"
+    return list_engines(binary("clients/echo-load")).get(
+        name, (False, f"echo-load --version does not list engine {name}"))
 
 
 def need_uring():

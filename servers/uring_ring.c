@@ -8,9 +8,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* How long the SQPOLL thread spins on an empty SQ before it sleeps (and needs a wake-up). */
-#define SQPOLL_IDLE_MS 50
-
 /* The best setup flags the kernel takes, tried in order (older kernels say EINVAL to newer
  * flags). SQPOLL: a kernel thread polls the SQ, so submitting needs no system call while it is
  * awake; DEFER_TASKRUN does not combine with it (the completions are not run by this thread). */

@@ -27,6 +27,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* How long the SQPOLL thread spins on an empty SQ before it sleeps (and needs a wake-up): a
+ * timer that fires more often than this keeps it spinning for good. */
+#define SQPOLL_IDLE_MS 10
+
 struct uring_io {
 	struct io_uring ring;
 	uint32_t inflight;   /* operations whose last completion has not arrived */

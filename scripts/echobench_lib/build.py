@@ -63,6 +63,22 @@ def list_backends(server):
     return found
 
 
+def list_engines(load):
+    """{engine: (usable, state)} from the `engine NAME: STATE` lines of `echo-load --version`
+    (STATE: `usable`, `usable (default)` or `unusable: REASON`); empty when it cannot say."""
+    try:
+        p = subprocess.run([str(load), "--version"], capture_output=True, text=True, timeout=10,
+                           stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    found = {}
+    for line in p.stdout.splitlines():
+        if line.startswith("engine ") and ": " in line:
+            name, state = line[len("engine "):].split(": ", 1)
+            found[name] = (state.startswith("usable"), state)
+    return found
+
+
 def is_variant(name):
     """'epoll:et' is a variant of epoll; the default matrix runs base backends only."""
     return ":" in name

@@ -197,3 +197,33 @@ def test_report_reads_what_a_real_run_writes(tmp_path):
     assert "far (target: " + far.addr in html and "mine (server: " in html
     cols = [plots.colour(b, d.backends) for b in d.backends]
     assert len(set(cols)) == 3 and all(f"stroke: {c}" in html for c in cols)
+
+
+def test_client_engine_is_passed_and_recorded(tmp_path):
+    """--client-engine reaches every echo-load run and is recorded in run.json and the report;
+    an engine echo-load lacks (or cannot run here) is one line and exit 2, before anything."""
+    from echobench_lib.build import list_engines
+    engines = list_engines(LOAD)
+    bad = echobench("run", "--build", BUILD, "--out", tmp_path / "bad", "--backends", "epoll",
+                    "--client-engine", "kqueue", timeout=60)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "--client-engine kqueue" in bad.stderr and not (tmp_path / "bad").exists()
+    if "epoll" not in usable():
+        pytest.skip("epoll is not usable here")
+    engine = "uring" if engines.get("uring", (False,))[0] else "epoll"
+    out = tmp_path / "r"
+    data = run_clean(out, "--backends", "epoll", "--client-engine", engine,
+                     "--connections", "4", "--sizes", "64", "--modes", "closed",
+                     "--duration", "200ms", "--warmup", "50ms", "--repetitions", "1",
+                     "--conform", "none")
+    assert data["context"]["client_engine"] == engine
+    run_dir = run_dir_of(out)
+    loads = [json.loads(p.read_text()) for p in (run_dir / "raw").glob("*.json")]
+    assert loads and all(obj["engine"] == engine for obj in loads), loads
+    assert f"client engine</td><td>{engine}<" in (run_dir / "report.html").read_text()
+    # Without the option: echo-load's own default, named.
+    default = next(n for n, (_, st) in engines.items() if "(default)" in st)
+    data = run_clean(tmp_path / "d", "--backends", "epoll", "--connections", "4", "--sizes",
+                     "64", "--modes", "closed", "--duration", "200ms", "--warmup", "50ms",
+                     "--repetitions", "1", "--conform", "none")
+    assert data["context"]["client_engine"] == default

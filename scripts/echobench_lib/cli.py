@@ -144,6 +144,10 @@ def make_parser():
                    help="server threads (echo-server --threads; default: its own default)")
     r.add_argument("--client-threads", type=lambda t: parse_count(t, "--client-threads"),
                    help="echo-load threads (default: one per client CPU)")
+    r.add_argument("--client-engine", metavar="NAME",
+                   help="echo-load's engine (echo-load --engine): one that `echo-load "
+                        "--version` lists as usable, e.g. epoll or uring (default: echo-load's "
+                        "own default, recorded in run.json)")
     r.add_argument("--pipeline", type=lambda t: parse_count(t, "--pipeline"), default=1,
                    help="messages in flight per connection (echo-load --pipeline)")
     r.add_argument("--rates-from", metavar="DIR",
@@ -253,6 +257,7 @@ def run_options(a):
         repetitions=reps,
         server_cpus=a.server_cpus, client_cpus=a.client_cpus,
         server_threads=a.server_threads, client_threads=a.client_threads, pipeline=a.pipeline,
+        client_engine=a.client_engine,
         preset="quick" if a.quick else "default",
         out_root=pathlib.Path(a.out).resolve() if a.out else None,
         conform=a.conform or ("quick" if a.quick else "must"),

@@ -835,6 +835,7 @@ def machine_table(d):
                  for e in d.run.get("entries") or [] if isinstance(e, dict)) or "-"),
              ("server threads", ctx.get("server_threads")),
              ("client threads", ctx.get("client_threads")),
+             ("client engine", ctx.get("client_engine") or "-"),
              ("pipeline", ctx.get("pipeline")),
              ("matrix", f"backends {ctx.get('backends')}, connections {ctx.get('connections')},"
                         f" sizes {ctx.get('sizes')}, modes {ctx.get('modes')}"),

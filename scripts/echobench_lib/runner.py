@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, replace
 
 from . import bounds, conform, gbjson, machine
 from . import sweep as knee
-from .build import CONFORM, LOAD, ROOT, SERVER, list_backends, pick_backends, program
+from .build import (CONFORM, LOAD, ROOT, SERVER, list_backends, list_engines, pick_backends,
+                    program)
 from .entries import make_entries, reference
 from .matrix import DEFAULT_PLACEMENT, Cell, build_matrix
 from .metrics import from_load_json, unit
@@ -44,6 +45,7 @@ class RunOptions:
     client_cpus: list = None
     server_threads: int = None
     client_threads: int = None
+    client_engine: str = None      # echo-load --engine; None: echo-load's default
     pipeline: int = 1
     preset: str = "default"
     out_root: pathlib.Path = None
@@ -267,6 +269,8 @@ class Runner:
                     "--seed", str(1 + rep)]
             if self.opts.pipeline and self.opts.pipeline > 1:
                 base += ["--pipeline", str(self.opts.pipeline)]
+            if self.opts.client_engine:
+                base += ["--engine", self.opts.client_engine]
             if cell.mode == "stream":
                 base.append("--stream")
             if self.load_hosts is not None:
@@ -488,11 +492,27 @@ def open_load_hosts(opts, load_exe):
     return remote.LoadHosts(opts.load_hosts, opts.ssh_options, str(load_exe))
 
 
+def client_engine(load_exe, wanted):
+    """The echo-load engine the cells use: `wanted`, which must be usable here, or echo-load's
+    default (`usable (default)` in its --version)."""
+    engines = list_engines(load_exe)
+    if wanted is None:
+        return next((n for n, (_, state) in engines.items() if "(default)" in state), "default")
+    if wanted not in engines:
+        raise UsageError(f"--client-engine {wanted}: echo-load has no such engine (it has "
+                         f"{', '.join(engines) or 'none listed'})")
+    usable, state = engines[wanted]
+    if not usable:
+        raise UsageError(f"--client-engine {wanted}: {state}")
+    return wanted
+
+
 def run(opts, build, out=print):
     """Runs the matrix and writes every result file. Returns (exit code, run dir)."""
     bounds.check(opts, local_load=not opts.load_hosts)
     server_exe = program(build, SERVER)
     load_exe = program(build, LOAD)
+    client_engine(load_exe, opts.client_engine)   # unknown or unusable: a usage error, now
     if opts.backends == []:
         backends, skipped = [], []
     else:
@@ -547,6 +567,7 @@ def _run(opts, build, out, entries, ref, cells, skipped, given_peaks, out_root, 
                                      for p, v in runner.cpus.items()}},
         "server_threads": opts.server_threads or "default",
         "client_threads": runner.client_threads(opts.placements[0]),
+        "client_engine": client_engine(runner.load_exe, opts.client_engine),
         "pipeline": opts.pipeline,
         "preset": opts.preset,
         "duration_s": opts.duration, "warmup_s": opts.warmup,

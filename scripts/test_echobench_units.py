@@ -161,6 +161,41 @@ def test_cpu_sample_sees_cpu_time_below_one_clock_tick():
     assert CpuSample.take(2 ** 22 + 12345) is None    # no such process
 
 
+def test_group_cpu_keeps_the_time_of_children_that_exited():
+    """A forking server's per-connection child that burns CPU and exits inside the window: its
+    time must stay in the group's figure (it moves to the parent's cutime/cstime when reaped);
+    summing the live processes alone lost it, and a forking server showed about 0 CPU."""
+    import subprocess
+    from echobench_lib.server import CpuSample
+    code = ("import os, time\n"
+            "os.setpgid(0, 0)\n"
+            "print('ready', flush=True)\n"
+            "input()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    end = time.thread_time() + 0.3\n"
+            "    while time.thread_time() < end:\n"
+            "        pass\n"
+            "    os._exit(0)\n"
+            "os.waitpid(pid, 0)\n"
+            "print('done', flush=True)\n"
+            "input()\n")
+    p = subprocess.Popen(["/usr/bin/python3", "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "ready\n"
+        a = CpuSample.take_group(p.pid)
+        p.stdin.write("\n")
+        p.stdin.flush()
+        assert p.stdout.readline() == "done\n"
+        b = CpuSample.take_group(p.pid)
+        seconds, method = a.delta(b)
+        assert seconds >= 0.25, (seconds, method)
+    finally:
+        p.kill()
+        p.wait()
+
+
 # ---- stats: confidence intervals, the exact test, the winner rule ---------------------------
 
 from echobench_lib import stats  # noqa: E402

@@ -227,3 +227,24 @@ def test_client_engine_is_passed_and_recorded(tmp_path):
                      "64", "--modes", "closed", "--duration", "200ms", "--warmup", "50ms",
                      "--repetitions", "1", "--conform", "none")
     assert data["context"]["client_engine"] == default
+
+
+def test_worker_models_side_by_side(tmp_path):
+    """`epoll+t2` (thread per core) and `epoll+p2` (process per core, prefork) are two entries
+    of one cell, each started with its worker model; the prefork server's CPU is the sum over
+    its processes. The conformance runner starts them the same way."""
+    from echobench_lib.build import backend_args
+    from echobench_lib.conform import backend_exec
+    assert backend_args("epoll+t2") == ["--backend", "epoll", "--threads", "2"]
+    assert backend_args("uring:sqpoll+p3") == ["--backend", "uring:sqpoll", "--processes", "3"]
+    assert backend_args("epoll", threads=4) == ["--backend", "epoll", "--threads", "4"]
+    assert "--backend epoll --processes 2 " in backend_exec(SERVER, "epoll+p2")
+    if "epoll" not in usable():
+        pytest.skip("epoll is not usable here")
+    data = run_clean(tmp_path / "r", "--backends", "epoll+t2,epoll+p2", "--placement", "free",
+                     "--connections", "8", "--sizes", "64", "--modes", "closed",
+                     "--duration", "300ms", "--warmup", "50ms", "--repetitions", "1",
+                     "--conform", "none")
+    cpu = {e["echobench"]["backend"]: e["echobench"]["value"] for e in data["benchmarks"]
+           if e["name"].endswith("/server_cpu_ns_per_msg") and e.get("run_type") == "iteration"}
+    assert set(cpu) == {"epoll+t2", "epoll+p2"} and all(v > 0 for v in cpu.values()), cpu

@@ -1,6 +1,7 @@
 """Where the programs under test are: $ECHOBENCH_BUILD, --build or <repo>/build."""
 import os
 import pathlib
+import re
 import subprocess
 
 from .util import RunError, UsageError
@@ -84,6 +85,28 @@ def is_variant(name):
     return ":" in name
 
 
+# A backend entry may name its worker model: `epoll+t4` is echo-server --threads 4 (thread per
+# core: one process, one loop per thread), `epoll+p4` is --processes 4 (process per core, as
+# nginx: prefork workers with their own listeners). Side by side, they compare the two models.
+WORKERS = re.compile(r"^(?P<base>[^+]+)\+(?P<kind>[tp])(?P<n>[1-9][0-9]{0,3})$")
+
+
+def backend_args(name, threads=None):
+    """echo-server's arguments for backend entry `name`: ['--backend', NAME] plus its worker
+    model (`+tN`: --threads N, `+pN`: --processes N), else --threads `threads` when given."""
+    m = WORKERS.match(name)
+    if m:
+        return ["--backend", m["base"], "--threads" if m["kind"] == "t" else "--processes",
+                m["n"]]
+    return ["--backend", name] + (["--threads", str(threads)] if threads else [])
+
+
+def base_backend(name):
+    """The backend or variant of an entry name: 'epoll:et+p2' -> 'epoll:et'."""
+    m = WORKERS.match(name)
+    return m["base"] if m else name
+
+
 def pick_backends(server, wanted=None):
     """The backends to run: the usable ones, or the names in `wanted` (all must be usable).
     Returns (names, skipped) where skipped is [(name, reason)] of unusable ones not asked for."""
@@ -96,9 +119,15 @@ def pick_backends(server, wanted=None):
             raise RunError("no usable backend: " + "; ".join(f"{n}: {r}" for n, r in skipped))
         return names, skipped
     for name in wanted:
-        if name not in by_name:
-            raise UsageError(f"unknown backend '{name}' (this build has: "
+        base = base_backend(name)
+        if "+" in name and base == name:
+            raise UsageError(f"bad backend entry '{name}': a worker model is +tN (N threads) or "
+                             f"+pN (N processes), N from 1 to 9999")
+        if base not in by_name:
+            raise UsageError(f"unknown backend '{base}' (this build has: "
                              f"{', '.join(n for n, _, _ in listed)})")
-        if not by_name[name][0]:
-            raise UsageError(f"backend '{name}' is not usable here: {by_name[name][1]}")
+        if not by_name[base][0]:
+            raise UsageError(f"backend '{base}' is not usable here: {by_name[base][1]}")
+    if len(set(wanted)) != len(wanted):
+        raise UsageError(f"a backend is named twice in {','.join(wanted)}")
     return list(wanted), []

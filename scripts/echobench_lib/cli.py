@@ -8,7 +8,7 @@ import sys
 # matplotlib and scipy (report, compare) are imported by the commands that need them.
 from . import check, conform, matrix, runner
 from . import sweep as knee
-from .build import CONFORM, ROOT, SERVER, build_dir, pick_backends, program
+from .build import CONFORM, ROOT, SERVER, backend_args, build_dir, pick_backends, program
 from .entries import parse_spec
 from .server import start_command
 from .util import RunError, UsageError, parse_count, parse_cpus, parse_duration
@@ -105,7 +105,9 @@ def make_parser():
                        f"repetitions (about 2.5 minutes with five backends).")
     r.add_argument("--quick", action="store_true",
                    help="the main job's preset (about 2.5 minutes with five backends)")
-    r.add_argument("--backends", help="comma list of backends or variants (default: every "
+    r.add_argument("--backends", help="comma list of backends or variants, each optionally "
+                                      "with a worker model: +tN (N threads), +pN (N prefork "
+                                      "processes), e.g. epoll+t2,epoll+p2 (default: every "
                                       "usable backend; 'none': only --server/--target entries)")
     r.add_argument("--server", action="append", default=[], metavar="NAME=CMD",
                    help="your server: CMD starts it and prints 'listening ADDR', or contains "
@@ -298,8 +300,8 @@ def cmd_conform(a, build):
         wanted = None if a.backends is None else \
             [b.strip() for b in a.backends.split(",") if b.strip()]
         names, skipped = pick_backends(server, wanted)
-        targets += [(f"echo-server --backend {b}", {"exec_cmd": conform.backend_exec(server, b)})
-                    for b in names]
+        targets += [(f"echo-server {' '.join(backend_args(b))}",
+                     {"exec_cmd": conform.backend_exec(server, b)}) for b in names]
     started = []
     try:
         for spec in a.server:

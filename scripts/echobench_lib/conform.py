@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+from .build import backend_args
 from .tap import parse_tap
 
 
@@ -152,9 +153,8 @@ def _kill_group(proc):
 def backend_exec(server_exe, backend, threads=None):
     """The --exec command line that starts one of our backends on an ephemeral port, with UDP
     echo on the same port so that the UDP cases run too."""
-    cmd = [str(server_exe), "--backend", backend, "--listen", "127.0.0.1:0", "--udp"]
-    if threads:
-        cmd += ["--threads", str(threads)]
+    cmd = [str(server_exe), *backend_args(backend, threads), "--listen", "127.0.0.1:0",
+           "--udp"]
     return shlex.join(cmd)
 
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 
 from . import bounds, conform, gbjson, machine
 from . import sweep as knee
-from .build import (CONFORM, LOAD, ROOT, SERVER, list_backends, list_engines, pick_backends,
-                    program)
+from .build import (CONFORM, LOAD, ROOT, SERVER, backend_args, list_backends, list_engines,
+                    pick_backends, program)
 from .entries import make_entries, reference
 from .matrix import DEFAULT_PLACEMENT, Cell, build_matrix
 from .metrics import from_load_json, unit
@@ -231,10 +231,8 @@ class Runner:
         return len(client) if client else len(os.sched_getaffinity(0))
 
     def server_argv(self, backend):
-        argv = [self.server_exe, "--backend", backend, "--listen", "127.0.0.1:0"]
-        if self.opts.server_threads:
-            argv += ["--threads", str(self.opts.server_threads)]
-        return argv
+        return [self.server_exe, *backend_args(backend, self.opts.server_threads),
+                "--listen", "127.0.0.1:0"]
 
     def start(self, name, placement=DEFAULT_PLACEMENT):
         """A ready server for entry `name` (a fresh one, except for --target)."""

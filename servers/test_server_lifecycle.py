@@ -3,7 +3,6 @@ accept, close without reading, vanished peers and SIGPIPE) free their resources 
 on; SIGTERM/SIGINT stop it with exit 0 and one summary line whose numbers match the traffic;
 pending echo is drained within --drain-timeout, and no longer."""
 import os
-import select
 import signal
 import socket
 import time
@@ -12,31 +11,10 @@ import pytest
 
 from echobench_lib.server import Pattern
 from test_server_support import (alive, connect, expect_eof, fd_count, payload, pump,
+                                 push_until_stalled,
                                  roundtrip, set_linger0, stop_summary, tcp_sockets, wait_for)
 
 TCP_CLOSE_WAIT = 8
-
-
-def push_until_stalled(s, stream, limit, quiet=0.5, timeout=10.0):
-    """Sends `stream` without reading until the socket stays unwritable for `quiet` seconds
-    (the server stopped reading: flow control), `limit` bytes went out, or timeout.
-    Returns the bytes sent."""
-    s.setblocking(False)
-    sent = 0
-    deadline = time.monotonic() + timeout
-    try:
-        while sent < limit and time.monotonic() < deadline:
-            _, w, _ = select.select([], [s], [], quiet)
-            if not w:
-                break
-            try:
-                sent += s.send(stream.at(sent, min(65536, limit - sent)))
-            except BlockingIOError:
-                pass
-    finally:
-        s.setblocking(True)
-        s.settimeout(10)
-    return sent
 
 
 def read_stream(s, stream, expect, timeout=30.0, pace=None):

@@ -20,7 +20,8 @@ import pytest
 
 from echobench_lib.server import Pattern, proc_cpu_seconds
 from test_server_support import (alive, closed_by_server, connect,
-                                 echo_many, fd_count, payload, roundtrip, rss_kib,
+                                 echo_many, fd_count, payload, push_until_stalled,
+                                 roundtrip, rss_kib,
                                  start_limited, stop_summary, summary, wait_for)
 
 PUSH_LIMIT = 256 << 20   # far beyond what kernel buffers and a bounded server can absorb
@@ -135,20 +136,8 @@ def test_many_stalled_clients_hold_bounded_memory(backend, start_server):
     rss0 = rss_kib(sp.pid)
     clients = [(connect(sp), Pattern(300 + k))
                for k in range(STALLED_CLIENTS)]
-    pushed = []
-    for s, stream in clients:
-        s.setblocking(False)
-        sent = 0
-        deadline = time.monotonic() + SLOW
-        while sent < PUSH_LIMIT and time.monotonic() < deadline:
-            _, w, _ = select.select([], [s], [], 0.3)
-            if not w:
-                break
-            try:
-                sent += s.send(stream.at(sent, 65536))
-            except BlockingIOError:
-                pass
-        pushed.append(sent)
+    pushed = [push_until_stalled(s, stream, PUSH_LIMIT, quiet=0.3, timeout=SLOW)
+              for s, stream in clients]
     time.sleep(0.5)         # completions still on their way are in the figure too
     grown = rss_kib(sp.pid) - rss0
     print(f"{STALLED_CLIENTS} stalled clients pushed {sum(pushed) >> 10} KiB; server RSS grew "

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from echobench_lib.server import Pattern, proc_stat
-from test_server_support import (alive, connect, echo_many, fd_count, payload,
+from test_server_support import (connect, echo_many, fd_count, payload,
                                  roundtrip, stop_summary, wait_for)
 
 NPROC = 3

@@ -298,3 +298,25 @@ def start_limited(backend, nofile, *args):
     it (so .pid is the server's). The caller must stop it."""
     return ServerProcess(["prlimit", f"--nofile={nofile}:{nofile}", server_exe(),
                           "--backend", backend, "--listen", "127.0.0.1:0", *args])
+
+
+def push_until_stalled(s, stream, limit, quiet=0.5, timeout=10.0):
+    """Sends `stream` without reading until the socket stays unwritable for `quiet` seconds
+    (the server stopped reading: flow control), `limit` bytes went out, or timeout.
+    Returns the bytes sent."""
+    s.setblocking(False)
+    sent = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while sent < limit and time.monotonic() < deadline:
+            _, w, _ = select.select([], [s], [], quiet)
+            if not w:
+                break
+            try:
+                sent += s.send(stream.at(sent, min(65536, limit - sent)))
+            except BlockingIOError:
+                pass
+    finally:
+        s.setblocking(True)
+        s.settimeout(10)
+    return sent

@@ -85,7 +85,7 @@ def test_loadcore_json():
 
 def test_echo_round_trip_json(backend):
     rc, doc = run_json(binary("bench/bench-echo"), f"--benchmark_filter=^echo_rtt/{backend}/")
-    assert rc == 0
+    assert rc == 0, [b.get("error_message") for b in doc["benchmarks"] if b.get("error_occurred")]
     runs = by_name(doc)
     assert set(runs) == {f"echo_rtt/{backend}/{n}/real_time" for n in (64, 4096)}
     for name, entry in runs.items():

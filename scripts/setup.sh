@@ -15,9 +15,10 @@ export PYTHONDONTWRITEBYTECODE=1
 # Packages for building and running the main job.
 ECHOBENCH_PKGS=(build-essential meson ninja-build pkg-config liburing-dev libbenchmark-dev
 	libbenchmark-tools python3 python3-matplotlib python3-scipy procps iproute2)
-# Extra packages for the tests: pytest, chromium for the report screenshot test, and the
-# third-party echo servers that echo-conform is run against.
-ECHOBENCH_TEST_PKGS=(python3-pytest chromium socat busybox ncat xinetd)
+# Extra packages for the tests: pytest, chromium for the report screenshot test, the
+# third-party echo servers that echo-conform is run against, and sshd for the load-host tests
+# (two sshd hosts in network namespaces; without it they would skip on every fresh machine).
+ECHOBENCH_TEST_PKGS=(python3-pytest chromium socat busybox ncat xinetd openssh-server)
 
 echobench_install() {
 	local missing=() p

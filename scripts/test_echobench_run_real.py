@@ -15,6 +15,7 @@ from echobench_testlib import HERE, echobench  # noqa: E402
 BUILD = pathlib.Path(os.environ.get("ECHOBENCH_BUILD", HERE.parent / "build")).resolve()
 SERVER = BUILD / "servers" / "echo-server"
 LOAD = BUILD / "clients" / "echo-load"
+FAULTY = BUILD / "conformance" / "faulty-echo"
 
 pytestmark = pytest.mark.skipif(not (SERVER.exists() and LOAD.exists()),
                                 reason=f"echo-server and echo-load are not both built in {BUILD}")
@@ -154,18 +155,24 @@ def test_report_reads_what_a_real_run_writes(tmp_path):
     """A short real run with a backend, a --server, a --target, placement shared, --until-ci
     and a small sweep: the report must read the runner's context as docs/RESULTS.md gives it
     (reference, entries[].server_cpu, until_ci cells, the sweep's SLO, hgrm files named with
-    the placement, context.invalid_cells) and colour each entry differently."""
+    the placement, context.invalid_cells) and colour each entry differently. The user's server
+    `mine` is faulty-echo serving one client at a time, so with two connections one of them is
+    starved and its cells are invalid on every machine (echo-load's connections check): the
+    report and the runner must label them alike."""
     from echobench_lib import plots
     from echobench_lib.report import RunData, slo_text
     from echobench_lib.server import Server
     names = usable()
     if "poll" not in names or "epoll" not in names:
         pytest.skip(f"poll and epoll are not both usable here: {names}")
+    if not FAULTY.exists():
+        pytest.skip(f"{FAULTY} is not built")
     far = Server([SERVER, "--backend", "epoll", "--listen", "127.0.0.1:0"])
     try:
         out = tmp_path / "res"
         r = echobench("run", "--build", BUILD, "--out", out, "--backends", "poll",
-                      "--server", f"mine={SERVER} --backend poll --listen 127.0.0.1:{{port}}",
+                      "--server",
+                      f"mine={FAULTY} --fault one-at-a-time --listen 127.0.0.1:{{port}}",
                       "--target", f"far={far.addr}", "--placement", "shared",
                       "--connections", "2", "--sizes", "64", "--modes", "closed,sweep",
                       "--duration", "200ms", "--warmup", "50ms", "--repetitions", "2",
@@ -186,8 +193,10 @@ def test_report_reads_what_a_real_run_writes(tmp_path):
     uc, misses = d.until_ci_misses()
     assert uc["pct"] == 50 and len(uc["cells"]) == 3
     assert {m[0] for m in misses} == {n for n, v in uc["cells"].items() if not v["reached"]}
-    assert {(b, lab) for b, lab, *_ in d.invalid_cells()} == \
-        {(x["cell"].split(" ", 1)[0], x["cell"].split(" ", 1)[1]) for x in ctx["invalid_cells"]}
+    invalid = {(b, lab) for b, lab, *_ in d.invalid_cells()}
+    assert invalid == {(x["cell"].split(" ", 1)[0], x["cell"].split(" ", 1)[1])
+                       for x in ctx["invalid_cells"]}
+    assert ("mine", "c=2 s=64 closed shared") in invalid
     md = (run_dir / "summary.md").read_text()
     html = (run_dir / "report.html").read_text()
     assert eb["slo"] == "p99:5ms" and slo_text(eb["slo"]) == "p99 ≤ 5 ms"

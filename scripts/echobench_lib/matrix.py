@@ -93,9 +93,15 @@ class Cell:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "-", self.backend)
         return f"{safe}_c{self.connections}_s{self.size}_{self.mode}{place}"
 
-    def label(self):
+    def where(self):
+        """The cell without its entry, as every table and message labels it: 'c=64 s=64
+        closed', with the placement when it is not the default ('... closed shared')."""
         place = "" if self.placement == DEFAULT_PLACEMENT else f" {self.placement}"
-        return f"{self.backend} c={self.connections} s={self.size} {self.mode}{place}"
+        return f"c={self.connections} s={self.size} {self.mode}{place}"
+
+    def label(self):
+        """'epoll c=64 s=64 closed': the entry, then where()."""
+        return f"{self.backend} {self.where()}"
 
 
 NAME_RE = re.compile(r"^echo/(?P<backend>[^/]+)/c:(?P<c>\d+)/s:(?P<s>\d+)/(?P<mode>[^/]+)/"

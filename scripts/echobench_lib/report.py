@@ -271,8 +271,8 @@ class RunData:
                 if any((b, c, s, m, p) in self.values for b in self.backends)]
 
     def label(self, s, c, m, p):
-        more = f" {p}" if len(self.placements) > 1 else ""
-        return f"c={c} s={s} {m}{more}"
+        """Cell.where() of a cell: the one label the runner's messages use too."""
+        return Cell("", c, s, m, p or DEFAULT_PLACEMENT).where()
 
     def fig(self, key, metric):
         """(median, lo, hi, n) over the repetitions of key5, or None."""

@@ -7,16 +7,15 @@ and hand it over, that races.
 import os
 import pathlib
 import signal
-import sys
 
 import pytest
 
+from echobench_lib import build as _build
+from echobench_lib.net import split_addr
+from echobench_lib.server import Server
+from echobench_lib.util import RunError
+
 ROOT = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from echobench_lib import build as _build  # noqa: E402
-from echobench_lib.net import split_addr  # noqa: E402
-from echobench_lib.server import Server  # noqa: E402
-from echobench_lib.util import RunError  # noqa: E402
 BUILD = _build.build_dir()
 
 
@@ -113,3 +112,21 @@ def backend(request):
         pytest.skip("uring:sqpoll: its SQ thread needs a CPU besides the server's and the "
                     "client's; this test may run on one")
     return name
+
+
+# Verdicts that a test records but must not assert (a third-party server's failures that depend
+# on the machine): printed together at the end of the session, so they are seen in every run.
+_REPORTED = []
+
+
+@pytest.fixture
+def report_line():
+    """report_line(text): a line for the session's summary ("reported, not asserted")."""
+    return _REPORTED.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _REPORTED:
+        terminalreporter.section("reported, not asserted")
+        for line in _REPORTED:
+            terminalreporter.write_line(line)

@@ -30,9 +30,9 @@ import time
 # The driver's pieces: finding programs, listing backends, starting a server.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
 from echobench_lib.build import build_dir, list_backends  # noqa: E402
-from echobench_lib.cli import Parser  # noqa: E402
+from echobench_lib.procfs import descendants, rss_kib  # noqa: E402
 from echobench_lib.server import Server  # noqa: E402
-from echobench_lib.util import RunError, UsageError, parse_duration  # noqa: E402
+from echobench_lib.util import Parser, RunError, UsageError, parse_duration  # noqa: E402
 
 SKIP = 77
 # Not in every Python's socket module: defer the source port choice to connect(), so a port is
@@ -147,38 +147,6 @@ def client(pipe, first, count, sources, target, size, window, timeout):
     pipe.recv()          # 'close' (or EOF): the connections live until the parent has measured
     for s in socks.values():
         s.close()
-
-
-def descendants(pid):
-    """pid and every process below it (the prefork workers), from /proc."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rfind(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        todo += children.get(p, [])
-    return found
-
-
-def rss_kib(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-        except (OSError, StopIteration):
-            pass      # a process that has no memory of its own (a zombie) or is gone
-    return total
 
 
 def merge(into, counts):

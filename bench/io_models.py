@@ -27,10 +27,11 @@ import time
 # processes on CPUs and starts a server and reads its `listening` line.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
 from echobench_lib.build import build_dir, list_backends, list_engines  # noqa: E402
-from echobench_lib.cli import Parser  # noqa: E402
-from echobench_lib.runner import placement  # noqa: E402
-from echobench_lib.server import Server, pinned  # noqa: E402
-from echobench_lib.util import RunError, UsageError, duration_arg, parse_duration  # noqa: E402
+from echobench_lib.placement import cpus_for, pinned  # noqa: E402
+from echobench_lib.procfs import CpuSample, rss_kib  # noqa: E402
+from echobench_lib.server import Server  # noqa: E402
+from echobench_lib.util import (Parser, RunError, UsageError, duration_arg,  # noqa: E402
+                                parse_duration)
 
 # Goals from issue 12's table, printed next to the figures (never checked).
 GOAL_URING_EPOLL = ">= 1.10"
@@ -126,9 +127,9 @@ class Bench:
         srv_cpus, cli_cpus, threads = cpus
         srv = start(argv, srv_cpus)
         try:
-            before = cpu_seconds(srv.proc.pid)
+            before = CpuSample.take(srv.proc.pid)
             rate = self.minclient(srv.addr, cli_cpus, threads)
-            used = cpu_seconds(srv.proc.pid) - before
+            used, _ = before.delta(CpuSample.take(srv.proc.pid))
         finally:
             rc, err = srv.stop()
         if rc != 0:
@@ -205,21 +206,6 @@ class Bench:
             print(f"  FAILED to run: {e}", flush=True)
 
 
-def cpu_seconds(pid):
-    """User + system CPU seconds of a live process and its threads (/proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def vm_rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise Failed(f"no VmRSS for pid {pid}")
-
-
 def echo_once(sock, size, deadline):
     data = bytes((i * 7 + 3) & 0xFF for i in range(size))
     sock.sendall(data)
@@ -252,7 +238,7 @@ def idle_rss(server, backend, count, size):
             with socket.create_connection(target, timeout=5) as s:
                 echo_once(s, size, time.monotonic() + 5)
             time.sleep(0.2)
-            before = vm_rss_kib(srv.pid)
+            before = rss_kib(srv.pid)
             for _ in range(count):
                 if time.monotonic() > deadline:
                     raise Failed(f"{len(socks)} of {count} connections in 60 s")
@@ -262,14 +248,14 @@ def idle_rss(server, backend, count, size):
             with socket.create_connection(target, timeout=5) as s:
                 echo_once(s, size, time.monotonic() + 5)
             time.sleep(0.3)
-            idle = vm_rss_kib(srv.pid)
+            idle = rss_kib(srv.pid)
             data = bytes((i * 7 + 3) & 0xFF for i in range(size))
             for s in socks:
                 s.sendall(data)
             for s in socks:
                 recv_exact(s, data, deadline)
             time.sleep(0.3)
-            echoed = vm_rss_kib(srv.pid)
+            echoed = rss_kib(srv.pid)
         except OSError as e:
             raise Failed(f"{len(socks)} connections open: {e}") from e
         if not srv.alive():
@@ -370,7 +356,7 @@ def main():
     uring_argv = [a.server, "--backend", a.uring, "--listen", "127.0.0.1:0"]
     placements = []
     if ncpu >= 2:
-        srv_cpus, cli_cpus, _ = placement(None, None)
+        srv_cpus, cli_cpus, _ = cpus_for("split")
         placements.append((f"server on CPU {srv_cpus[0]}, client on CPU {cli_cpus[0]} "
                            f"(minclient -t 1)", (srv_cpus, cli_cpus, 1)))
     else:

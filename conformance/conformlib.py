@@ -6,8 +6,6 @@ import tempfile
 
 from conftest import binary
 from echobench_lib import conform
-from echobench_lib.net import free_port, wait_accepting  # noqa: F401  (re-exported for the tests)
-from echobench_lib.tap import TAP_LINE, parse_tap  # noqa: F401  (for the tests)
 
 
 class Run:

@@ -5,12 +5,38 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "fnv.h"
+#include "netio.h"
 #include "prng.h"
 #include "probe.h"
 #include "target.h"
+
+/* After a failed case: did the server die of it? A process on its way out (a sanitizer's leak
+ * check at exit, say) may still exist while its listener already refuses, so the answer is
+ * awaited, bounded by --timeout: until the process is gone (yes), or a connection is taken
+ * (no: it still serves). Only a server that neither exits nor accepts waits the whole bound. */
+static bool server_going(const struct target *t)
+{
+	uint64_t deadline = now_ns() + t->timeout_ns;
+
+	for (;;) {
+		int fd, rc;
+
+		if (!probe_alive(t->pid))
+			return true;
+		if (now_ns() >= deadline)
+			return false;
+		rc = net_connect(&t->tcp, now_ns() + 100000000u, NULL, &fd);
+		if (rc == 0) {
+			close(fd);
+			return !probe_alive(t->pid);
+		}
+		sleep_ns(10000000u);
+	}
+}
 
 static void run_case(const struct conf_case *cc, const struct target *t, struct result *r)
 {
@@ -29,7 +55,7 @@ static void run_case(const struct conf_case *cc, const struct target *t, struct 
 	} else {
 		cc->fn(&c);
 	}
-	if (r->verdict == VERDICT_FAIL && t->pid && !probe_alive(t->pid))
+	if (r->verdict == VERDICT_FAIL && t->pid && server_going(t))
 		case_note(&c, "server_process", "gone (pid %d)", (int)t->pid);
 	r->elapsed_ns = now_ns() - c.start_ns;
 }

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from conformlib import TAP_LINE, catalogue, echo_conform, faulty_cmd
+from conformlib import catalogue, echo_conform, faulty_cmd
+from echobench_lib.tap import TAP_LINE
 from conftest import binary
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

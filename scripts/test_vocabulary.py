@@ -1,7 +1,6 @@
 """The option vocabulary of docs/CONTRACTS.md ("One option vocabulary") against every program's
 --help: the table is the one place where an option's name, short letter and meaning are
 decided, so this test reads the table and checks the programs, never a second copy of it."""
-import pathlib
 import re
 import subprocess
 

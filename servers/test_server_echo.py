@@ -13,9 +13,9 @@ import time
 import pytest
 
 from conftest import ServerProcess, usable_backends
-from test_server_support import (alive, connect, echo_many, expect_eof, is_event_loop,
-                                 needs_ipv6, payload, pump, recv_exact, roundtrip, server_exe,
-                                 stays_open, thread_count)
+from echobench_lib.procfs import thread_count
+from test_server_support import (alive, connect, echo_many, expect_eof, is_event_loop, needs_ipv6,
+                                 payload, pump, recv_exact, roundtrip, server_exe, stays_open)
 
 
 @pytest.fixture

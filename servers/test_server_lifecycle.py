@@ -10,9 +10,9 @@ import time
 import pytest
 
 from echobench_lib.server import Pattern
-from test_server_support import (alive, connect, expect_eof, fd_count, payload, pump,
-                                 push_until_stalled,
-                                 roundtrip, set_linger0, stop_summary, tcp_sockets, wait_for)
+from echobench_lib.procfs import fd_count, tcp_sockets
+from test_server_support import (alive, connect, expect_eof, payload, pump, push_until_stalled,
+                                 roundtrip, set_linger0, stop_summary, wait_for)
 
 TCP_CLOSE_WAIT = 8
 

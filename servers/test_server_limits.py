@@ -18,11 +18,12 @@ import time
 
 import pytest
 
-from echobench_lib.server import Pattern, proc_cpu_seconds
-from test_server_support import (alive, closed_by_server, connect,
-                                 echo_many, fd_count, payload, push_until_stalled,
-                                 roundtrip, rss_kib,
-                                 start_limited, stop_summary, summary, wait_for)
+from echobench_lib.procfs import proc_cpu_seconds
+from echobench_lib.server import Pattern
+from echobench_lib.procfs import fd_count, rss_kib
+from test_server_support import (alive, closed_by_server, connect, echo_many, payload,
+                                 push_until_stalled, roundtrip, start_limited, stop_summary,
+                                 summary, wait_for)
 
 PUSH_LIMIT = 256 << 20   # far beyond what kernel buffers and a bounded server can absorb
 PUSH_TIME = 120.0        # a server that keeps reading absorbs PUSH_LIMIT long before this

@@ -8,27 +8,13 @@ import time
 
 import pytest
 
-from echobench_lib.server import Pattern, proc_stat
-from test_server_support import (connect, echo_many, fd_count, payload,
-                                 roundtrip, stop_summary, wait_for)
+from echobench_lib.procfs import children, is_gone
+from echobench_lib.server import Pattern
+from echobench_lib.procfs import fd_count
+from test_server_support import (connect, echo_many, payload, roundtrip, stop_summary, wait_for)
 
 NPROC = 3
 SLOW = 30.0
-
-
-def children(pid):
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(x) for x in f.read().split()]
-
-
-def gone(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    # A zombie is gone too: it serves nothing, its parent just has not reaped it.
-    fields = proc_stat(pid)
-    return fields is None or fields[0] == "Z"
 
 
 def test_processes_serve_and_one_summary_sums_them(backend, start_server):
@@ -51,7 +37,7 @@ def test_processes_serve_and_one_summary_sums_them(backend, start_server):
     st = stop_summary(sp)
     assert st["accepted"] == 60 and st["refused"] == 0 and st["resets"] == 0, st
     assert st["bytes_in"] == st["bytes_out"] == sum(map(len, datas)), st
-    assert wait_for(lambda: all(gone(k) for k in kids), SLOW), "a worker process outlived stop"
+    assert wait_for(lambda: all(is_gone(k) for k in kids), SLOW), "a worker process outlived stop"
 
 
 def test_processes_drain_pending_echo_on_sigterm(backend, start_server):
@@ -91,7 +77,7 @@ def test_dead_child_stops_the_server_with_failure(backend, start_server):
     rc, err = sp.stop()
     assert rc == 1, f"exit status {rc}, stderr {err!r}"
     assert f"worker process {kids[1]} died" in err, err
-    assert wait_for(lambda: all(gone(k) for k in kids), SLOW), "worker processes left behind"
+    assert wait_for(lambda: all(is_gone(k) for k in kids), SLOW), "worker processes left behind"
 
 
 def test_children_never_outlive_the_parent(backend, start_server):
@@ -101,8 +87,8 @@ def test_children_never_outlive_the_parent(backend, start_server):
         assert roundtrip(s, b"before") == b"before"
     os.kill(sp.pid, signal.SIGKILL)
     sp.proc.wait(SLOW)
-    assert wait_for(lambda: all(gone(k) for k in kids), SLOW), \
-        f"worker processes {[k for k in kids if not gone(k)]} outlived a killed parent"
+    assert wait_for(lambda: all(is_gone(k) for k in kids), SLOW), \
+        f"worker processes {[k for k in kids if not is_gone(k)]} outlived a killed parent"
 
 
 @pytest.mark.parametrize("n", ["0", "65", "x"])

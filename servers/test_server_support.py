@@ -4,7 +4,6 @@ Every socket gets a timeout and every wait a deadline: a server that hangs makes
 with a message, never hang. Data is the driver's seeded Pattern, so a failure repeats. Addresses,
 sockets and /proc CPU time come from the driver's own helpers (scripts/echobench_lib).
 """
-import os
 import re
 import select
 import socket
@@ -215,26 +214,6 @@ def stop_summary(sp, sig=None, timeout=15.0):
     return summary(err)
 
 
-def proc_status(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def rss_kib(pid):
-    return proc_status(pid, "VmRSS")
-
-
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def thread_count(pid):
-    return len(os.listdir(f"/proc/{pid}/task"))
-
-
 def wait_for(cond, timeout, interval=0.02):
     deadline = time.monotonic() + timeout
     while True:
@@ -247,28 +226,6 @@ def wait_for(cond, timeout, interval=0.02):
 
 def alive(sp):
     return sp.proc.poll() is None
-
-
-def tcp_sockets(port):
-    """[(local_port, remote_port, state, tx_queue, rx_queue)] of every TCP socket in this netns
-    whose local port is `port` (from /proc/net/tcp and tcp6; state as in include/net/tcp_states.h,
-    1 ESTABLISHED, 8 CLOSE_WAIT, 10 LISTEN)."""
-    out = []
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(name) as f:
-                lines = f.readlines()[1:]
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            p = line.split()
-            lport = int(p[1].rpartition(":")[2], 16)
-            if lport != port:
-                continue
-            rport = int(p[2].rpartition(":")[2], 16)
-            tx, rx = (int(x, 16) for x in p[4].split(":"))
-            out.append((lport, rport, int(p[3], 16), tx, rx))
-    return out
 
 
 def have_ipv6():

@@ -7,11 +7,11 @@ import sys
 # check must start fast (it is the main job's first verdict): the modules that pull in
 # matplotlib and scipy (report, compare) are imported by the commands that need them.
 from . import check, conform, matrix, runner
-from . import sweep as knee
 from .build import CONFORM, ROOT, SERVER, backend_args, build_dir, pick_backends, program
-from .entries import parse_spec
-from .server import start_command
-from .util import RunError, UsageError, parse_count, parse_cpus, parse_duration
+from .entries import Entry, parse_spec
+from .knee import Slo
+from .options import RunOptions
+from .util import Parser, RunError, UsageError, parse_count, parse_cpus, parse_duration
 
 CI_RECIPE = """\
 CI recipe (keep a baseline run, compare every change against it, on the same machine class):
@@ -34,17 +34,6 @@ CI recipe (keep a baseline run, compare every change against it, on the same mac
   esac
   # publish ci/results/latest/report.html, summary.md and ci/compare.json.
 """
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error in one line (exit 2), as every echobench tool does."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs["allow_abbrev"] = False       # --server must never mean --server-cpus
-        super().__init__(*args, **kwargs)
-
-    def error(self, message):
-        raise UsageError(message)
 
 
 def _duration(what):
@@ -128,13 +117,21 @@ def make_parser():
                         "(the same CPU), free (unpinned); a comma list is a matrix axis")
     r.add_argument("--duration", type=_duration("--duration"), help="measured time per cell")
     r.add_argument("--warmup", type=_duration("--warmup"), help="warmup per cell (excluded)")
-    r.add_argument("--repetitions", type=lambda t: parse_count(t, "--repetitions"))
+    r.add_argument("--repetitions", type=lambda t: parse_count(t, "--repetitions"),
+                   help="rounds per cell (paired: each round measures every entry once, "
+                        "in a balanced order), or fresh-server repetitions with --unpaired")
+    r.add_argument("--unpaired", action="store_true",
+                   help="a fresh server per cell and repetition, entries measured one after "
+                        "the other (for first-connection effects); default: paired rounds "
+                        "against servers that stay up")
+    r.add_argument("--seed", type=lambda t: parse_count(t, "--seed"), default=1,
+                   help="seed of the random order of the matrix's cell groups (default 1)")
     r.add_argument("--until-ci", type=_percent("--until-ci"), metavar="PCT",
                    help="repeat each cell until the 95%% CI half-width of its headline figure "
                         "is within PCT %% of the median, or --max-repetitions")
     r.add_argument("--max-repetitions", type=lambda t: parse_count(t, "--max-repetitions"),
                    help="the bound of --until-ci (default 10)")
-    r.add_argument("--slo", type=knee.parse_slo, default=("p99", 1000.0),
+    r.add_argument("--slo", type=Slo.parse, default=Slo("p99", 1000.0),
                    help="latency target of the sweep (default p99:1ms)")
     r.add_argument("--sweep-connections", type=lambda t: parse_count(t, "--sweep-connections"),
                    help="connection count of the sweep (default: the largest of --connections)")
@@ -248,7 +245,7 @@ def run_options(a):
     max_reps = a.max_repetitions or max(10, reps)
     if a.until_ci is not None and max_reps < reps:
         raise UsageError(f"--max-repetitions {max_reps} is below --repetitions {reps}")
-    opts = runner.RunOptions(
+    opts = RunOptions(
         backends=_backends(a.backends),
         connections=matrix.parse_connections(a.connections) if a.connections is not None
         else list(preset["connections"]),
@@ -256,7 +253,7 @@ def run_options(a):
         modes=modes,
         duration=a.duration or preset["duration"],
         warmup=a.warmup if a.warmup is not None else preset["warmup"],
-        repetitions=reps,
+        repetitions=reps, design="unpaired" if a.unpaired else "paired", seed=a.seed,
         server_cpus=a.server_cpus, client_cpus=a.client_cpus,
         server_threads=a.server_threads, client_threads=a.client_threads, pipeline=a.pipeline,
         client_engine=a.client_engine,
@@ -293,40 +290,34 @@ def _labelled(spec, option, what):
 
 def cmd_conform(a, build):
     exe = program(build, CONFORM)
-    targets = []
-    skipped = []
+    entries, skipped = [], []
+    server = None
     if a.backends != "none":
         server = program(build, SERVER)
         wanted = None if a.backends is None else \
             [b.strip() for b in a.backends.split(",") if b.strip()]
         names, skipped = pick_backends(server, wanted)
-        targets += [(f"echo-server {' '.join(backend_args(b))}",
-                     {"exec_cmd": conform.backend_exec(server, b)}) for b in names]
-    started = []
-    try:
-        for spec in a.server:
-            label, cmd = _labelled(spec, "--server", "COMMAND")
-            if "{port}" in cmd:
-                try:
-                    srv = start_command(cmd)
-                except RunError as e:
-                    raise UsageError(f"--server {label}: {e}") from None
-                started.append(srv)
-                targets.append((label, {"target": srv.addr, "server_pid": srv.serving_pid()}))
-            else:
-                targets.append((label, {"exec_cmd": cmd}))
-        targets += [(label, {"target": addr}) for label, addr in
-                    (_labelled(t, "--target", "ADDR") for t in a.target)]
-        if not targets:
-            raise UsageError("nothing to test: no backend, --server or --target")
-        if a.tap_dir:
-            pathlib.Path(a.tap_dir).mkdir(parents=True, exist_ok=True)
-            targets = [(label, dict(how, tap_path=pathlib.Path(a.tap_dir) / f"{i:02d}.tap"))
-                       for i, (label, how) in enumerate(targets)]
-        results = conform.run_many(exe, targets, must_only=a.must_only, timeout=a.timeout)
-    finally:
-        for srv in started:
-            srv.stop()
+        entries += [Entry(f"echo-server {' '.join(backend_args(b))}", "backend", backend=b)
+                    for b in names]
+    for spec in a.server:
+        label, cmd = _labelled(spec, "--server", "COMMAND")
+        entries.append(Entry(label, "server", command=cmd))
+    entries += [Entry(label, "target", addr=addr) for label, addr in
+                (_labelled(t, "--target", "ADDR") for t in a.target)]
+    if not entries:
+        raise UsageError("nothing to test: no backend, --server or --target")
+    for e in entries:
+        if e.kind == "server" and "{port}" in e.command:
+            runner.preflight([e])             # a command that never gets ready: exit 2, now
+    by_name = {e.name: e for e in entries}
+    out_dir = None
+    if a.tap_dir:
+        out_dir = pathlib.Path(a.tap_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    results = conform.run_entries(
+        exe, entries, lambda name: [server, *backend_args(by_name[name].spec)],
+        out_dir=out_dir, stem=lambda i, e: f"{i:02d}", must_only=a.must_only,
+        timeout=a.timeout)
     w = max(len(k) for k in results)
     print(f"{'server':<{w}}  verdict")
     for label, r in results.items():

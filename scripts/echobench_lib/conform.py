@@ -11,7 +11,10 @@ import sys
 import time
 
 from .build import backend_args
+from .procfs import group_pids, is_gone
+from .server import start_command
 from .tap import parse_tap
+from .util import RunError
 
 
 def parse_catalogue(text):
@@ -138,24 +141,69 @@ def run_many(exe, targets, progress=None, **common):
 
 
 def _kill_group(proc):
+    """Ends echo-conform's process group (it and the server it started with --exec) and waits
+    until every process of it is gone, SIGKILL after 3 s."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             return
+        deadline = time.monotonic() + 3
         try:
             proc.wait(3)
-            return
         except subprocess.TimeoutExpired:
             continue
+        while time.monotonic() < deadline and [p for p in group_pids(proc.pid)
+                                               if not is_gone(p)]:
+            time.sleep(0.02)
+        if not [p for p in group_pids(proc.pid) if not is_gone(p)]:
+            return
 
 
 def backend_exec(server_exe, backend, threads=None):
     """The --exec command line that starts one of our backends on an ephemeral port, with UDP
     echo on the same port so that the UDP cases run too."""
-    cmd = [str(server_exe), *backend_args(backend, threads), "--listen", "127.0.0.1:0",
-           "--udp"]
-    return shlex.join(cmd)
+    return exec_line([str(server_exe), *backend_args(backend, threads)])
+
+
+def exec_line(server_argv):
+    """--exec for an echo-server argv (without --listen): ephemeral port, UDP on it too."""
+    return shlex.join([str(a) for a in server_argv] + ["--listen", "127.0.0.1:0", "--udp"])
+
+
+def run_entries(exe, entries, server_argv, out_dir=None, stem=None, **common):
+    """echo-conform per entry (entries.Entry): our backends through --exec (white-box cases
+    too); a user's command with {port} started here and tested with --server-pid, one without
+    through --exec; a --target as it runs. out_dir: where each entry's STEM.json and STEM.tap
+    go (stem(i, entry), default its name). common: run_one's must_only, timeout, skip.
+    Returns {name: verdict dict}."""
+    results = {}
+    for i, e in enumerate(entries):
+        name = stem(i, e) if stem else e.name
+        files = {} if out_dir is None else {"json_path": out_dir / f"{name}.json",
+                                            "tap_path": out_dir / f"{name}.tap"}
+        if e.kind == "backend":
+            how = {"exec_cmd": exec_line(server_argv(e.name))}
+        elif e.kind == "target":
+            how = {"target": e.addr}
+        elif "{port}" not in e.command:
+            how = {"exec_cmd": e.command}
+        else:
+            try:
+                srv = start_command(e.command)
+            except RunError as err:
+                results[e.name] = {"verdict": "error", "note": str(err), "passed": 0,
+                                   "failed": 0, "skipped": 0, "failed_ids": []}
+                continue
+            try:
+                results.update(run_many(exe, [(e.name, {"target": srv.addr,
+                                                        "server_pid": srv.serving_pid(),
+                                                        **files})], **common))
+            finally:
+                srv.stop()
+            continue
+        results.update(run_many(exe, [(e.name, {**how, **files})], **common))
+    return results
 
 
 def verdict_text(r):

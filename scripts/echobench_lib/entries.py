@@ -15,6 +15,13 @@ class Entry:
     kind: str                 # backend | server | target
     command: str = None       # server: the shell command ({port} substituted)
     addr: str = None          # target: its address
+    backend: str = None       # backend: what echo-server runs (default: the name), e.g. epoll+t2
+    server_exe: str = None    # backend: the echo-server binary (default: the run's build)
+
+    @property
+    def spec(self):
+        """The backend entry's echo-server backend and worker model (build.backend_args)."""
+        return self.backend or self.name
 
 
 def parse_spec(text, option):

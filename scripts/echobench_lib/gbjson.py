@@ -8,8 +8,9 @@ is better, and its natural value sits beside it:
   bytes_per_sec -> real_time = us per MiB echoed
   *_us          -> real_time = cpu_time = the latency in us
   *_ns_per_*    -> real_time = cpu_time = the CPU time in ns
-and every entry carries an `echobench` object: entry (= backend), entry_kind, connections, size,
-mode, placement, offered_rate, valid, invalid_reasons, metric, value, unit, higher_is_better,
+and every entry carries an `echobench` object: entry, entry_kind, connections, size, mode,
+placement, offered_rate, valid, invalid_reasons, client_bound, t_s, seq, metric, value, unit,
+higher_is_better,
 which is what echobench compare and the report read; context.echobench has the run-level fields.
 docs/RESULTS.md describes every field.
 """
@@ -17,6 +18,7 @@ import json
 import math
 import pathlib
 import statistics
+from dataclasses import replace
 
 from .matrix import parse_name
 from .metrics import gated_metrics, higher_is_better, unit
@@ -41,49 +43,37 @@ ENTRY_KINDS = ("backend", "server", "target")
 
 def sample_fields(sample):
     """The per-sample part of an entry's `echobench` object (docs/RESULTS.md): who was measured,
-    where, at what offered rate, and whether echo-load's self-checks held. Old runners pass
-    fewer attributes: every field has a default, so old runs still read."""
-    cell = sample["cell"]
-    load = sample.get("load") or {}
-    metrics = sample.get("metrics") or {}
-    name = getattr(cell, "backend", None)
-    kind = getattr(cell, "entry_kind", None) or "backend"
-    offered = getattr(cell, "offered_rate", None)
-    if offered is None:
-        offered = metrics.get("offered_rate")
-    if offered is None and isinstance(load, dict):
-        offered = load.get("rate_target")
-    valid = load.get("valid") if isinstance(load, dict) else None
-    reasons = load.get("invalid_reasons") if isinstance(load, dict) else None
-    return {"backend": name, "entry": name, "entry_kind": kind,
+    where, at what offered rate, whether it can be trusted, what limited it and when it ran.
+    sample: a measure.Sample."""
+    cell = sample.cell
+    return {"entry": cell.entry, "entry_kind": cell.entry_kind or "backend",
             "connections": cell.connections, "size": cell.size, "mode": cell.mode,
-            "placement": getattr(cell, "placement", None),
-            "offered_rate": float(offered) if offered else None,
-            # no self-checks (old echo-load) counts as valid: nothing says otherwise
-            "valid": True if valid is None else bool(valid),
-            "invalid_reasons": [str(r) for r in reasons] if isinstance(reasons, list) else []}
+            "placement": cell.placement,
+            "offered_rate": float(cell.offered_rate) if cell.offered_rate else None,
+            "valid": bool(sample.valid), "invalid_reasons": [str(r) for r in sample.reasons],
+            "client_bound": sample.client_bound, "t_s": sample.t_s, "seq": sample.seq}
 
 
 def _iteration(name, family, rep, reps, sample, metric):
-    value = sample["metrics"][metric]
+    value = sample.metrics[metric]
     enc = encode(metric, value)
     if enc is None:
         return None
     real, tu = enc
     cpu = real
-    if metric == "msgs_per_sec" and "server_cpu_ns_per_msg" in sample["metrics"]:
-        cpu = sample["metrics"]["server_cpu_ns_per_msg"]
+    if metric == "msgs_per_sec" and "server_cpu_ns_per_msg" in sample.metrics:
+        cpu = sample.metrics["server_cpu_ns_per_msg"]
     entry = {
         "name": name, "family_index": family, "per_family_instance_index": 0,
         "run_name": name, "run_type": "iteration", "repetitions": reps,
         "repetition_index": rep, "threads": 1,
-        "iterations": int(sample.get("messages") or 1),
+        "iterations": int(sample.messages or 1),
         "real_time": real, "cpu_time": cpu, "time_unit": tu,
     }
     if metric == "msgs_per_sec":
         entry["items_per_second"] = value
-        if "bytes_per_sec" in sample["metrics"]:
-            entry["bytes_per_second"] = sample["metrics"]["bytes_per_sec"]
+        if "bytes_per_sec" in sample.metrics:
+            entry["bytes_per_second"] = sample.metrics["bytes_per_sec"]
     if metric == "bytes_per_sec":
         entry["bytes_per_second"] = value
     entry["label"] = f"{metric} {unit(metric)}"
@@ -134,8 +124,7 @@ def run_fields(context, samples=()):
     if eb["entries"] is None:
         seen = {}
         for s in samples:
-            f = sample_fields(s)
-            seen.setdefault(f["entry"], {"name": f["entry"], "kind": f["entry_kind"]})
+            seen.setdefault(s.cell.entry, {"name": s.cell.entry, "kind": s.cell.entry_kind})
         eb["entries"] = list(seen.values())
     if eb["sweep"] is None:
         eb["sweep"] = {}
@@ -143,26 +132,25 @@ def run_fields(context, samples=()):
 
 
 def build_run_json(context, samples, repetitions):
-    """context: dict; samples: [{cell, repetition, metrics, messages, load}] -> the run.json
-    object. context["echobench"] carries the run-level fields (run_fields fills defaults)."""
+    """context: dict; samples: [measure.Sample] -> the run.json object. context["echobench"]
+    carries the run-level fields (run_fields fills defaults)."""
     context = dict(context)
     context["echobench"] = run_fields(context, samples)
     by_name = {}
     order = []
     for s in samples:
-        for metric in gated_metrics(s["cell"].mode):
-            if metric not in s["metrics"]:
+        for metric in gated_metrics(s.cell.mode):
+            if metric not in s.metrics:
                 continue
-            name = s["cell"].name(metric)
+            name = s.cell.name(metric)
             if name not in by_name:
                 by_name[name] = []
                 order.append(name)
             by_name[name].append((s, metric))
     benchmarks = []
     for family, name in enumerate(order):
-        entries = [e for e in (_iteration(name, family, s["repetition"], repetitions, s, m)
-                               for s, m in sorted(by_name[name],
-                                                  key=lambda t: t[0]["repetition"]))
+        entries = [e for e in (_iteration(name, family, s.repetition, repetitions, s, m)
+                               for s, m in sorted(by_name[name], key=lambda t: t[0].repetition))
                    if e is not None]
         benchmarks += entries
         if len(entries) > 1:
@@ -266,24 +254,29 @@ def series(data):
 
 
 def iterations(data):
-    """Our iteration entries as flat rows: [{entry, backend (= entry), entry_kind, connections,
-    size, mode, placement, metric, value, repetition, offered_rate, valid, invalid_reasons}]
-    (entries written by other tools are ignored; fields missing in old runs get defaults)."""
+    """Our iteration entries as flat rows: [{cell (matrix.Cell, with entry_kind and
+    offered_rate), entry, entry_kind, connections, size, mode, placement, metric, value,
+    repetition, offered_rate, valid, invalid_reasons, client_bound, t_s, seq}] (entries
+    written by other tools are ignored; a field a run did not write gets its default)."""
     rows = []
     for e in data["benchmarks"]:
         eb = e.get("echobench")
         if e.get("run_type") != "iteration" or not isinstance(eb, dict):
             continue
-        parsed = parse_name(e["name"])
+        parsed = parse_name(e.get("name"))
         if parsed is None:
             continue
-        name = eb.get("entry") or eb.get("backend")
-        rows.append({"entry": name, "backend": name,
-                     "entry_kind": eb.get("entry_kind") or "backend",
-                     "connections": eb["connections"], "size": eb["size"], "mode": eb["mode"],
-                     "placement": eb.get("placement"), "metric": eb["metric"],
-                     "value": eb["value"], "repetition": e.get("repetition_index", 0),
-                     "offered_rate": eb.get("offered_rate"),
+        cell, metric = parsed
+        kind = eb.get("entry_kind") or "backend"
+        offered = eb.get("offered_rate")
+        cell = replace(cell, entry_kind=kind, offered_rate=offered)
+        rows.append({"cell": cell, "entry": cell.entry, "entry_kind": kind,
+                     "connections": cell.connections, "size": cell.size, "mode": cell.mode,
+                     "placement": cell.placement, "metric": eb.get("metric", metric),
+                     "value": eb.get("value"), "repetition": e.get("repetition_index", 0),
+                     "offered_rate": offered,
                      "valid": eb.get("valid", True) is not False,
-                     "invalid_reasons": list(eb.get("invalid_reasons") or [])})
+                     "invalid_reasons": list(eb.get("invalid_reasons") or []),
+                     "client_bound": eb.get("client_bound"), "t_s": eb.get("t_s"),
+                     "seq": eb.get("seq")})
     return rows

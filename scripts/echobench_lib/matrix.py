@@ -12,9 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from .util import UsageError, parse_count, parse_list, parse_size
-
-PLACEMENTS = ("split", "shared", "free")
-DEFAULT_PLACEMENT = "split"
+from .placement import DEFAULT_PLACEMENT, PLACEMENTS  # noqa: F401  (re-exported)
 
 DEFAULT = {
     "connections": [1, 16, 64, 256, 1024],
@@ -46,9 +44,29 @@ QUICK = {
 }
 
 
+# What a mode is: its kind and, for open loop, its load. One parser of mode names: every other
+# module asks a Cell (or mode_kind) instead of slicing the name.
+_MODE = re.compile(r"^(?P<kind>closed|stream|churn|open|rate)(?P<n>[0-9]*)$")
+
+
+def mode_kind(mode):
+    """'closed', 'open' (openNN), 'rate' (rateN), 'stream' or 'churn'; None for other text."""
+    m = _MODE.match(str(mode))
+    if not m or (m["kind"] in ("open", "rate")) != bool(m["n"]):
+        return None
+    return m["kind"]
+
+
+def _mode_number(mode):
+    m = _MODE.match(str(mode))
+    return int(m["n"]) if m and m["n"] else None
+
+
 @dataclass(frozen=True)
 class Cell:
-    backend: str                   # the entry's name: a backend or a user's server
+    """One entry at one point of the matrix. With entry None it is the point itself (a
+    "spot": connections, size, mode, placement), which every entry of a run shares."""
+    entry: str                     # the entry's name: a backend or a user's server
     connections: int
     size: int
     mode: str
@@ -58,39 +76,61 @@ class Cell:
     entry_kind: str = field(default="backend", compare=False)
 
     @property
-    def open_pct(self):
-        """The open-loop load in percent of the reference's closed-loop peak, None for other
-        modes."""
-        return int(self.mode[4:]) if self.mode.startswith("open") else None
+    def kind(self):
+        return mode_kind(self.mode)
+
+    @property
+    def is_open(self):
+        """Open loop: a rate is offered (openNN or rateN)."""
+        return self.kind in ("open", "rate")
+
+    @property
+    def open_fraction(self):
+        """openNN: the offered load as a fraction of the reference's closed-loop peak."""
+        return _mode_number(self.mode) / 100.0 if self.kind == "open" else None
 
     @property
     def fixed_rate(self):
-        """The absolute open-loop rate of a rateN cell (msgs/s), None for other modes."""
-        return int(self.mode[4:]) if self.mode.startswith("rate") else None
+        """rateN: the absolute open-loop rate (msgs/s)."""
+        return _mode_number(self.mode) if self.kind == "rate" else None
 
     @property
-    def group(self):
-        """Cells sharing a closed-loop peak: same entry, connections, size, placement."""
-        return (self.backend, self.connections, self.size, self.placement)
+    def spot(self):
+        """The point of the matrix without the entry (and without what the run offered)."""
+        return Cell(None, self.connections, self.size, self.mode, self.placement)
+
+    def of(self, entry, kind="backend"):
+        """This point for `entry`."""
+        return Cell(entry, self.connections, self.size, self.mode, self.placement,
+                    entry_kind=kind)
 
     @property
-    def rate_group(self):
-        """Cells that must be offered the same open-loop rates, whatever the entry."""
-        return (self.connections, self.size, self.placement)
+    def peak_cell(self):
+        """The closed-loop cell of this entry whose peak sets open-loop rates."""
+        return Cell(self.entry, self.connections, self.size, "closed", self.placement,
+                    entry_kind=self.entry_kind)
+
+    @property
+    def sort_key(self):
+        """Report order: placement, size, connections, mode, entry."""
+        return (PLACEMENTS.index(self.placement) if self.placement in PLACEMENTS else 99,
+                self.size, self.connections, mode_order(self.mode), self.entry or "")
 
     @property
     def _place(self):
         return "" if self.placement == DEFAULT_PLACEMENT else f"/p:{self.placement}"
 
     def name(self, metric):
-        return (f"echo/{self.backend}/c:{self.connections}/s:{self.size}/{self.mode}"
+        """The benchmark name in run.json: echo/ENTRY/c:N/s:N/MODE[/p:PLACEMENT]/METRIC."""
+        return (f"echo/{self.entry}/c:{self.connections}/s:{self.size}/{self.mode}"
                 f"{self._place}/{metric}")
 
     @property
     def key(self):
-        """File-name form: epoll_c256_s64_closed (_shared when not split)."""
+        """File-name form (never parsed back): epoll_c256_s64_closed (_shared when not
+        split)."""
         place = "" if self.placement == DEFAULT_PLACEMENT else f"_{self.placement}"
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "-", self.backend)
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "-", self.entry)
         return f"{safe}_c{self.connections}_s{self.size}_{self.mode}{place}"
 
     def where(self):
@@ -101,19 +141,19 @@ class Cell:
 
     def label(self):
         """'epoll c=64 s=64 closed': the entry, then where()."""
-        return f"{self.backend} {self.where()}"
+        return f"{self.entry} {self.where()}"
 
 
-NAME_RE = re.compile(r"^echo/(?P<backend>[^/]+)/c:(?P<c>\d+)/s:(?P<s>\d+)/(?P<mode>[^/]+)/"
+NAME_RE = re.compile(r"^echo/(?P<entry>[^/]+)/c:(?P<c>\d+)/s:(?P<s>\d+)/(?P<mode>[^/]+)/"
                      r"(?:p:(?P<p>[a-z]+)/)?(?P<metric>[^/]+)$")
 
 
 def parse_name(name):
     """'echo/epoll/c:256/s:64/closed/p99_us' -> (Cell, 'p99_us'), or None for other names."""
-    m = NAME_RE.match(name)
+    m = NAME_RE.match(str(name))
     if not m:
         return None
-    return Cell(m["backend"], int(m["c"]), int(m["s"]), m["mode"],
+    return Cell(m["entry"], int(m["c"]), int(m["s"]), m["mode"],
                 m["p"] or DEFAULT_PLACEMENT), m["metric"]
 
 
@@ -171,14 +211,10 @@ def parse_rates(text):
 
 def mode_order(mode):
     """closed first (its result sets the open-loop rates), then open by load, then fixed rates,
-    then stream."""
-    if mode == "closed":
-        return (0, 0)
-    if mode.startswith("open") and mode[4:].isdigit():
-        return (1, int(mode[4:]))
-    if mode.startswith("rate") and mode[4:].isdigit():
-        return (2, int(mode[4:]))
-    return (3, 0)
+    then stream, then churn; names that are no mode last."""
+    kind = mode_kind(mode)
+    rank = {"closed": 0, "open": 1, "rate": 2, "stream": 3, "churn": 4}.get(kind, 5)
+    return (rank, _mode_number(mode) or 0, "" if kind else str(mode))
 
 
 def build_matrix(backends, connections, sizes, modes, placements=(DEFAULT_PLACEMENT,),

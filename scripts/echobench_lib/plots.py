@@ -14,6 +14,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from .knee import Slo  # noqa: E402
+from .matrix import mode_kind  # noqa: E402
+from .util import UsageError  # noqa: E402
+
 # One colour per entry, the same in every figure: the run's entries in their order (the
 # backends as `echo-server --list` gives them, then the user's --server and --target entries)
 # take this palette's colours in turn, so a run's colours are deterministic and no backend
@@ -79,18 +83,18 @@ def _x_rate(ax, label):
     ax.set_xlabel(label)
 
 
-def _line(ax, d, b, pts, metric, mode_key, scale=1.0, **kw):
-    """A median line with its 95 % CI as error bars: pts [(x, c, size, mode)]."""
+def _line(ax, d, b, pts, metric, scale=1.0, **kw):
+    """A median line with its 95 % CI as error bars: pts [(x, Cell)]."""
     xs, ys, lo, hi = [], [], [], []
-    for x, c, size, mode in pts:
-        med = d.med.get((b, c, size, mode), {}).get(metric)
-        if med is None:
+    for x, cell in pts:
+        f = d.fig(cell, metric)
+        if f is None or x is None:
             continue
-        ci = (d.ci.get((b, c, size, mode), {}).get(metric) or (med, med))
+        med, clo, chi, _ = f
         xs.append(x)
         ys.append(med * scale)
-        lo.append(max(0.0, (med - ci[0]) * scale))
-        hi.append(max(0.0, (ci[1] - med) * scale))
+        lo.append(max(0.0, (med - clo) * scale))
+        hi.append(max(0.0, (chi - med) * scale))
     if xs:
         ax.errorbar(xs, ys, yerr=[lo, hi], capsize=2, label=b, color=colour(b, d.backends),
                     **kw)
@@ -129,19 +133,24 @@ def _log2_x(ax, values):
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+def _has(d, mode, metric, entries=None):
+    return any(d.fig(d.at(b, c, z, mode), metric) for b in (entries or d.backends)
+               for c in d.conns for z in d.sizes)
+
+
 def throughput_vs_connections(d):
     """Closed-loop msgs/s (and streaming MB/s) against connections, one panel per size."""
     rows = [(mode, metric, label, scale) for mode, metric, label, scale in
             (("closed", "msgs_per_sec", "closed loop", 1.0),
              ("stream", "bytes_per_sec", "streaming", 1e-6))
-            if any(k[3] == mode and metric in v for k, v in d.med.items())]
+            if _has(d, mode, metric)]
     if not rows:
         return None
     panels = [(r, s) for r in rows for s in d.sizes]
     fig, axes = _panels(len(panels))
     for ax, ((mode, metric, label, scale), size) in zip(axes, panels):
         for b in d.backends:
-            _line(ax, d, b, [(c, c, size, mode) for c in d.conns], metric, mode, scale,
+            _line(ax, d, b, [(c, d.at(b, c, size, mode)) for c in d.conns], metric, scale,
                   marker="o")
         _log2_x(ax, d.conns)
         _y(ax, label="msgs/s" if metric == "msgs_per_sec" else "MB/s")
@@ -156,7 +165,7 @@ def latency_spectrum(d):
     one line per entry. The x axis counts nines: 90 %, 99 %, 99.9 %, 99.99 %."""
     size = d.sizes[0] if d.sizes else None
     panels = [c for c in d.conns
-              if any((b, c, size, "closed") in d.spectra for b in d.backends)]
+              if any(d.at(b, c, size, "closed") in d.spectra for b in d.backends)]
     if not panels:
         return None
     fig, axes = _panels(len(panels))
@@ -164,7 +173,7 @@ def latency_spectrum(d):
     for ax, c in zip(axes, panels):
         for b in d.backends:
             pts = [(math.log10(1.0 / (1.0 - p)), v) for v, p in d.spectra.get(
-                (b, c, size, "closed"), []) if p < 1.0 and v > 0]
+                d.at(b, c, size, "closed"), []) if p < 1.0 and v > 0]
             if pts:
                 top = max(top, pts[-1][0])
                 ax.plot(*zip(*pts), label=b, color=colour(b, d.backends), linewidth=1.4)
@@ -185,23 +194,23 @@ def p99_vs_rate(d):
     every entry of a cell is offered the same rate; the closed-loop point (hollow) marks each
     entry's peak."""
     size = d.sizes[0] if d.sizes else None
-    open_modes = [m for m in d.modes if m.startswith("open")]
-    panels = [c for c in d.conns if any("p99_us" in d.med.get((b, c, size, m), {})
+    open_modes = [m for m in d.modes if mode_kind(m) in ("open", "rate")]
+    panels = [c for c in d.conns if any(d.fig(d.at(b, c, size, m), "p99_us")
                                         for b in d.backends for m in open_modes)]
     if not panels:
         return None
     fig, axes = _panels(len(panels))
     for ax, c in zip(axes, panels):
         for b in d.backends:
-            pts = sorted((d.med[(b, c, size, m)].get("offered_rate"), c, size, m)
-                         for m in open_modes
-                         if d.med.get((b, c, size, m), {}).get("offered_rate") and
-                         "p99_us" in d.med.get((b, c, size, m), {}))
-            _line(ax, d, b, pts, "p99_us", None, marker="o")
-            closed = d.med.get((b, c, size, "closed"), {})
-            if "p99_us" in closed and closed.get("msgs_per_sec"):
-                ax.plot([closed["msgs_per_sec"]], [closed["p99_us"]], marker="o",
-                        markerfacecolor="none", color=colour(b, d.backends), linestyle="none")
+            pts = sorted(((d.offered(d.at(b, c, size, m)), d.at(b, c, size, m))
+                          for m in open_modes if d.fig(d.at(b, c, size, m), "p99_us")),
+                         key=lambda t: t[0] or 0)
+            _line(ax, d, b, pts, "p99_us", marker="o")
+            closed = d.at(b, c, size, "closed")
+            p99, mps = d.median(closed, "p99_us"), d.median(closed, "msgs_per_sec")
+            if p99 and mps:
+                ax.plot([mps], [p99], marker="o", markerfacecolor="none",
+                        color=colour(b, d.backends), linestyle="none")
         _y(ax, log=True, label="p99 latency (µs)")
         _x_rate(ax, "offered rate (msgs/s); hollow: closed-loop peak")
         ax.set_title(f"open loop p99, c={c}, {size} B")
@@ -213,16 +222,15 @@ def cpu_per_message(d):
     """Server CPU time per message in closed loop against connections, one panel per size.
     Targets (servers echobench did not start) have no CPU figure and no line."""
     entries = [b for b in d.backends if d.has_cpu(b)]
-    panels = [s for s in d.sizes if any("server_cpu_ns_per_msg" in d.med.get((b, c, s, "closed"),
-                                                                            {})
+    panels = [s for s in d.sizes if any(d.fig(d.at(b, c, s, "closed"), "server_cpu_ns_per_msg")
                                         for b in entries for c in d.conns)]
     if not panels:
         return None
     fig, axes = _panels(len(panels))
     for ax, size in zip(axes, panels):
         for b in entries:
-            _line(ax, d, b, [(c, c, size, "closed") for c in d.conns],
-                  "server_cpu_ns_per_msg", "closed", marker="s")
+            _line(ax, d, b, [(c, d.at(b, c, size, "closed")) for c in d.conns],
+                  "server_cpu_ns_per_msg", marker="s")
         _log2_x(ax, d.conns)
         _y(ax, label="CPU ns / message")
         ax.set_title(f"server CPU per message, {size} B")
@@ -251,36 +259,29 @@ def knee(d):
                 ax.plot(*zip(*pts), linestyle=style, marker="o", markersize=3, color=col,
                         label=lab)
         bad = [(s["offered_rate"], s["p99_us"]) for s in steps
-               if s.get("rate_ok") is False and s.get("p99_us")]
+               if s.get("verdict") == "fail" and s.get("p99_us")]
         if bad:
             ax.plot(*zip(*bad), marker="x", color=col, linestyle="none", markersize=7)
         if k.get("max_rate_at_slo"):
             ax.axvline(k["max_rate_at_slo"], color=col, linestyle=":", linewidth=1)
-        limit = _slo_us(k.get("slo"))
-        if limit:
-            slos[limit] = k.get("slo")
+        try:
+            slo = Slo.parse(k.get("slo"))
+            slos[slo.limit_us] = slo
+        except UsageError:
+            pass
     for limit, slo in sorted(slos.items()):
-        ax.axhline(limit, color="#444", linewidth=1.2, label=f"SLO {_slo_text(slo)}")
+        ax.axhline(limit, color="#444", linewidth=1.2, label=f"SLO {slo.pretty}")
     _y(ax, log=True, label="corrected latency (µs)")
     _x_rate(ax, "offered rate (msgs/s)")
     _legend(fig, axes)
     return _svg(fig)
 
 
-def _slo_text(slo):
-    from .report import slo_text
-    return slo_text(slo)
-
-
-def _slo_us(slo):
-    from .report import slo_us    # the one parser of SLO forms
-    return slo_us(slo)
-
-
 def _cpu_caption(d):
-    text = ("CPU time of the server process (all threads) over the measured window, divided by "
-            "the messages echoed in it: /proc/PID/task/*/schedstat (ns), or utime+stime from "
-            "/proc/PID/stat (10 ms ticks) when a thread came or went. Median with 95 % CI.")
+    text = ("CPU time of the server process (all threads, exited ones included) over the "
+            "measured window, divided by the messages echoed in it: its CPU clock (ns), or "
+            "utime+stime from /proc/PID/stat (10 ms ticks) where that cannot be read. Median "
+            "with 95 % CI.")
     targets = [b for b in d.backends if not d.has_cpu(b)]
     if targets:
         text += (" Not shown: " + ", ".join(targets) + " (target: a server echobench did "
@@ -302,6 +303,7 @@ FIGURES = [
     ("plot-knee", "Knee: latency vs offered rate (sweep)", knee,
      "Sweep per entry: corrected p50 (dashed) and p99 (solid) against offered rate; the "
      "horizontal line is the SLO, the dotted vertical line each entry's max_rate_at_slo, a "
-     "cross a step whose rate check failed. One measurement per step."),
+     "cross a failing step. The first measurement of each step; the bracketing steps are "
+     "measured again (the knee table has their verdicts)."),
     ("plot-cpu", "Server CPU per message", cpu_per_message, _cpu_caption),
 ]

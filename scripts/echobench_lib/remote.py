@@ -1,7 +1,8 @@
 """Load from other hosts over ssh (`echobench run --load-hosts`), merged exactly.
 
     with LoadHosts(dests, ssh_options, echo_load_path, log=print) as hosts:
-        load_json, rc = hosts.run(base_args, target, connections, rate, out_dir, tag)
+        load_json, rc = hosts.run(base_args, target, connections, rate, out_dir, tag,
+                                  seconds=warmup + duration)
 
 A load host needs only sshd and the same Debian release as this one. __enter__ opens one ssh
 ControlMaster per host (its socket in a private temporary directory, so each cell pays no new
@@ -30,7 +31,9 @@ import tempfile
 import threading
 import time
 
-from .util import RunError, UsageError, parse_duration
+from .loadresult import LoadResult
+from .remote_plan import combine, host_check_reasons, parse_dest, plan
+from .util import RunError, UsageError
 
 # Libraries every Debian system has (glibc's own): never copied.
 _GLIBC = re.compile(r"^(linux-vdso|linux-gate|ld-linux|libc|libm|libpthread|libdl|librt|"
@@ -38,74 +41,6 @@ _GLIBC = re.compile(r"^(linux-vdso|linux-gate|ld-linux|libc|libm|libpthread|libd
 CONNECT_TIMEOUT = 10          # seconds: ssh's ConnectTimeout unless the user gives one
 MARGIN = 30.0                 # seconds beyond warmup + duration + start lead for a cell
 EXIT_MARK = "echobench-load-exit"
-
-
-def parse_dest(dest):
-    """'[user@]host[:port]' -> (ssh destination, port or None). IPv6: '[::1]:22' or bare."""
-    text = str(dest).strip()
-    user, at, host = text.rpartition("@")
-    prefix = user + at
-    port = None
-    m = re.fullmatch(r"\[([^\]]+)\](?::([0-9]+))?", host)
-    if m:
-        host, port = m.group(1), m.group(2)
-    elif host.count(":") == 1:
-        host, port = host.split(":")
-        if not port.isdigit():
-            raise UsageError(f"bad load host '{dest}': port '{port}' is not a number")
-    if not host or (at and not user) or any(c.isspace() for c in text):
-        raise UsageError(f"bad load host '{dest}': expected [user@]host[:port]")
-    if port is not None and not 0 < int(port) < 65536:
-        raise UsageError(f"bad load host '{dest}': port {port} out of range")
-    return prefix + host, (int(port) if port else None)
-
-
-def split_evenly(total, parts):
-    """total split into `parts` whole numbers differing by at most one, larger ones first."""
-    base, extra = divmod(int(total), parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
-
-
-def plan(connections, rate, hosts):
-    """[(connections, rate or None)] per host that takes part: connections as even as
-    possible, the rate in proportion to them (largest remainder, so the parts add up to the
-    whole rate). A host that would get no connection, or no message per second, is left out."""
-    connections = int(connections)
-    n = min(hosts, connections)
-    if rate is not None:
-        rate = int(round(rate))
-        n = min(n, rate)
-    if n < 1:
-        raise RunError(f"cannot split {connections} connections"
-                       f"{'' if rate is None else f' at {rate} msgs/s'} across load hosts")
-    conns = split_evenly(connections, n)
-    if rate is None:
-        return [(c, None) for c in conns]
-    exact = [rate * c / connections for c in conns]
-    rates = [int(x) for x in exact]
-    for i in sorted(range(n), key=lambda i: exact[i] - rates[i], reverse=True)[:rate - sum(rates)]:
-        rates[i] += 1
-    return list(zip(conns, rates))
-
-
-def _arg_value(args, names):
-    """The value of the last `NAME VALUE` or `NAME=VALUE` among args, or None."""
-    found = None
-    for i, a in enumerate(args):
-        for n in names:
-            if a == n and i + 1 < len(args):
-                found = args[i + 1]
-            elif a.startswith(n + "="):
-                found = a[len(n) + 1:]
-    return found
-
-
-def run_seconds(base_args):
-    """warmup + duration that base_args ask echo-load for (its defaults: 10s, 0)."""
-    args = [str(a) for a in base_args]
-    dur = _arg_value(args, ("-d", "--duration"))
-    warm = _arg_value(args, ("--warmup",))
-    return parse_duration(dur or "10s") + (parse_duration(warm) if warm not in (None, "0") else 0)
 
 
 def merge_hist_files(echo_load, files, hgrm_path, timeout=60):
@@ -125,67 +60,6 @@ def merge_hist_files(echo_load, files, hgrm_path, timeout=60):
     if res.returncode not in (0, 1) or not isinstance(merged, dict):
         return None, f"echo-load --merge exit {res.returncode}: {_last_line(res.stderr)}"
     return merged, None
-
-
-# Counters that are a part of a total: added over hosts when the merged JSON lacks them.
-_SUMMED = ("connections", "connected", "threads", "messages", "bytes", "msgs_per_sec",
-           "bytes_per_sec", "mismatches", "short_bytes", "extra_bytes", "lost", "unanswered",
-           "rate")
-# The same on every host: taken from the first.
-_DESCRIPTIVE = ("target", "transport", "mode", "pipeline", "size", "size_min", "size_max",
-                "seed")
-
-
-def combine(merged, shares):
-    """The cell's JSON: the merged one (histograms from echo-load --merge), completed from the
-    hosts' own JSONs where it has no figure: counters added, descriptive fields (target, mode,
-    size...) from the first host, windows the longest. Latency figures are never derived from
-    per-host percentiles: a missing one stays null."""
-    out = dict(merged or {})
-    got = [s["json"] for s in shares if isinstance(s.get("json"), dict)]
-    for key in _SUMMED:
-        vals = [j.get(key) for j in got if isinstance(j.get(key), (int, float))]
-        if out.get(key) is None and vals:
-            out[key] = sum(vals)
-    errs = [j.get("errors") for j in got if isinstance(j.get("errors"), dict)]
-    if out.get("errors") is None and errs:
-        out["errors"] = {k: sum(e.get(k) or 0 for e in errs) for k in errs[0]}
-    for key in ("duration_s", "warmup_s"):
-        vals = [j.get(key) for j in got if isinstance(j.get(key), (int, float))]
-        if out.get(key) is None and vals:
-            out[key] = max(vals)
-    for key in _DESCRIPTIVE:
-        if out.get(key) is None and got and key in got[0]:
-            out[key] = got[0][key]
-    if got and "verify" in got[0]:
-        out["verify"] = all(j.get("verify") for j in got)
-    return out
-
-
-def failed_checks(load):
-    """Names of echo-load self-checks that failed in one JSON (`checks` as a list of
-    {name, ok} or a {name: {ok}} map; absent: none)."""
-    checks = load.get("checks") if isinstance(load, dict) else None
-    if isinstance(checks, dict):
-        return [k for k, v in checks.items() if isinstance(v, dict) and v.get("ok") is False]
-    if isinstance(checks, list):
-        return [c.get("name", "?") for c in checks if isinstance(c, dict) and c.get("ok") is False]
-    return []
-
-
-def host_check_reasons(shares):
-    """One line per failed self-check on any host, naming the host: a check that failed on
-    one host marks the cell even when the merged record's checks pass."""
-    out = []
-    for s in shares:
-        load, dest = s.get("json"), s.get("dest") or s["host"].dest
-        if not isinstance(load, dict):
-            continue
-        reasons = [r for r in load.get("invalid_reasons") or [] if isinstance(r, str)]
-        for name in failed_checks(load):
-            why = next((r for r in reasons if r.startswith(name + ":")), f"{name} failed")
-            out.append(f"load host {dest}: {why}")
-    return out
 
 
 class _Host:
@@ -412,15 +286,16 @@ class LoadHosts:
         rtt = max((h.rtt_us or 0) for h in self.hosts) / 1e6
         return min(10.0, 0.5 + 2 * rtt)
 
-    def run(self, base_args, target, connections, rate, out_dir, tag, timeout=None):
+    def run(self, base_args, target, connections, rate, out_dir, tag, seconds, timeout=None):
         """One cell on every host. base_args: echo-load's options without TARGET, -c, -R,
-        --json, --hgrm, --hist-out, --phase, --start-at. Returns (merged JSON, rc)."""
+        --json, --hgrm, --hist-out, --phase, --start-at; seconds: the warmup and duration they
+        ask for. Returns (merged JSON, rc)."""
         out_dir = pathlib.Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         shares = plan(connections, rate, len(self.hosts))
         n = len(shares)
         lead = self.start_lead()
-        budget = timeout or (run_seconds(base_args) + lead + MARGIN + connections / 100.0)
+        budget = timeout or (seconds + lead + MARGIN + connections / 100.0)
         start_at = time.time() + lead
         cells = []
         for k, (h, (c, r)) in enumerate(zip(self.hosts, shares)):
@@ -536,7 +411,7 @@ class LoadHosts:
             "dest": c["host"].dest, "connections": c["connections"], "rate": c["rate"],
             "phase": c["phase"], "clock_offset_us": _round(c["host"].clock_offset_us),
             "json": c["json"], "ok": c["ok"], "error": c.get("error"),
-            "failed_checks": failed_checks(c["json"]),
+            "failed_checks": LoadResult(c["json"]).failed_checks,
             "hist_file": str(c["hist"]) if c.get("hist") else None} for c in cells]
         marks = host_check_reasons(cells)
         if marks:

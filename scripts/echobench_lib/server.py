@@ -8,21 +8,12 @@ import tempfile
 import time
 
 from .net import connect, free_port, wait_accepting
+from .placement import pinned
+from .procfs import CpuSample
 from .util import RunError
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 # How long a server may take to print its `listening` line ($ECHOBENCH_START_TIMEOUT seconds).
 START_TIMEOUT = float(os.environ.get("ECHOBENCH_START_TIMEOUT") or 10.0)
-
-
-def pinned(cpus):
-    """preexec_fn that pins the child to `cpus` (None: inherit the driver's affinity)."""
-    if not cpus:
-        return None
-
-    def pin():
-        os.sched_setaffinity(0, cpus)
-    return pin
 
 
 class Server:
@@ -165,104 +156,6 @@ def start_command(cmd, cpus=None, ready_timeout=None, attempts=3):
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
-
-
-class CpuSample:
-    """The CPU time of a process at one moment, two ways.
-
-    /proc/PID/stat's utime+stime(+cutime+cstime) covers every thread, dead ones included, and
-    reaped children, but counts in clock ticks (10 ms): a server that used 8 ms in the window
-    would read 0 or 10 ms. The sum of /proc/PID/task/*/schedstat (field 1, ns on the CPU) has
-    no such step but forgets threads and processes that exited. delta() uses schedstat when
-    every thread of the first moment is still there at the second, stat otherwise."""
-
-    def __init__(self, stat_s, tids, sched_ns, procs=1):
-        self.stat_s, self.tids, self.sched_ns, self.procs = stat_s, tids, sched_ns, procs
-
-    @classmethod
-    def take(cls, pid):
-        stat_s = proc_cpu_seconds(pid)
-        if stat_s is None:
-            return None
-        tids, sched_ns = None, None
-        try:
-            tids = frozenset(os.listdir(f"/proc/{pid}/task"))
-            total = 0
-            for tid in tids:
-                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    total += int(f.read().split()[0])
-            sched_ns = total
-        except (OSError, ValueError, IndexError):
-            tids, sched_ns = None, None
-        return cls(stat_s, tids, sched_ns)
-
-    @classmethod
-    def take_group(cls, pgid):
-        """The sum over every process of process group pgid (None when there is none)."""
-        total = None
-        for entry, fields in proc_stats():
-            if len(fields) < 3 or int(fields[2]) != pgid:
-                continue
-            one = cls.take(entry)
-            if one is None:
-                continue
-            if total is None:
-                total = cls(0.0, frozenset(), 0, 0)
-            total.procs += 1
-            total.stat_s += one.stat_s
-            if one.tids is None or total.tids is None:
-                total.tids, total.sched_ns = None, None
-            else:
-                total.tids = total.tids | {f"{entry}/{t}" for t in one.tids}
-                total.sched_ns += one.sched_ns
-        return total
-
-    def delta(self, later):
-        """(CPU seconds from self to later, 'schedstat' | 'stat'). schedstat is exact when no
-        thread exited in between (a thread that started in between ran only inside the
-        window, so all of its time counts), unless one started and exited in between (a
-        forking server's child): then stat says more than schedstat by over its tick error
-        (under 4 ticks per process), and stat is taken."""
-        stat = later.stat_s - self.stat_s
-        if self.sched_ns is not None and later.sched_ns is not None and \
-                self.tids <= later.tids:
-            sched = (later.sched_ns - self.sched_ns) / 1e9
-            if stat - sched <= 4 * max(self.procs, later.procs) / CLK_TCK:
-                return sched, "schedstat"
-        return stat, "stat"
-
-
-def proc_stat(pid):
-    """The fields of /proc/PID/stat after the command name (fields[0] is the state, [1] the
-    parent, [2] the process group), None when the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # The command name may contain spaces and parentheses: fields start after the last ')'.
-    return stat[stat.rfind(")") + 2:].split()
-
-
-def proc_stats():
-    """(pid, proc_stat(pid)) of every process, skipping those that end while being read."""
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = proc_stat(entry)
-            if fields is not None:
-                yield int(entry), fields
-
-
-def proc_cpu_seconds(pid):
-    """CPU seconds (user + system, all threads) of a live process and of the children it has
-    reaped, None when it is gone. The reaped children count because a forking server (socat,
-    xinetd) serves each connection in a child: when it exits its time moves to the parent's
-    cutime/cstime, and a sum over live processes alone would lose it."""
-    fields = proc_stat(pid)
-    if fields is None:
-        return None
-    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
-    return (utime + stime + cutime + cstime) / CLK_TCK
 
 
 _BLOCK = 65536

@@ -259,3 +259,126 @@ def decide_winner(groups, higher_is_better, alpha=0.05, min_effect=0.05, conf=0.
     else:
         out["winner"], out["label"] = lead, lead
     return out
+
+
+# ---- paired design ------------------------------------------------------------------------
+# In a paired run every entry of a cell is measured once per round, the entries one after the
+# other in a balanced order (balanced_order), so that each round gives one pair (entry,
+# reference) measured in the same second or two. The test is on the per-round log ratios:
+# drift of the machine that moves both sides of a pair cancels out. Wilcoxon's signed-rank
+# test and the Hodges-Lehmann interval are distribution-free for symmetric differences (which
+# a randomised, balanced order gives under "no difference"), and exact here.
+
+def balanced_order(names, r):
+    """The order in which round r measures `names`: rotated by r // 2 and reversed in every
+    odd round, so that with two entries the rounds go AB BA BA AB ... and each entry is first
+    as often as last (a drift within a round favours neither)."""
+    names = list(names)
+    if not names:
+        return names
+    k = (r // 2) % len(names)
+    order = names[k:] + names[:k]
+    return order[::-1] if r % 2 else order
+
+
+def _signed_rank_counts(ranks2):
+    """counts[w] = number of the 2^n sign assignments whose positive doubled-rank sum is w
+    (ranks2: doubled ranks, integers, so that midranks of ties stay exact)."""
+    total = sum(ranks2)
+    counts = [0] * (total + 1)
+    counts[0] = 1
+    hi = 0
+    for r in ranks2:
+        for w in range(hi, -1, -1):
+            if counts[w]:
+                counts[w + r] += counts[w]
+        hi += r
+    return counts
+
+
+def _ranks2(absd):
+    """Doubled midranks of absd (1-based)."""
+    order = sorted(range(len(absd)), key=lambda i: absd[i])
+    r2 = [0] * len(absd)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and absd[order[j + 1]] == absd[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            r2[order[k]] = i + j + 2          # 2 x the mean of ranks i+1 .. j+1
+        i = j + 1
+    return r2
+
+
+def signed_rank_p(d):
+    """Two-sided p of Wilcoxon's signed-rank test that the differences d are centred on 0
+    (zeros dropped; exact, ties by midranks). 1.0 when nothing is left."""
+    d = [float(x) for x in d if x != 0]
+    n = len(d)
+    if n == 0:
+        return 1.0
+    r2 = _ranks2([abs(x) for x in d])
+    w = sum(r for r, x in zip(r2, d) if x > 0)
+    counts = _signed_rank_counts(r2)
+    total = 2 ** n
+    lo = sum(counts[:w + 1]) / total
+    hi = sum(counts[w:]) / total
+    return min(1.0, 2 * min(lo, hi))
+
+
+def walsh_ci_rank(n, conf=0.95):
+    """(k, coverage): the Hodges-Lehmann interval [W_(k), W_(M+1-k)] of the M = n(n+1)/2 sorted
+    Walsh averages, with the largest k whose exact coverage is >= conf; below the n that can
+    reach conf (n < 6 at 95 %), k = 1 (min, max) and its lower coverage."""
+    counts = _signed_rank_counts([2 * (i + 1) for i in range(n)])
+    # counts are indexed by the doubled rank sum: W+ = j sits at index 2j.
+    total = 2.0 ** n
+    best, cover, cum = 1, None, 0.0
+    for k in range(1, n * (n + 1) // 4 + 2):
+        cum += counts[2 * (k - 1)] if 2 * (k - 1) < len(counts) else 0   # P(W+ <= k-1)
+        c = 1.0 - 2.0 * cum / total
+        if k == 1:
+            cover = c
+        if c >= conf - _EPS:
+            best, cover = k, c
+        else:
+            break
+    return best, cover
+
+
+def ci_level(n, conf=0.95):
+    """The coverage the paired interval of n pairs actually has (conf when reachable)."""
+    return walsh_ci_rank(n, conf)[1] if n >= 1 else 0.0
+
+
+def paired_ratio(a, b, conf=0.95):
+    """a[i] / b[i] over pairs: (ratio, lo, hi, coverage, p) where ratio = exp(Hodges-Lehmann
+    estimate of the log ratios), [lo, hi] its distribution-free interval (coverage: what it
+    actually covers, conf when n >= 6 at 95 %), p the two-sided signed-rank p-value. Pairs with
+    a non-positive value are left out. None when no pair is left."""
+    d = [math.log(x / y) for x, y in zip(a, b) if x and y and x > 0 and y > 0]
+    n = len(d)
+    if n == 0:
+        return None
+    walsh = sorted((d[i] + d[j]) / 2.0 for i in range(n) for j in range(i, n))
+    k, cover = walsh_ci_rank(n, conf)
+    est = statistics.median(walsh)
+    lo, hi = walsh[k - 1], walsh[len(walsh) - k]
+    return math.exp(est), math.exp(lo), math.exp(hi), cover, signed_rank_p(d)
+
+
+def pairs_needed(n, lo, hi, ratio, equivalence=0.05, alpha=0.05):
+    """About how many pairs would make a paired comparison conclusive: its interval either
+    excluding 1 (a difference) or lying within [1/(1+equivalence), 1+equivalence]. From the
+    interval's half-width, which shrinks as 1/sqrt(n). None when it cannot say."""
+    if n < 2 or not lo or not hi or lo <= 0 or hi <= 0:
+        return None
+    half = (math.log(hi) - math.log(lo)) / 2.0
+    est = abs(math.log(ratio))
+    # Distance to the nearer goal: exclude 0 (est) or fit inside the equivalence band.
+    room = max(est, math.log(1 + equivalence) - est)
+    if half <= 0 or room <= 0:
+        return None
+    # Below 6 pairs no 95 % interval exists (walsh_ci_rank): at least that many.
+    return max(n + 1, 6, math.ceil(n * (half / room) ** 2))

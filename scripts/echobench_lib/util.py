@@ -1,4 +1,6 @@
-"""Small shared pieces: the two error kinds, number/duration parsing, human formatting."""
+"""Small shared pieces: the two error kinds, the argument parser every tool uses,
+number/duration parsing, human formatting."""
+import argparse
 import math
 import re
 from fractions import Fraction
@@ -10,6 +12,19 @@ class UsageError(Exception):
 
 class RunError(Exception):
     """Something failed while running: one line on stderr, exit 1."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (exit 2, through UsageError), as every
+    echobench tool does, and never matches an abbreviated option (--server must never mean
+    --server-cpus)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        raise UsageError(message)
 
 
 _DUR_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}

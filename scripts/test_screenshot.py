@@ -6,17 +6,15 @@ saturated colour on the page (tables use pale tints), so counting saturated pixe
 without the SVGs shows whether the plots were drawn.
 """
 import os
-import pathlib
 import re
 import shutil
 import signal
 import subprocess
-import sys
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "fixtures"))
-from echobench_testlib import echobench, synthetic  # noqa: E402
+import synthetic
+from echobench_testlib import echobench
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

@@ -3,16 +3,14 @@ improvement is reported as one; plain Google Benchmark JSON (bench/) is read too
 is read by Google Benchmark's own compare.py."""
 import json
 import os
-import pathlib
 import subprocess
-import sys
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "fixtures"))
-from echobench_testlib import echobench, synthetic  # noqa: E402
+import synthetic
+from echobench_testlib import echobench
 
-from echobench_lib import compare, gbjson  # noqa: E402
+from echobench_lib import compare, gbjson
 
 ONE_CELL = dict(backends=("epoll",), connections=(16,), modes=("closed",))
 

@@ -1,120 +1,278 @@
-"""`echobench compare BASE NEW`: which metrics changed, by how much, and is it more than noise?
+"""`echobench compare BASE NEW`: did anything get worse between two sets of runs made at
+different times? (For two builds, `echobench ab` measures both in one paired run, which is the
+sound way; this command is for results that exist already.)
 
-For each metric present in both runs: the relative change of the medians, and a one-sided
-Mann-Whitney U test across repetitions in the direction of the change. A change counts when it
-is at least the minimum effect size (--threshold, default 5 %) AND significant (p <= alpha).
-A significant change for the worse is a regression: exit 1.
+Each side is a run directory, a run.json (or any Google Benchmark JSON), or a directory of
+runs. Repetitions inside one run share that run's conditions (the machine's state, its
+frequency, its neighbours): a test that treated them as independent across runs would mistake
+a run-to-run shift for a change. So the unit of comparison is the run:
+- several runs per side: the medians of the runs are compared (one-sided Mann-Whitney, exact
+  with ties; ratio of medians with a bootstrap interval over runs);
+- one run per side: only with the run-to-run spread of that cell on this machine class from
+  a results history (`--history DB`): the change's interval is its log ± t·√2·spread;
+- otherwise the row is `untestable` and says what would decide, unless the user assumes away
+  the shift with `--assume-no-run-shift` (repetitions then count as independent, as Google
+  Benchmark's compare.py does; said in the output).
 
-Why one-sided: the question asked is "did it get worse?" (or better), not "did it differ?".
-With 3 repetitions a side the smallest possible one-sided p is 1/20 = 0.05 (every NEW value
-beyond every BASE value), so the default alpha 0.05 can be met by 3 repetitions; 5 or more are
-better. With fewer (2 vs 2, or any side with 1) no test can reach 0.05: a change beyond the
-threshold is then `untested`, the table says why and how many repetitions would test it, and
-the exit code is 3 (inconclusive), never 0.
-
-Exit codes: 0 no significant regression; 1 a significant regression; 2 usage or unreadable
-input (raised as UsageError); 3 inconclusive: an untested change, a metric that is `not
-comparable` (echo-load's `valid` was false on either side: its figure measured something else),
-or BASE metrics missing in NEW (unless --allow-missing). docs/RESULTS.md has the details.
+Per row (cell and metric): `regression` (worse by at least --threshold and significant after
+Holm's correction over every gated row), `improvement` (the same, better), `ok` (the interval
+excludes a worsening of --threshold or more), `untestable`, `inconclusive`, `not comparable`
+(a self-check failed on either side, or the open-loop offered rates differ by over 1 %) or
+`info` (not gated: no direction, or a latency percentile echo-load could not resolve, or p90
+and beyond p99). Exit 0 when every gated row is ok or improved; 1 on a regression; 3 when any
+gated row is undecided or BASE rows are missing in NEW (unless --allow-missing); 2 on usage.
 """
 import json
+import math
+import pathlib
 import statistics
 import sys
 
-from . import gbjson, stats as st
+from . import gbjson, stats
+from .matrix import parse_name
 from .util import UsageError
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+# Judged latencies: p50 and p99; the rest of the spectrum is shown, not gated (few samples).
+GATED_LATENCY = ("p50_us", "p99_us")
+RATE_MATCH = 0.01
 
 
-def untested_why(n_base, n_new, alpha):
-    """Why n_base against n_new repetitions cannot test at alpha, and what would."""
-    best = st.smallest_p(n_base, n_new)
-    need = st.min_reps_to_test(alpha)
-    text = (f"{n_base}v{n_new} repetitions: the smallest possible p is {best:.3g} > {alpha:g}; "
-            f"needs {need} per side")
-    more = st.min_reps_to_test(alpha, other=n_base)
-    if more is not None and more != need:
-        text += f" (or {more} in NEW against this BASE's {n_base})"
-    return text, need
+def load_side(path):
+    """[(label, Google Benchmark JSON object)] of one side: a run directory or JSON file, or a
+    directory whose subdirectories are runs."""
+    p = pathlib.Path(path)
+    if p.is_dir() and not (p / "run.json").is_file():
+        runs = sorted(d for d in p.iterdir() if d.is_dir() and not d.is_symlink()
+                      and (d / "run.json").is_file())
+        if not runs:
+            raise UsageError(f"no results at '{path}': expected a run directory, a JSON file "
+                             f"or a directory of runs")
+        return [(str(d), gbjson.load(d)) for d in runs]
+    return [(str(p), gbjson.load(p))]
 
 
-def compare_series(base, new, threshold, alpha, stats=True):
-    """One row: the change of `new` against `base` (two gbjson.Series of the same name)."""
+class Row:
+    """One benchmark (cell and metric) over the runs of one side."""
+
+    def __init__(self, name, unit, higher):
+        self.name, self.unit, self.higher = name, unit, higher
+        self.runs = []          # per run: [values]
+        self.invalid, self.reasons = 0, []
+        self.offered = []
+        self.unresolved = 0
+
+    @property
+    def values(self):
+        return [v for r in self.runs for v in r]
+
+    @property
+    def run_medians(self):
+        return [statistics.median(r) for r in self.runs if r]
+
+
+def rows_of(side):
+    """{benchmark name: Row} over every run of a side (our entries through gbjson.iterations,
+    other tools' through gbjson.series), and the first run's context."""
+    out, ctx = {}, {}
+    for _, data in side:
+        ctx = ctx or data.get("context", {})
+        per_run = {}
+        ours = gbjson.iterations(data)
+        if ours:
+            for it in ours:
+                name = it["cell"].name(it["metric"])
+                row = out.get(name)
+                if row is None:
+                    from .metrics import higher_is_better, unit
+                    row = out[name] = Row(name, unit(it["metric"]),
+                                          higher_is_better(it["metric"]))
+                per_run.setdefault(name, []).append(float(it["value"]))
+                if not it["valid"]:
+                    row.invalid += 1
+                    row.reasons += [r for r in it["invalid_reasons"] if r not in row.reasons]
+                if it["offered_rate"]:
+                    row.offered.append(float(it["offered_rate"]))
+                if it["resolved"] is False:
+                    row.unresolved += 1
+        else:
+            for name, s in gbjson.series(data).items():
+                row = out.setdefault(name, Row(name, s.unit, s.higher))
+                per_run[name] = list(s.values)
+        for name, vals in per_run.items():
+            out[name].runs.append(vals)
+    return out, ctx
+
+
+def _gated(name, row):
+    parsed = parse_name(name)
+    metric = parsed[1] if parsed else None
+    if row.higher is None:
+        return False, "no direction: shown, not judged"
+    if metric and metric.endswith("_us") and metric not in GATED_LATENCY:
+        return False, "beyond p99 the samples are few: shown, not judged"
+    if row.unresolved:
+        return False, "echo-load could not resolve this percentile: shown, not judged"
+    return True, None
+
+
+def judge_row(name, base, new, threshold, alpha, spread=None, independent=False):
+    """One row's figures and its test; the verdict is set by judge() after Holm."""
     b_med, n_med = statistics.median(base.values), statistics.median(new.values)
-    if b_med == 0:
-        # Google Benchmark's convention for a zero baseline: relative to the mean of both.
-        change = 0.0 if n_med == 0 else (n_med - b_med) / (abs(n_med + b_med) / 2)
-    else:
-        change = (n_med - b_med) / abs(b_med)
-    higher = base.higher if base.higher is not None else new.higher
-    row = {"name": base.name, "unit": base.unit, "higher_is_better": higher,
+    change = (n_med - b_med) / abs(b_med) if b_med else (0.0 if n_med == 0 else math.inf)
+    row = {"name": name, "unit": base.unit, "higher_is_better": base.higher,
            "base_median": b_med, "new_median": n_med, "change": change,
-           "n_base": len(base.values), "n_new": len(new.values), "p_value": None,
-           "why": "", "min_reps": None}
-    bad = [("BASE", s) for s in (base,) if getattr(s, "invalid", 0)] + \
-        [("NEW", s) for s in (new,) if getattr(s, "invalid", 0)]
+           "runs": [len(base.runs), len(new.runs)],
+           "n": [len(base.values), len(new.values)], "lo": None,
+           "hi": None, "why": [], "method": None}
+    gated, why = _gated(name, base)
+    row["gated"] = gated
+    bad = [f"{side}: {r.invalid} repetition(s) invalid ({'; '.join(r.reasons)})"
+           for side, r in (("BASE", base), ("NEW", new)) if r.invalid]
+    if base.offered and new.offered:
+        ob, on = statistics.median(base.offered), statistics.median(new.offered)
+        if abs(on - ob) > RATE_MATCH * ob:
+            bad.append(f"offered rates differ: {ob:.0f} vs {on:.0f} msgs/s (use --rates-from)")
     if bad:
-        # echo-load said its own figures are not to be trusted: no verdict either way.
-        row["verdict"] = "not comparable"
-        row["why"] = "; ".join(f"{side}: {s.invalid} of {len(s.values)} repetition(s) invalid "
-                               f"({', '.join(s.invalid_reasons)})" for side, s in bad)
+        row.update(verdict="not comparable", why=bad)
         return row
-    if higher is None:
-        row["verdict"] = "info"
+    if not gated:
+        row.update(verdict="info", why=[why])
         return row
-    worse = change < 0 if higher else change > 0
-    big = abs(change) >= threshold
-    testable = st.can_test(len(base.values), len(new.values), alpha)
-    if change != 0:
-        # alternative: NEW's values lie above BASE's (change > 0) or below.
-        alt = "greater" if change > 0 else "less"
-        row["p_value"] = st.mann_whitney_one_sided(new.values, base.values, alt)
-    if not big:
-        row["verdict"] = "unchanged"
-    elif not stats:
-        row["verdict"] = "regression" if worse else "improvement"
-    elif not testable:
-        row["verdict"] = "untested"
-        row["why"], row["min_reps"] = untested_why(len(base.values), len(new.values), alpha)
-    elif row["p_value"] is not None and row["p_value"] <= alpha + 1e-12:
-        row["verdict"] = "regression" if worse else "improvement"
+    worse_sign = -1.0 if base.higher else 1.0
+    if len(base.runs) >= 2 and len(new.runs) >= 2:
+        a, b = new.run_medians, base.run_medians
+        row["method"] = f"{len(b)} vs {len(a)} runs (their medians)"
+    elif independent:
+        a, b = new.values, base.values
+        row["method"] = "repetitions as independent (--assume-no-run-shift)"
+    elif spread is not None and b_med > 0 and n_med > 0:
+        # One run a side: the change against the history's run-to-run spread of this cell.
+        sd, df = spread
+        d = math.log(n_med / b_med)
+        half = _t975(df) * math.sqrt(2.0) * sd
+        z = worse_sign * d / (math.sqrt(2.0) * sd) if sd > 0 else math.copysign(math.inf, d)
+        row.update(lo=math.exp(d - half) - 1, hi=math.exp(d + half) - 1, testable=True,
+                   p_worse=0.5 * math.erfc(z / math.sqrt(2.0)),
+                   p_better=0.5 * math.erfc(-z / math.sqrt(2.0)),
+                   method=f"1 run a side, run-to-run spread {sd:.1%} from the history "
+                          f"({df} degrees of freedom)")
+        return row
     else:
-        row["verdict"] = "noise"
+        row.update(verdict="untestable", why=[
+            "one run a side: a change cannot be told from a run-to-run shift (give several "
+            "runs a side, --history with this cell's past runs, or use `echobench ab`)"])
+        return row
+    worse_alt, better_alt = ("less", "greater") if base.higher else ("greater", "less")
+    row["p_worse"] = stats.mann_whitney_one_sided(a, b, worse_alt)
+    row["p_better"] = stats.mann_whitney_one_sided(a, b, better_alt)
+    best = stats.smallest_attainable_p(a, b)
+    row["testable"] = best <= alpha + 1e-12
+    if not row["testable"]:
+        unit_ = "runs" if "runs" in row["method"] else "values"
+        row["why"].append(f"{len(b)} vs {len(a)} {unit_} can reach p = {best:.3g} at best "
+                          f"(ties counted) > {alpha:g}")
+    try:
+        r, lo, hi = stats.ratio_ci(a, b)
+        row.update(lo=lo - 1, hi=hi - 1)
+    except ValueError:
+        pass
     return row
 
 
-def compare(base_data, new_data, threshold=0.05, alpha=0.05, stats=True, allow_missing=False):
-    """Rows for every series in both inputs, the names found in only one, and the exit code."""
-    b, n = gbjson.series(base_data), gbjson.series(new_data)
-    rows = [compare_series(b[k], n[k], threshold, alpha, stats) for k in b if k in n]
+def _t975(df):
+    try:
+        from scipy.stats import t
+        return float(t.ppf(0.975, max(1, df)))
+    except ImportError:                       # pragma: no cover (scipy is a dependency)
+        return 1.96
+
+
+def judge(rows, threshold, alpha):
+    """Verdicts, with Holm's adjustment over the tested gated rows (worsening and improvement
+    are two families, each at alpha)."""
+    tested = [r for r in rows if r.get("verdict") is None and r.get("p_worse") is not None]
+    for key in ("p_worse", "p_better"):
+        for r, adj in zip(tested, stats.holm([r[key] for r in tested])):
+            r[key + "_holm"] = adj
+    for r in rows:
+        if r.get("verdict") is not None:
+            continue
+        hib = r["higher_is_better"]
+        worse = -r["change"] if hib else r["change"]
+        # the worst end of the interval, as a worsening
+        worst = None if r["lo"] is None else (-r["lo"] if hib else r["hi"])
+        r["p_holm"] = r.get("p_worse_holm") if worse > 0 else r.get("p_better_holm")
+        if r.get("p_worse_holm", 1.0) <= alpha and worse >= threshold:
+            r["verdict"] = "regression"
+        elif r.get("p_better_holm", 1.0) <= alpha and -worse >= threshold:
+            r["verdict"] = "improvement"
+        elif worst is not None and worst < threshold and r.get("testable", True):
+            r["verdict"] = "ok"
+        elif not r.get("testable", True):
+            r["verdict"] = "untestable"
+        else:
+            r["verdict"] = "inconclusive"
+            r["why"].append(f"the interval allows a worsening of {worst:.1%}, at or beyond "
+                            f"the threshold {threshold:.0%}" if worst is not None else
+                            "no interval")
+
+
+def compare(base_side, new_side, threshold=0.05, alpha=0.05, allow_missing=False,
+            history=None, independent=False):
+    b, bctx = rows_of(base_side)
+    n, _ = rows_of(new_side)
+    spread_of = _spreads(history, bctx)
+    rows = [judge_row(k, b[k], n[k], threshold, alpha, spread_of(k), independent)
+            for k in b if k in n]
+    judge(rows, threshold, alpha)
     result = {"rows": rows, "only_base": [k for k in b if k not in n],
-              "only_new": [k for k in n if k not in b], "threshold": threshold, "alpha": alpha,
-              "allow_missing": allow_missing}
+              "only_new": [k for k in n if k not in b], "threshold": threshold,
+              "alpha": alpha, "allow_missing": allow_missing,
+              "runs": [len(base_side), len(new_side)]}
     result["exit"], result["outcome"] = outcome(result)
     return result
 
 
+def _spreads(history, ctx):
+    """name -> (sd of log, degrees of freedom) from the results history, or None."""
+    if not history:
+        return lambda name: None
+    try:
+        from . import history as hist
+    except ImportError as e:
+        raise UsageError(f"--history: this echobench has no history module ({e})") from None
+    store = hist.Store(history)
+    mclass = hist.machine_class(ctx)
+
+    def spread(name):
+        parsed = parse_name(name)
+        if not parsed:
+            return None
+        s = hist.run_to_run_spread(store, parsed[0], parsed[1], mclass)
+        return None if s is None else (s.sd, s.df)
+    return spread
+
+
 def outcome(result):
-    """(exit code, one line): 1 a significant regression; 3 inconclusive (a change beyond the
-    threshold that the repetitions cannot test, a cell that is not comparable, or BASE cells
-    missing in NEW without --allow-missing); 0 otherwise."""
-    v = [r["verdict"] for r in result["rows"]]
+    gated = [r for r in result["rows"] if r["gated"]]
+    v = [r["verdict"] for r in gated]
     if "regression" in v:
         return EXIT_REGRESSION, f"{v.count('regression')} significant regression(s)"
     why = []
-    if "untested" in v:
-        why.append(f"{v.count('untested')} change(s) beyond the threshold that the "
-                   f"repetitions cannot test")
-    if "not comparable" in v:
-        why.append(f"{v.count('not comparable')} metric(s) not comparable (echo-load's "
-                   f"self-checks failed)")
+    undecided = [x for x in v if x not in ("ok", "improvement")]
+    if undecided:
+        why.append(f"{len(undecided)} of {len(v)} gated metric(s) undecided (" +
+                   ", ".join(f"{undecided.count(k)} {k}" for k in dict.fromkeys(undecided)) +
+                   ")")
     if result["only_base"] and not result["allow_missing"]:
         why.append(f"{len(result['only_base'])} metric(s) of BASE missing in NEW "
                    f"(--allow-missing to accept)")
+    if not gated:
+        why.append("no gated metric")
     if why:
         return EXIT_INCONCLUSIVE, "inconclusive: " + "; ".join(why)
-    return EXIT_OK, "no significant regression"
+    return EXIT_OK, f"no regression of {result['threshold']:.0%} or more in {len(v)} metrics"
 
 
 def _num(v):
@@ -125,54 +283,53 @@ def _num(v):
     return f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"
 
 
-ORDER = {"regression": 0, "improvement": 1, "untested": 2, "not comparable": 3, "noise": 4,
-         "unchanged": 5, "info": 6}
+ORDER = {"regression": 0, "improvement": 1, "inconclusive": 2, "untestable": 3,
+         "not comparable": 4, "ok": 5, "info": 6}
 
 
 def table(result, show_all=False):
-    rows = sorted(result["rows"], key=lambda r: (ORDER[r["verdict"]], r["name"]))
-    if not show_all:
-        rows = [r for r in rows if r["verdict"] in ("regression", "improvement", "untested",
-                                                     "not comparable", "noise")]
-    lines = []
-    if rows:
-        w = max(len(r["name"]) for r in rows)
+    """Summary first; then one line per metric, grouped by cell, and below each cell its
+    reasons, each once."""
+    rows = result["rows"]
+    counts = {k: sum(1 for r in rows if r["verdict"] == k) for k in ORDER}
+    lines = [f"compare: {result['outcome']} (exit {result['exit']})",
+             f"  {len(rows)} metrics, {result['runs'][0]} BASE run(s), {result['runs'][1]} NEW "
+             f"run(s), threshold {result['threshold']:.0%}, family-wise alpha "
+             f"{result['alpha']:g} (Holm): " +
+             ", ".join(f"{counts[k]} {k}" for k in ORDER if counts[k])]
+    shown = sorted((r for r in rows if show_all or r["verdict"] not in ("ok", "info")),
+                   key=lambda r: (r["name"].rsplit("/", 1)[0], ORDER[r["verdict"]]))
+    if shown:
+        w = max(len(r["name"]) for r in shown)
         lines.append(f"{'metric':<{w}}  {'base':>12}  {'new':>12}  {'change':>8}  "
-                     f"{'p':>6}  {'n':>5}  verdict")
-        for r in rows:
-            p = "-" if r["p_value"] is None else f"{r['p_value']:.3f}"
-            why = ""
-            if r["verdict"] in ("regression", "improvement"):
-                why = " (higher is better)" if r["higher_is_better"] else " (lower is better)"
-            elif r.get("why"):
-                why = f": {r['why']}"
-            lines.append(f"{r['name']:<{w}}  {_num(r['base_median']):>12}  "
-                         f"{_num(r['new_median']):>12}  {r['change']:>+8.1%}  "
-                         f"{p:>6}  {r['n_base']}v{r['n_new']:<3}  {r['verdict']}{why}")
-    counts = {k: sum(1 for r in result["rows"] if r["verdict"] == k) for k in ORDER}
-    lines.append(
-        f"{len(result['rows'])} metrics compared (threshold {result['threshold']:.0%}, alpha "
-        f"{result['alpha']:g}): {counts['regression']} regression(s), "
-        f"{counts['improvement']} improvement(s), {counts['noise']} change(s) within noise, "
-        f"{counts['untested']} untested (too few repetitions), "
-        f"{counts['not comparable']} not comparable, {counts['unchanged']} unchanged"
-        + (f", {counts['info']} without a known direction" if counts["info"] else ""))
-    if result["only_base"] or result["only_new"]:
-        lines.append(f"only in BASE: {len(result['only_base'])}, only in NEW: "
-                     f"{len(result['only_new'])} (not compared)")
-        for k in result["only_base"][:10]:
-            lines.append(f"  missing in NEW: {k}")
-        if len(result["only_base"]) > 10:
-            lines.append(f"  ... and {len(result['only_base']) - 10} more")
-    lines.append(f"exit {result['exit']}: {result['outcome']}")
+                     f"{'interval':<17} {'p (Holm)':>8}  verdict")
+    cell, reasons = None, []
+    for r in shown + [None]:
+        this = None if r is None else r["name"].rsplit("/", 1)[0]
+        if this != cell and reasons:
+            lines += [f"  ↳ {x}" for x in dict.fromkeys(reasons)]
+            reasons = []
+        if r is None:
+            break
+        cell = this
+        iv = "-" if r["lo"] is None else f"[{r['lo']:+.1%}, {r['hi']:+.1%}]"
+        p = r.get("p_holm")
+        lines.append(f"{r['name']:<{w}}  {_num(r['base_median']):>12}  "
+                     f"{_num(r['new_median']):>12}  {r['change']:>+8.1%}  {iv:<17} "
+                     f"{'-' if p is None else f'{p:.3f}':>8}  {r['verdict']}")
+        reasons += r["why"] + ([r["method"]] if r.get("method") and show_all else [])
+    if result["only_base"]:
+        lines.append(f"only in BASE: {len(result['only_base'])} (e.g. "
+                     f"{', '.join(result['only_base'][:3])})")
+    if result["only_new"]:
+        lines.append(f"only in NEW: {len(result['only_new'])}")
     return "\n".join(lines)
 
 
-def run(base, new, threshold, alpha, stats, json_out, show_all, out=print,
-        allow_missing=False):
-    """The command: prints the table, writes --json, returns the exit code (0, 1 or 3; bad
-    input raises UsageError, exit 2). --json is opened before anything is judged, so that an
-    unwritable path is a usage error and never a verdict."""
+def run(base, new, threshold, alpha, json_out, show_all, out=print, allow_missing=False,
+        history=None, independent=False):
+    """The command: prints the table, writes --json, returns the exit code. --json is opened
+    before anything is judged, so that an unwritable path is a usage error, never a verdict."""
     jf = None
     if json_out and json_out != "-":
         try:
@@ -180,8 +337,8 @@ def run(base, new, threshold, alpha, stats, json_out, show_all, out=print,
         except OSError as e:
             raise UsageError(f"cannot write --json '{json_out}': {e.strerror or e}") from e
     try:
-        result = compare(gbjson.load(base), gbjson.load(new), threshold, alpha, stats,
-                         allow_missing)
+        result = compare(load_side(base), load_side(new), threshold, alpha, allow_missing,
+                         history, independent)
         result["base"], result["new"] = str(base), str(new)
         if not result["rows"]:
             raise UsageError(f"no metric in common between '{base}' and '{new}'")
@@ -191,16 +348,8 @@ def run(base, new, threshold, alpha, stats, json_out, show_all, out=print,
             if jf is None:
                 sys.stdout.write(text + "\n")
             else:
-                try:
-                    jf.write(text + "\n")
-                    jf.flush()
-                except OSError as e:
-                    raise UsageError(f"cannot write --json '{json_out}': "
-                                     f"{e.strerror or e}") from e
+                jf.write(text + "\n")
     finally:
         if jf is not None:
-            try:
-                jf.close()
-            except OSError:
-                pass
+            jf.close()
     return result["exit"]

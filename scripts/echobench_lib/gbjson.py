@@ -21,7 +21,7 @@ import statistics
 from dataclasses import replace
 
 from .matrix import parse_name
-from .metrics import gated_metrics, higher_is_better, unit
+from .metrics import GATED_LATENCY, gated_metrics, higher_is_better, unit
 from .util import UsageError
 
 _TO_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
@@ -80,6 +80,10 @@ def _iteration(name, family, rep, reps, sample, metric):
     eb = sample_fields(sample)
     eb.update({"metric": metric, "value": value, "unit": unit(metric),
                "higher_is_better": higher_is_better(metric)})
+    if metric in GATED_LATENCY:
+        # whether echo-load could give this percentile a confidence interval: compare and ab
+        # judge only resolved ones
+        eb["resolved"] = metric not in sample.unresolved
     entry["echobench"] = eb
     return entry
 
@@ -278,5 +282,5 @@ def iterations(data):
                      "valid": eb.get("valid", True) is not False,
                      "invalid_reasons": list(eb.get("invalid_reasons") or []),
                      "client_bound": eb.get("client_bound"), "t_s": eb.get("t_s"),
-                     "seq": eb.get("seq")})
+                     "seq": eb.get("seq"), "resolved": eb.get("resolved")})
     return rows

@@ -87,6 +87,15 @@ class LoadResult:
         v = num(lat.get(pct)) if isinstance(lat, dict) else None
         return v if v else None
 
+    def unresolved(self):
+        """The latency metrics (p50_us ...) whose confidence interval echo-load could not
+        resolve in this run (latency_ci_us says "unresolved": too few samples beyond the
+        percentile, or all of them in one burst): shown, never judged."""
+        ci = self.raw.get("latency_ci_us")
+        if not isinstance(ci, dict):
+            return set()
+        return {dst for src, dst in LATENCY_KEYS if ci.get(src) == "unresolved"}
+
     @property
     def rate_target(self):
         return num(self.raw.get("rate_target"))

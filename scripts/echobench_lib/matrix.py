@@ -14,34 +14,40 @@ from dataclasses import dataclass, field
 from .util import UsageError, parse_count, parse_list, parse_size
 from .placement import DEFAULT_PLACEMENT, PLACEMENTS  # noqa: F401  (re-exported)
 
+# Rounds: the paired design's interval of a ratio reaches 95 % from 6 pairs on (stats.
+# walsh_ci_rank), and its two-sided signed-rank test can reach p <= 0.05 from 6 on (2/64); 8
+# leave room for a pair lost to a failed measurement.
 DEFAULT = {
     "connections": [1, 16, 64, 256, 1024],
     "sizes": [64, 512, 4096],
     "modes": ["closed", "open25", "open50", "open75", "stream"],
-    "duration": 3.0,
-    "warmup": 1.0,
-    "repetitions": 4,             # the fewest that can name a winner (see QUICK)
+    "duration": 2.0,
+    "warmup": 0.5,
+    "repetitions": 8,
     "sweep_duration": 1.0,
     "sweep_warmup": 0.25,
 }
 
-# The main job (scripts/run-main.sh): 4 repetitions, the fewest with which a winner can be
-# named (stats.decide_winner tests at alpha/2 = 0.025 because the leader is picked after
-# looking; 4 against 4 reaches 1/70 = 0.014, 3 against 3 only 0.05), and a small knee sweep at
-# 64 connections. Five backends: 2 connection counts x 1 size x 2 modes x 5 = 20 cells x 4
-# repetitions x (0.5 + 0.1 + CELL_OVERHEAD_S) = 80 s, the sweep at most 5 x 8 steps x
-# (0.3 + 0.05 + CELL_OVERHEAD_S) = 30 s, conformance (quick) about 25 s, check about 5 s:
-# about 2.3 minutes on a quiet 2-CPU machine (measured on a busy one: docs/RESULTS.md).
+# The main job (scripts/run-main.sh): paired rounds of short slices, so that many pairs fit in
+# its time. Per cell and entry: 8 rounds x (0.25 + 0.05 s + ~0.15 s to start echo-load and
+# connect) = 3.6 s; with six backends and 4 cells about 90 s; the knee of each entry about 9
+# steps of 0.35 s; quick conformance about 25 s; check about 5 s: under 3 minutes on a 2-CPU
+# machine after installation (measured: README, "The two commands").
 QUICK = {
     "connections": [1, 64],
     "sizes": [64],
     "modes": ["closed", "open50", "sweep"],
-    "duration": 0.5,
-    "warmup": 0.1,
-    "repetitions": 4,
+    "duration": 0.25,
+    "warmup": 0.05,
+    "repetitions": 8,
     "sweep_duration": 0.3,
     "sweep_warmup": 0.05,
 }
+
+# `echobench ab`, the CI gate: two entries (BASE and NEW) per backend, so more rounds fit:
+# 20 rounds x 2 entries x 4 cells x ~0.45 s is about 72 s per backend (measured power and
+# false-alarm rates: docs/RESULTS.md "echobench ab").
+AB = dict(QUICK, modes=["closed", "open50"], repetitions=20)
 
 
 # What a mode is: its kind and, for open loop, its load. One parser of mode names: every other

@@ -24,9 +24,10 @@ from .server import Server, start_command, verify_echo
 from .util import RunError, duration_arg
 
 
-# The server's CPU is sampled this often while the load runs (seconds): the window's first and
-# last samples are at most this far inside its bounds.
-SAMPLE_EVERY = 0.05
+# The server's CPU is sampled every tenth of the measured duration (within these bounds, in
+# seconds) while the load runs: the window's first and last samples are at most that far
+# inside its bounds. Each sample reads a few /proc files (well under a millisecond).
+SAMPLE_EVERY = (0.005, 0.05)
 # echo-load is told to start this long after it is started (plus per connection, to connect):
 # enough for its own start-up on a loaded machine, else it reports how late it was.
 START_LEAD_S = 0.05
@@ -51,6 +52,7 @@ class Sample:
     client_bound: bool = None     # None: unknown (no server CPU figure, no client figure)
     t_s: float = None             # start, in seconds since the run started
     seq: int = None               # its place in the run's sequence of measurements
+    unresolved: set = field(default_factory=set)   # latency metrics echo-load could not resolve
 
     @property
     def messages(self):
@@ -234,17 +236,19 @@ class Measurer:
             bound = True
         return Sample(cell=replace(cell, offered_rate=float(rate) if rate else None),
                       repetition=rep, metrics=metrics, load=load, valid=valid,
-                      reasons=reasons, cpu_method=method, client_bound=bound)
+                      reasons=reasons, cpu_method=method, client_bound=bound,
+                      unresolved=load.unresolved())
 
     @staticmethod
-    def _track(srv, finished, deadline):
-        """Samples the server's CPU every SAMPLE_EVERY seconds until finished(timeout) says the
-        load ended (or the deadline passed). Returns [(wall time, CpuSample)]."""
+    def _track(srv, finished, deadline, duration):
+        """Samples the server's CPU (SAMPLE_EVERY) until finished(timeout) says the load ended
+        (or the deadline passed). Returns [(wall time, CpuSample)]."""
+        every = max(SAMPLE_EVERY[0], min(SAMPLE_EVERY[1], duration / 10.0))
         samples = []
         while True:
             samples.append((time.time(), srv.cpu_sample()))
             left = deadline - time.monotonic()
-            if left <= 0 or finished(min(SAMPLE_EVERY, left)):
+            if left <= 0 or finished(min(every, left)):
                 samples.append((time.time(), srv.cpu_sample()))
                 return samples
 
@@ -293,7 +297,7 @@ class Measurer:
                 except subprocess.TimeoutExpired:
                     return False
             try:
-                samples = self._track(srv, finished, t0 + budget)
+                samples = self._track(srv, finished, t0 + budget, duration)
                 if proc.poll() is None:
                     stop_group(proc, signal.SIGINT)
                     raise CellFailed(f"echo-load did not finish within {budget:.0f}s")
@@ -331,7 +335,7 @@ class Measurer:
         def finished(timeout):
             t.join(timeout)
             return not t.is_alive()
-        samples = self._track(srv, finished, t0 + 24 * 3600.0)
+        samples = self._track(srv, finished, t0 + 24 * 3600.0, duration)
         t.join()
         if "e" in result:
             raise CellFailed(f"load hosts: {result['e']}")

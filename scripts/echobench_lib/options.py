@@ -1,10 +1,13 @@
-"""The options of `echobench run` (and `ab`) as the stages see them: one RunOptions, filled by
-cli.run_options from the command line and by the presets of matrix.py."""
+"""The options of `echobench run` (and `ab`): their arguments (add_run_arguments), and one
+RunOptions as the stages see them, filled from the command line and the presets of
+matrix.py (run_options)."""
 import pathlib
 from dataclasses import dataclass, field
 
+from . import matrix
 from .knee import Slo
 from .placement import DEFAULT_PLACEMENT
+from .util import UsageError, parse_count, parse_cpus, parse_duration
 
 
 @dataclass
@@ -41,3 +44,180 @@ class RunOptions:
     sweep_warmup: float = 0.25
     load_hosts: list = None        # ssh destinations (remote.LoadHosts)
     ssh_options: list = field(default_factory=list)
+
+
+def duration_arg(what):
+    def parse(text):
+        return parse_duration(text, what)
+    return parse
+
+
+def threshold_arg(text):
+    t = str(text).strip().rstrip("%")
+    try:
+        v = float(t)
+    except ValueError:
+        raise UsageError(f"bad --threshold '{text}': expected a percentage like 5 or 2.5%") \
+            from None
+    if not 0 <= v < 1000:
+        raise UsageError(f"bad --threshold '{text}': expected a percentage like 5 or 2.5%")
+    return v / 100.0
+
+
+def alpha_arg(text):
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1
+    if not 0 < v < 1:
+        raise UsageError(f"bad --alpha '{text}': expected a probability like 0.05")
+    return v
+
+
+def add_run_arguments(p):
+    """The matrix, timing, placement and load options of `run` (and `ab`)."""
+    p.add_argument("--quick", action="store_true",
+                   help="the main job's preset (about 2.5 minutes with five backends)")
+    p.add_argument("--backends", help="comma list of backends or variants, each optionally "
+                                      "with a worker model: +tN (N threads), +pN (N prefork "
+                                      "processes), e.g. epoll+t2,epoll+p2 (default: every "
+                                      "usable backend; 'none': only --server/--target entries)")
+    p.add_argument("--server", action="append", default=[], metavar="NAME=CMD",
+                   help="your server: CMD starts it and prints 'listening ADDR', or contains "
+                        "{port} (a free port is substituted, ready once it accepts); a fresh "
+                        "one per cell; repeatable")
+    p.add_argument("--target", action="append", default=[], metavar="NAME=ADDR",
+                   help="an already running server, measured as it runs (no server CPU "
+                        "figure); repeatable")
+    p.add_argument("--connections", help="comma list of connection counts")
+    p.add_argument("--sizes", help="comma list of message sizes (64, 4k; at most 64M)")
+    p.add_argument("--modes", help="comma list: closed, open (= open25,open50,open75), openNN "
+                                   "(NN %% of the reference entry's closed-loop peak: epoll, or "
+                                   "the first entry), stream, sweep (the knee)")
+    p.add_argument("--rates", help="comma list of absolute open-loop rates in msgs/s (5k, "
+                                   "20000): cells rateN beside --modes")
+    p.add_argument("--placement", default=None, metavar="LIST",
+                   help="split (server and client on different CPUs, the default), shared "
+                        "(the same CPU), free (unpinned); a comma list is a matrix axis")
+    p.add_argument("--duration", type=duration_arg("--duration"), help="measured time per cell")
+    p.add_argument("--warmup", type=duration_arg("--warmup"), help="warmup per cell (excluded)")
+    p.add_argument("--repetitions", type=lambda t: parse_count(t, "--repetitions"),
+                   help="rounds per cell (paired: each round measures every entry once, "
+                        "in a balanced order), or fresh-server repetitions with --unpaired")
+    p.add_argument("--unpaired", action="store_true",
+                   help="a fresh server per cell and repetition, entries measured one after "
+                        "the other (for first-connection effects); default: paired rounds "
+                        "against servers that stay up")
+    p.add_argument("--seed", type=lambda t: parse_count(t, "--seed"), default=1,
+                   help="seed of the random order of the matrix's cell groups (default 1)")
+    p.add_argument("--until-ci", type=percent_arg("--until-ci"), metavar="PCT",
+                   help="repeat each cell until the 95%% CI half-width of its headline figure "
+                        "is within PCT %% of the median, or --max-repetitions")
+    p.add_argument("--max-repetitions", type=lambda t: parse_count(t, "--max-repetitions"),
+                   help="the bound of --until-ci (default 10)")
+    p.add_argument("--slo", type=Slo.parse, default=Slo("p99", 1000.0),
+                   help="latency target of the sweep (default p99:1ms)")
+    p.add_argument("--sweep-connections", type=lambda t: parse_count(t, "--sweep-connections"),
+                   help="connection count of the sweep (default: the largest of --connections)")
+    p.add_argument("--server-cpus", type=lambda t: parse_cpus(t, "--server-cpus"),
+                   help="CPUs for the server (default: the first CPU)")
+    p.add_argument("--client-cpus", type=lambda t: parse_cpus(t, "--client-cpus"),
+                   help="CPUs for echo-load (default: the second CPU)")
+    p.add_argument("--server-threads", type=lambda t: parse_count(t, "--server-threads"),
+                   help="server threads (echo-server --threads; default: its own default)")
+    p.add_argument("--client-threads", type=lambda t: parse_count(t, "--client-threads"),
+                   help="echo-load threads (default: one per client CPU)")
+    p.add_argument("--client-engine", metavar="NAME",
+                   help="echo-load's engine (echo-load --engine): one that `echo-load "
+                        "--version` lists as usable, e.g. epoll or uring (default: echo-load's "
+                        "own default, recorded in run.json)")
+    p.add_argument("--pipeline", type=lambda t: parse_count(t, "--pipeline"), default=1,
+                   help="messages in flight per connection (echo-load --pipeline)")
+    p.add_argument("--rates-from", metavar="DIR",
+                   help="take the open-loop rates from this run's closed-loop peaks instead of "
+                        "measuring them (for compare: the same offered load in both runs)")
+    p.add_argument("--out", metavar="DIR", help="results root (default: <repo>/results)")
+    p.add_argument("--conform", choices=("must", "quick", "all", "none"),
+                   help="echo-conform per entry after the matrix: must (--must-only, the "
+                        "default), quick (must without the long cases; the default of "
+                        "--quick), all, none")
+    p.add_argument("--conform-timeout", type=duration_arg("--conform-timeout"), default=120.0,
+                   help="time limit per entry for echo-conform (default 120s)")
+    p.add_argument("--load-hosts", metavar="DEST[,DEST...]",
+                   help="run echo-load on these ssh destinations ([user@]host[:port]) instead "
+                        "of here; connections and rate are split across them")
+    p.add_argument("--ssh-option", action="append", default=[], metavar="OPT",
+                   help="passed to ssh as -o OPT; repeatable")
+
+
+def percent_arg(what):
+    def parse(text):
+        t = str(text).strip().rstrip("%")
+        try:
+            v = float(t)
+        except ValueError:
+            v = -1.0
+        if not 0 < v < 100:
+            raise UsageError(f"bad {what} '{text}': expected a percentage like 5 or 2.5%")
+        return v
+    return parse
+
+
+def backend_list(text):
+    """--backends: None (every usable one), [] ('none'), or the names."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return []
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    if not names:
+        raise UsageError("empty matrix: --backends lists no backend")
+    return names
+
+
+def run_options(a, preset=None):
+    """RunOptions from the parsed arguments; preset: the defaults to fill in (matrix.QUICK
+    with --quick, matrix.AB for `ab`, else matrix.DEFAULT)."""
+    name = "quick" if a.quick else (preset or "default")
+    preset = {"quick": matrix.QUICK, "ab": matrix.AB}.get(name, matrix.DEFAULT)
+    modes = matrix.parse_modes(a.modes) if a.modes is not None else list(preset["modes"])
+    if a.rates is not None:
+        modes += [m for m in matrix.parse_rates(a.rates) if m not in modes]
+    if a.max_repetitions is not None and a.until_ci is None:
+        raise UsageError("--max-repetitions needs --until-ci PCT")
+    reps = a.repetitions or preset["repetitions"]
+    max_reps = a.max_repetitions or max(10, reps)
+    if a.until_ci is not None and max_reps < reps:
+        raise UsageError(f"--max-repetitions {max_reps} is below --repetitions {reps}")
+    opts = RunOptions(
+        backends=backend_list(a.backends),
+        connections=matrix.parse_connections(a.connections) if a.connections is not None
+        else list(preset["connections"]),
+        sizes=matrix.parse_sizes(a.sizes) if a.sizes is not None else list(preset["sizes"]),
+        modes=modes,
+        duration=a.duration or preset["duration"],
+        warmup=a.warmup if a.warmup is not None else preset["warmup"],
+        repetitions=reps, design="unpaired" if a.unpaired else "paired", seed=a.seed,
+        server_cpus=a.server_cpus, client_cpus=a.client_cpus,
+        server_threads=a.server_threads, client_threads=a.client_threads, pipeline=a.pipeline,
+        client_engine=a.client_engine,
+        preset=name,
+        out_root=pathlib.Path(a.out).resolve() if a.out else None,
+        conform=a.conform or ("quick" if a.quick else "must"),
+        conform_timeout=a.conform_timeout, rates_from=a.rates_from,
+        servers=list(a.server), targets=list(a.target),
+        placements=matrix.parse_placements(a.placement) if a.placement is not None
+        else [matrix.DEFAULT_PLACEMENT],
+        until_ci=a.until_ci, max_repetitions=max_reps if a.until_ci is not None else None,
+        slo=a.slo, sweep_connections=a.sweep_connections,
+        sweep_duration=min(preset["sweep_duration"], a.duration or preset["sweep_duration"]),
+        sweep_warmup=min(preset["sweep_warmup"],
+                         a.warmup if a.warmup is not None else preset["sweep_warmup"]),
+        load_hosts=[d.strip() for d in a.load_hosts.split(",") if d.strip()]
+        if a.load_hosts else None,
+        ssh_options=list(a.ssh_option))
+    if a.load_hosts is not None and not opts.load_hosts:
+        raise UsageError("--load-hosts lists no destination")
+    if a.ssh_option and not opts.load_hosts:
+        raise UsageError("--ssh-option needs --load-hosts")
+    return opts

@@ -47,6 +47,7 @@ class RunData:
         self.paired = self.run.get("design") == "paired"
         self.conform = self._json("conform.json") or {}
         self.values = {}     # Cell -> {metric: {rep: value}}
+        self.unresolved = {}  # (Cell, metric) -> {rep} whose percentile echo-load could not resolve
         self.samples = {}    # Cell -> {rep: {"valid", "reasons", "offered", "client_bound"}}
         entries = [e for e in self.run.get("entries") or [] if isinstance(e, dict)]
         self.kinds = {e.get("name"): e.get("kind", "backend") for e in entries}
@@ -108,6 +109,8 @@ class RunData:
                 smp["offered"] = r["offered_rate"]
             if r["client_bound"] is not None:
                 smp["client_bound"] = r["client_bound"]
+            if r["resolved"] is False:
+                self.unresolved.setdefault((cell, r["metric"]), set()).add(r["repetition"])
         path = self.dir / "cells.csv"
         if not path.is_file():
             return
@@ -191,6 +194,10 @@ class RunData:
         if metric.startswith("server_cpu") and not self.has_cpu(cell.entry):
             return {}
         return dict(self.values.get(cell, {}).get(metric, {}))
+
+    def unresolved_reps(self, cell, metric):
+        """The repetitions in which echo-load could not resolve this latency percentile."""
+        return self.unresolved.get((cell, metric), set())
 
     def reps(self, cell, metric):
         return list(self.rounds(cell, metric).values())

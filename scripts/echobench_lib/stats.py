@@ -1,6 +1,7 @@
 """How far a figure measured over a few repetitions can be trusted: confidence intervals of a
 median and of a ratio of medians, an exact one-sided Mann-Whitney test, and the rule that names
-the winner of a cell. Stdlib and numpy (which scipy and matplotlib bring); pure functions (the
+the winner of a cell. Stdlib, and numpy for the bootstrap (which scipy and matplotlib bring);
+pure functions (the
 bootstrap uses its own seeded PRNG, so the same numbers always give the same interval).
 docs/RESULTS.md "Statistics" says the same in prose.
 
@@ -11,8 +12,6 @@ distribution-free and exact for small samples.
 import itertools
 import math
 import statistics
-
-import numpy as np
 
 TIE = "tie (within noise)"
 BOOTSTRAP_RESAMPLES = 2000
@@ -78,6 +77,7 @@ def ratio_ci(a, b, conf=0.95, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED
     ratio = statistics.median(a) / mb
     if len(a) == 1 and len(b) == 1:
         return ratio, ratio, ratio
+    import numpy as np          # only here: `echobench check` must start fast
     rng = np.random.default_rng(seed)
     av, bv = np.array(a), np.array(b)
     ma = np.median(av[rng.integers(0, len(a), (resamples, len(a)))], axis=1)
@@ -172,6 +172,17 @@ def smallest_p(m, n):
     if m < 1 or n < 1:
         return 1.0
     return 1.0 / math.comb(m + n, m)
+
+
+def smallest_attainable_p(a, b):
+    """The smallest one-sided Mann-Whitney p these values could give, ties counted: p of the
+    most extreme arrangement of the pooled values (a takes the largest). Values that all tie
+    can give no evidence at all (p = 1)."""
+    pooled = sorted(float(x) for x in list(a) + list(b))
+    m = len(a)
+    if m == 0 or m == len(pooled):
+        return 1.0
+    return mann_whitney_one_sided(pooled[-m:], pooled[:-m], "greater")
 
 
 def can_test(m, n, alpha=0.05):
@@ -311,9 +322,10 @@ def _ranks2(absd):
     return r2
 
 
-def signed_rank_p(d):
-    """Two-sided p of Wilcoxon's signed-rank test that the differences d are centred on 0
-    (zeros dropped; exact, ties by midranks). 1.0 when nothing is left."""
+def signed_rank_p(d, alternative="two-sided"):
+    """p of Wilcoxon's signed-rank test that the differences d are centred on 0 (zeros
+    dropped; exact, ties by midranks): two-sided, or one-sided 'greater' (d tends above 0) or
+    'less'. 1.0 when nothing is left."""
     d = [float(x) for x in d if x != 0]
     n = len(d)
     if n == 0:
@@ -324,7 +336,23 @@ def signed_rank_p(d):
     total = 2 ** n
     lo = sum(counts[:w + 1]) / total
     hi = sum(counts[w:]) / total
+    if alternative == "greater":
+        return min(1.0, hi)
+    if alternative == "less":
+        return min(1.0, lo)
     return min(1.0, 2 * min(lo, hi))
+
+
+def holm(pvalues):
+    """Holm's step-down adjustment: adjusted p-values in the input's order; rejecting those
+    <= alpha keeps the family-wise error rate at alpha (any dependence between the tests)."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    out, running = [1.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
 
 
 def walsh_ci_rank(n, conf=0.95):

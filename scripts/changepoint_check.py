@@ -101,7 +101,7 @@ def main(argv=None):
             print(f"{label:<8} {'none' if size is None else f'{size:.0%}':>8} "
                   f"{'-' if size is None else f'{found / a.trials:.0%}':>7} {loc:>17} "
                   f"{100.0 * false / (a.trials * RUNS):>15.2f} "
-                  f"{any_false / a.trials:>10.0%}")
+                  f"{any_false / a.trials:>10.1%}")
     print("\nshare found when the slowdown is only k runs old (the newest k runs are after it)")
     print(f"{'noise':<8} {'slowdown':>8} " + " ".join(f"{f'k={k}':>6}" for k in (3, 5, 10)))
     for label, kind, sd in NOISES[:3]:

@@ -205,6 +205,12 @@ def test_series_follow_time_and_filters(tmp_path, db):
         assert {s.cell for s in st.series(metrics=["p50_us"])} == {CELL,
                                                                     "epoll/c:1/s:64/closed"}
         assert st.series(machine="*EPYC*") == []
+        # p90_us and p99_us of 3 series: 2 cells on main, 1 on feature
+        assert len(st.series(machine="2 x * / kvm", metrics=["p9?_us"])) == 6
+        assert st.series(metrics=["MSGS*"]) == [] and st.series(metrics=["p99%"]) == []
+        st.add_run(make_run(tmp_path / "d", 5))                # commit not in git: no branch
+        (none,) = st.series(metrics=["msgs_per_sec"], branch="-")
+        assert none.branch is None and len(none.points) == 1
         (last,) = st.series(cells=[CELL], metrics=["p50_us"], branch="main", last=2)
         assert [p.utc_start[-3:-1] for p in last.points] == ["01", "02"]
 
@@ -319,9 +325,15 @@ def test_show_lists_each_run_once_and_import_is_idempotent(tmp_path):
     db = tmp_path / "h.sqlite"
     for i in range(3):
         make_run(tmp_path / "runs", i)
-    assert hist("import", tmp_path / "runs", "--db", db).returncode == 0
+    broken = tmp_path / "runs" / "20250109T000000Z-interrupted"
+    broken.mkdir()
+    (broken / "run.json").write_text('{"context": {}, "benchmarks": []}')
+    res = hist("import", tmp_path / "runs", "--db", db)
+    assert res.returncode == 0 and "3 run(s) added" in res.stdout and "1 skipped" in res.stdout
+    assert f"skipped: {broken}: " in res.stdout and "no echobench measurements" in res.stdout
     res = hist("import", tmp_path / "runs", "--db", db)
     assert res.returncode == 0 and "0 run(s) added" in res.stdout and "3 already" in res.stdout
+    assert "no echobench measurements" in one_line_error(hist("add", broken, "--db", db))
     res = hist("--db", db, "show", "--metric", "msgs_per_sec", "--cell", "epoll/*")
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("2025-01-01T00:00:0") == 3 and "3/3" in res.stdout
@@ -353,6 +365,8 @@ def small_db(tmp_path_factory):
     (("add", "/nonexistent/run"), "no results at"),
     (("import", "/nonexistent/dir"), "no results at"),
     (("show", "--cell", "nothing/*"), "no series"),
+    (("changes", "--html", "/nonexistent/dir/t.html"), "cannot write --html"),
+    (("show", "--json", "/nonexistent/dir/s.json"), "cannot write --json"),
 ])
 def test_usage_errors_exit_2_with_one_line(small_db, args, words):
     db = small_db

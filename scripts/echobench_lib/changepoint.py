@@ -32,11 +32,11 @@ The method, as implemented here (docs/RESULTS.md "History" has the measured erro
 - Interval of the size: a percentile bootstrap of the ratio of the two segments' medians
   (stats.ratio_ci: both sides resampled independently, 2000 times, seeded).
 
-Measured (scripts/changepoint_check.py, 30 runs): with candidates from Y-to-the-end splits
-only, a 10 % slowdown fixed 6 runs later in 3 % run-to-run noise was found whole in about
-23 % of histories, against 95 % with kappa; persistent slowdowns and false changes were the
-same either way. Searching kappa costs about 4 times the CPU: about 0.1 s for a 30-run
-series, 2.5 s for 300 runs.
+Measured (the histories of scripts/changepoint_check.py, 200 each): with candidates from
+Y-to-the-end splits only, a 10 % slowdown fixed 6 runs later in 3 % run-to-run noise was found
+whole in 24 % of histories, against 86 % with kappa; persistent slowdowns were found as often
+either way (10 % in 5 % noise: 78 % both). Searching kappa costs about 4 times the CPU: about
+0.1 s for a 30-run series, 2.5 s for 300 runs.
 """
 import dataclasses
 import math

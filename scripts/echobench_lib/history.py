@@ -25,6 +25,7 @@ import collections
 import dataclasses
 import datetime
 import fnmatch
+import functools
 import hashlib
 import json
 import math
@@ -106,6 +107,7 @@ def _git(*args):
         return None
 
 
+@functools.lru_cache(maxsize=256)
 def git_branch(commit):
     """(branch, how) for a commit from git in this checkout, or (None, None): the checked-out
     branch when the commit is reachable from it, else the only local branch containing it."""
@@ -258,7 +260,7 @@ class Store:
         class into one series; last: keep each series' newest `last` runs."""
         groups = collections.OrderedDict()
         runs = {}
-        for row in self.db.samples():
+        for row in self.db.samples(metrics, machine, branch):
             (key, utc, commit, dirty, br, mc, entry, conns, size, mode, place, metric, rep,
              value, valid) = row
             name = cell_name(entry, conns, size, mode, place)

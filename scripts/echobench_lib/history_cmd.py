@@ -127,6 +127,9 @@ def cmd(args, build=None):
 
 
 def _add(history, db, args):
+    """add: every directory given must hold runs that read (else exit 2); import: a run
+    that does not read (an interrupted run without measurements, a broken run.json) is
+    skipped with its reason, and the rest imported."""
     if args.history_verb == "add":
         runs = []
         for p in args.runs:
@@ -138,15 +141,23 @@ def _add(history, db, args):
         runs = history.find_runs(args.dir)
         if not runs:
             raise UsageError(f"no run.json under '{args.dir}'")
-    added = there = samples = 0
+    added = there = samples = skipped = 0
     with history.Store(db, create=True) as store:
         for run in runs:
-            ok, key, n = store.add_run(run, branch=args.branch)
+            try:
+                ok, key, n = store.add_run(run, branch=args.branch)
+            except UsageError as e:
+                if args.history_verb == "add":
+                    raise
+                skipped += 1
+                print(f"skipped: {run}: {e}")
+                continue
             added += ok
             there += not ok
             samples += n if ok else 0
             print(f"{'added' if ok else 'already there'}: {run} ({key[:12]}, {n} samples)")
-    print(f"history {db}: {added} run(s) added ({samples} samples), {there} already there")
+    print(f"history {db}: {added} run(s) added ({samples} samples), {there} already there"
+          + (f", {skipped} skipped" if skipped else ""))
     return 0
 
 
@@ -157,14 +168,21 @@ def _filters_text(args):
     return f" ({', '.join(map(str, parts))})" if parts else " (it is empty)"
 
 
+def _writable(path, option):
+    """Opens an output file before anything is computed: an unwritable one is a usage
+    error, never a half-done run."""
+    if path and path != "-":
+        try:
+            open(path, "a").close()
+        except OSError as e:
+            raise UsageError(f"cannot write {option} '{path}': {e.strerror or e}") from None
+
+
 def _output(json_out):
+    """print, or stderr when the JSON goes to stdout."""
+    _writable(json_out, "--json")
     if json_out == "-":
         return lambda s: print(s, file=sys.stderr)
-    if json_out:
-        try:
-            open(json_out, "a").close()
-        except OSError as e:
-            raise UsageError(f"cannot write --json '{json_out}': {e.strerror or e}") from None
     return print
 
 
@@ -206,6 +224,7 @@ def _show_text(series):
 
 def _changes(series, args, out):
     from . import changepoint as cp
+    _writable(args.html, "--html")
     alpha = args.alpha if args.alpha is not None else cp.DEFAULT_ALPHA
     perms = args.permutations if args.permutations is not None else cp.DEFAULT_PERMUTATIONS
     if (perms + 1) * alpha < 1:

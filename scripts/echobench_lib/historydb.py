@@ -43,9 +43,9 @@ TABLES = {"echobench_schema", "echobench_runs", "echobench_samples"}
 SELECT_SAMPLES = (
     "SELECT r.run_key, r.utc_start, r.git_commit, r.git_dirty, r.branch, r.machine_class, "
     "s.entry, s.connections, s.size, s.mode, s.placement, s.metric, s.repetition, s.value, "
-    "s.valid FROM echobench_samples s JOIN echobench_runs r ON r.run_key = s.run_key "
-    "ORDER BY r.utc_start, r.run_key, s.entry, s.connections, s.size, s.mode, s.placement, "
-    "s.metric, s.repetition")
+    "s.valid FROM echobench_samples s JOIN echobench_runs r ON r.run_key = s.run_key")
+ORDER_SAMPLES = (" ORDER BY r.utc_start, r.run_key, s.entry, s.connections, s.size, s.mode, "
+                 "s.placement, s.metric, s.repetition")
 
 
 def is_url(spec):
@@ -141,8 +141,23 @@ class _Db:
             return rows
         return self._run(go)
 
-    def samples(self):
-        return self._select(SELECT_SAMPLES)
+    def samples(self, metrics=None, machine=None, branch=None):
+        """Sample rows with run fields, oldest run first. The filters only narrow what is
+        read (metrics, machine: glob patterns, passed on as LIKE when they have no [set];
+        branch: exact, '-' for none); the caller still applies its own."""
+        where, args = [], []
+        for column, globs in (("s.metric", metrics), ("r.machine_class", [machine] if machine
+                                                       else None)):
+            likes = [_like(g) for g in globs or []]
+            if likes and None not in likes:
+                where.append("(" + " OR ".join(f"{column} LIKE ? ESCAPE '!'" for _ in likes)
+                             + ")")
+                args += likes
+        if branch is not None:
+            where.append("r.branch IS NULL" if branch == "-" else "r.branch = ?")
+            args += [] if branch == "-" else [branch]
+        sql = SELECT_SAMPLES + (" WHERE " + " AND ".join(where) if where else "")
+        return self._select(sql + ORDER_SAMPLES, tuple(args))
 
     def runs(self):
         cols = ", ".join(RUN_COLUMNS)
@@ -251,6 +266,14 @@ class _Postgres(_Db):
 
     def _many(self, cur, sql, rows):
         self._extras.execute_batch(cur, sql, rows, page_size=500)
+
+
+def _like(glob):
+    """An fnmatch pattern as a LIKE pattern (escape '!'), or None when it has a [set]."""
+    if "[" in glob:
+        return None
+    out = "".join("!" + ch if ch in "%_!" else ch for ch in glob)
+    return out.replace("*", "%").replace("?", "_")
 
 
 def _first_line(e):

@@ -245,6 +245,9 @@ def test_run_to_run_spread_from_the_history(tmp_path, db):
                                          "msgs_per_sec", mc) == sp
         assert history.run_to_run_spread(st, CELL, "msgs_per_sec", "other") is None
     assert history.run_to_run_spread(db, CELL, "msgs_per_sec", mc).sd_log == sp.sd_log
+    with history.existing(db) as st:
+        assert len(st.runs()) == 24
+    assert history.existing(tmp_path / "none.sqlite") is None
 
 
 def test_a_corrupted_sqlite_file_is_one_line_naming_it(tmp_path):

@@ -37,7 +37,7 @@ import subprocess
 
 from . import changepoint, gbjson
 from .build import ROOT
-from .historydb import open_db
+from . import historydb
 from .matrix import DEFAULT_PLACEMENT, Cell, parse_name
 from .metrics import higher_is_better, unit
 from .util import UsageError
@@ -201,7 +201,7 @@ class Store:
     without psycopg2; RunError for a server that cannot be reached."""
 
     def __init__(self, db=None, create=False):
-        self.db = open_db(str(db or DEFAULT_DB), create)
+        self.db = historydb.open_db(str(db or DEFAULT_DB), create)
 
     def close(self):
         self.db.close()
@@ -288,6 +288,16 @@ class Store:
             out.append(Series(mc, br, name, metric, points))
         out.sort(key=lambda s: (s.machine_class, s.branch or "", s.cell, s.metric))
         return out
+
+
+def existing(db=None):
+    """An open Store (read only) when the history exists, else None: for readers such as
+    compare, to which a missing history means no history, not an error. A PostgreSQL URL is
+    always opened (its errors are the caller's, as Store's)."""
+    spec = str(db or DEFAULT_DB)
+    if not historydb.is_url(spec) and not pathlib.Path(spec).is_file():
+        return None
+    return Store(spec)
 
 
 Spread = collections.namedtuple("Spread", "sd_log runs df changes")

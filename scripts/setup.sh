@@ -12,13 +12,16 @@ PYTHON=/usr/bin/python3
 export PYTHON
 export PYTHONDONTWRITEBYTECODE=1
 
-# Packages for building and running the main job.
+# Packages for building and running the main job (python3-psycopg2: `echobench history --db
+# postgresql://...`; the default SQLite history needs nothing).
 ECHOBENCH_PKGS=(build-essential meson ninja-build pkg-config liburing-dev libbenchmark-dev
-	libbenchmark-tools python3 python3-matplotlib python3-scipy procps iproute2)
+	libbenchmark-tools python3 python3-matplotlib python3-scipy python3-psycopg2 procps
+	iproute2)
 # Extra packages for the tests: pytest, chromium for the report screenshot test, the
-# third-party echo servers that echo-conform is run against, and sshd for the load-host tests
-# (two sshd hosts in network namespaces; without it they would skip on every fresh machine).
-ECHOBENCH_TEST_PKGS=(python3-pytest chromium socat busybox ncat xinetd openssh-server)
+# third-party echo servers that echo-conform is run against, sshd for the load-host tests
+# (two sshd hosts in network namespaces; without it they would skip on every fresh machine),
+# and PostgreSQL for the history's store test (a server of its own in a temporary directory).
+ECHOBENCH_TEST_PKGS=(python3-pytest chromium socat busybox ncat xinetd openssh-server postgresql)
 
 echobench_install() {
 	local missing=() p

@@ -13,7 +13,14 @@ ECHOBENCH = ROOT / "scripts" / "echobench"
 C_PROGRAMS = {"echo-server": "servers/echo-server", "echo-load": "clients/echo-load",
               "echo-conform": "conformance/echo-conform",
               "faulty-echo": "conformance/faulty-echo"}
-DRIVER_COMMANDS = ("run", "conform", "compare")
+def driver_commands():
+    """The driver's commands, from its own parser (none written here)."""
+    from echobench_lib import cli
+    sub = next(a for a in cli.make_parser()._actions if a.dest == "command")
+    return tuple(sub.choices)
+
+
+DRIVER_COMMANDS = driver_commands()
 OPTION = re.compile(r"^\s{1,8}(?:(-[A-Za-z]),\s*)?(--[a-z][a-z0-9-]*)", re.M)
 LONG = re.compile(r"`(--[a-z][a-z0-9-]*)")
 

@@ -6,7 +6,7 @@ import sys
 
 # check must start fast (it is the main job's first verdict): the modules that pull in
 # matplotlib and scipy (report, compare) are imported by the commands that need them.
-from . import ab, check, conform, matrix, options, runner
+from . import ab, check, conform, history_cmd, matrix, options, runner
 from .options import alpha_arg, duration_arg, threshold_arg
 from .build import CONFORM, ROOT, SERVER, backend_args, build_dir, pick_backends, program
 from .entries import Entry, parse_spec
@@ -108,6 +108,8 @@ def make_parser():
     f.add_argument("--json", metavar="FILE", help="write the verdicts as JSON")
     f.add_argument("--tap-dir", metavar="DIR", help="keep each server's TAP output here")
 
+    history_cmd.register(sub, Parser)
+
     rep = sub.add_parser("report", parents=[common],
                          help="rebuild report.html and summary.md of a results directory")
     rep.add_argument("dir", metavar="DIR", nargs="?", default=str(ROOT / "results" / "latest"),
@@ -186,6 +188,8 @@ def main(argv=None):
             return compare.run(a.base, a.new, a.threshold, a.alpha, a.json, a.all, out,
                                allow_missing=a.allow_missing, history=a.history,
                                independent=a.assume_no_run_shift)
+        if a.command == "history":
+            return history_cmd.cmd(a, build)
         if a.command == "ab":
             return ab.run(a, build)
         if a.command == "conform":

@@ -242,3 +242,27 @@ def test_google_benchmark_compare_reads_our_run_json(tmp_path):
     # Time per message went up by ~11 % (throughput down 10 %): compare.py shows +0.1.
     assert 0.05 < float(line.split()[1]) < 0.2
     assert "OVERALL_GEOMEAN" in r.stdout
+
+
+def test_one_run_a_side_with_the_history_spread(tmp_path):
+    """A history of 8 runs of this cell (3 % run-to-run) gives its spread: one run a side is
+    then testable, a 25 % drop is a regression and no change is ok; without the history the
+    same pair is untestable."""
+    past = side(tmp_path / "past", 8, shift=0.03, noise=0.01, seed=40)
+    db = tmp_path / "h.sqlite"
+    r = echobench("history", "--db", db, "import", past)
+    assert r.returncode == 0, r.stdout + r.stderr
+    base = synthetic.make_run(tmp_path / "base", repetitions=3, noise=0.01, seed=41, **ONE_CELL)
+    slow = synthetic.make_run(tmp_path / "slow", repetitions=3, noise=0.01, factor=0.75,
+                              seed=42, **ONE_CELL)
+    same = synthetic.make_run(tmp_path / "same", repetitions=3, noise=0.01, seed=43,
+                              **ONE_CELL)
+    rows, _ = rows_by_name(base, slow, history=db)
+    assert rows[TPUT]["verdict"] == "regression" and "history" in rows[TPUT]["method"]
+    rows, _ = rows_by_name(base, same, history=db)
+    assert rows[TPUT]["verdict"] in ("ok", "inconclusive")
+    assert rows[TPUT]["verdict"] != "regression"
+    rows, _ = rows_by_name(base, slow)
+    assert rows[TPUT]["verdict"] == "untestable"
+    r = echobench("compare", base, slow, "--history", tmp_path / "none.sqlite")
+    assert r.returncode == 2 and "no results history" in r.stderr

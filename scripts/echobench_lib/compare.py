@@ -235,14 +235,15 @@ def compare(base_side, new_side, threshold=0.05, alpha=0.05, allow_missing=False
 
 
 def _spreads(history, ctx):
-    """name -> (sd of log, degrees of freedom) from the results history, or None."""
+    """name -> (sd of log, degrees of freedom) from the results history, or None (no history
+    given, none at that path, or fewer than 3 runs of that cell on this machine class)."""
     if not history:
         return lambda name: None
-    try:
-        from . import history as hist
-    except ImportError as e:
-        raise UsageError(f"--history: this echobench has no history module ({e})") from None
-    store = hist.Store(history)
+    from . import history as hist
+    store = hist.existing(history)
+    if store is None:
+        raise UsageError(f"--history {history}: no results history there (echobench history "
+                         f"add/import makes one)")
     mclass = hist.machine_class(ctx)
 
     def spread(name):
@@ -250,7 +251,7 @@ def _spreads(history, ctx):
         if not parsed:
             return None
         s = hist.run_to_run_spread(store, parsed[0], parsed[1], mclass)
-        return None if s is None else (s.sd, s.df)
+        return None if s is None else (s.sd_log, s.df)
     return spread
 
 

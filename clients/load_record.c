@@ -118,32 +118,82 @@ static void take_hist(struct hist *dst, const struct histio_record *rec, const c
 		hist_merge(dst, h);
 }
 
-/* The merged record -> the configuration a report needs, and the result. */
-static int unpack(struct load_result *r, struct load_config *cfg,
-		  const struct histio_record *rec, unsigned nfiles)
+/* A real that holds a whole number (a size, a seed, a count), saturated: build() wrote it as
+ * a double, which rounds the largest ones (a seed of 2^64 - 1) up to 2^64, beyond uint64_t. */
+static uint64_t u64_or(const struct histio_record *rec, const char *name, uint64_t dflt)
+{
+	double v = real_or(rec, name, (double)dflt);
+
+	return v >= 18446744073709551616.0 ? UINT64_MAX : v > 0 ? (uint64_t)v : 0;
+}
+
+/* The range of each real build() writes: a record from another host is checked against it
+ * before it is merged, so that nothing downstream meets a size of -5, a mode of 7 or a window
+ * of 10^300 seconds. Reals not listed are kept and merged, but not used. */
+static const struct { const char *name; double lo, hi; } shape[] = {
+	{ "mode", 0, MODE_STREAM }, { "datagrams", 0, 1 }, { "unix", 0, 1 },
+	{ "size_min", 0, 18446744073709551616.0 }, { "size_max", 0, 18446744073709551616.0 },
+	{ "pipeline", 0, 18446744073709551616.0 }, { "verify", 0, 1 },
+	{ "seed", 0, 18446744073709551616.0 },
+	/* Times: up to 10^9 s (31 years), which keeps every product in ns within 64 bits. */
+	{ "warmup_s", 0, 1e9 }, { "duration_asked_s", 0, 1e9 }, { "duration_s", 0, 1e9 },
+	{ "wall_s", 0, 1e9 }, { "user_s", 0, 1e9 }, { "sys_s", 0, 1e9 },
+	{ "start_lag_us", -1e15, 1e15 }, { "rate_target", 0, 1e15 }, { "busiest_thread", 0, 1e3 },
+	{ "complete", 0, 1 }, { "engine", 0, 1 }, { "processes", 0, 1e9 },
+	{ "source_first", 0, 4294967295.0 }, { "source_count", 0, LOAD_MAX_SOURCES },
+};
+
+static int check_shape(const struct histio_record *rec, char *why, size_t n)
+{
+	for (unsigned i = 0; i < sizeof(shape) / sizeof(shape[0]); i++) {
+		double v;
+
+		if (histio_real(rec, shape[i].name, &v) < 0)
+			continue;
+		if (!(v >= shape[i].lo && v <= shape[i].hi)) {
+			snprintf(why, n, "real '%s' is %.17g, outside %.17g to %.17g", shape[i].name, v,
+				 shape[i].lo, shape[i].hi);
+			return -EINVAL;
+		}
+		/* A time comes from nanoseconds: a positive one below 1 ns cannot be, and a rate
+		 * over it would be infinite. */
+		if (strstr(shape[i].name, "_s") && v > 0 && v < 1e-9) {
+			snprintf(why, n, "real '%s' is %.17g: below 1 ns and not 0", shape[i].name, v);
+			return -EINVAL;
+		}
+	}
+	if (real_or(rec, "source_first", 0) + real_or(rec, "source_count", 0) > 4294967296.0) {
+		snprintf(why, n, "the source range runs past 255.255.255.255");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int record_unpack(struct load_result *r, struct load_config *cfg, const struct histio_record *rec,
+		  unsigned nfiles)
 {
 	char name[16];
 	int err;
 
-	cfg->mode = (enum load_mode)real_or(rec, "mode", MODE_CLOSED);
+	cfg->mode = (enum load_mode)u64_or(rec, "mode", MODE_CLOSED);
 	cfg->tp = real_or(rec, "datagrams", 0) > 0 ? &transport_dgram : &transport_stream;
 	cfg->target.family = real_or(rec, "unix", 0) > 0 ? AF_UNIX : AF_INET;
 	snprintf(cfg->target.text, sizeof(cfg->target.text), "merged %u records", nfiles);
-	cfg->size_lo = (uint64_t)real_or(rec, "size_min", 0);
-	cfg->size_hi = (uint64_t)real_or(rec, "size_max", 0);
+	cfg->size_lo = u64_or(rec, "size_min", 0);
+	cfg->size_hi = u64_or(rec, "size_max", 0);
 	cfg->verify = real_or(rec, "verify", 1) > 0;
-	cfg->seed = (uint64_t)real_or(rec, "seed", 0);
+	cfg->seed = u64_or(rec, "seed", 0);
 	cfg->warmup_ns = (uint64_t)(real_or(rec, "warmup_s", 0) * 1e9);
 	cfg->duration_ns = (uint64_t)(real_or(rec, "duration_asked_s", 0) * 1e9);
 	cfg->rate = real_or(rec, "rate_target", 0);
-	switch ((int)real_or(rec, "engine", -1)) {
+	switch (real_or(rec, "engine", -1) > 0 ? 1 : real_or(rec, "engine", -1) == 0 ? 0 : -1) {
 	case 0: cfg->engine = &engine_epoll; break;
 	case 1: cfg->engine = &engine_uring; break;
 	default: cfg->engine = NULL;   /* a record from before engines were recorded */
 	}
-	cfg->processes = (uint64_t)real_or(rec, "processes", 1);
-	cfg->src_first = (uint32_t)real_or(rec, "source_first", 0);
-	cfg->src_count = (uint32_t)real_or(rec, "source_count", 0);
+	cfg->processes = u64_or(rec, "processes", 1);
+	cfg->src_first = (uint32_t)u64_or(rec, "source_first", 0);
+	cfg->src_count = (uint32_t)u64_or(rec, "source_count", 0);
 	if ((err = result_init(r, cfg)) < 0)
 		return err;
 	take_hist(r->lat, rec, "latency");
@@ -158,7 +208,7 @@ static int unpack(struct load_result *r, struct load_config *cfg,
 #define GET(n, field) histio_counter(rec, n, &r->field);
 	COUNTERS(GET)
 #undef GET
-	r->pipeline = (uint64_t)real_or(rec, "pipeline", 1);
+	r->pipeline = u64_or(rec, "pipeline", 1);
 	r->duration_s = real_or(rec, "duration_s", 0);
 	r->wall_s = real_or(rec, "wall_s", 0);
 	r->rate_target = cfg->rate;
@@ -173,14 +223,32 @@ static int unpack(struct load_result *r, struct load_config *cfg,
 	return 0;
 }
 
+int record_merge_stream(struct histio_record *all, struct histio_record *one, FILE *f,
+			char *why, size_t n)
+{
+	int err = histio_read(f, one);
+
+	if (!err && (err = check_shape(one, why, n)) < 0)
+		return err;
+	if (!err)
+		err = histio_merge(all, one);
+	if (err)
+		snprintf(why, n, "%s", err == -EINVAL ? (one->error[0] ? one->error : all->error) :
+			 err == -EOVERFLOW ? all->error : strerror(-err));
+	return err;
+}
+
 int record_merge_files(struct load_result *r, struct load_config *cfg)
 {
 	struct histio_record *all = malloc(sizeof(*all)), *one = malloc(sizeof(*one));
+	char why[HISTIO_ERROR_MAX + 64];
 	unsigned n = 0;
 	int err = 0;
 
 	if (!all || !one) {
 		fprintf(stderr, "echo-load: out of memory\n");
+		free(all);
+		free(one);
 		return -ENOMEM;
 	}
 	histio_init(all);
@@ -193,15 +261,12 @@ int record_merge_files(struct load_result *r, struct load_config *cfg)
 			fprintf(stderr, "echo-load: cannot read '%s': %s\n", *p, strerror(errno));
 			break;
 		}
-		err = histio_read(f, one);
+		err = record_merge_stream(all, one, f, why, sizeof(why));
 		fclose(f);
-		if (!err)
-			err = histio_merge(all, one);
 		if (err)
-			fprintf(stderr, "echo-load: '%s': %s\n", *p, err == -EINVAL ?
-				(one->error[0] ? one->error : all->error) : strerror(-err));
+			fprintf(stderr, "echo-load: '%s': %s\n", *p, why);
 	}
-	if (!err && (err = unpack(r, cfg, all, n)) < 0)
+	if (!err && (err = record_unpack(r, cfg, all, n)) < 0)
 		fprintf(stderr, "echo-load: out of memory\n");
 	histio_free(all);
 	histio_free(one);

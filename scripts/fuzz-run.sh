@@ -42,9 +42,13 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/echobench-fuzz.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp/corpus"
 
+# A dictionary of the format's words, when the corpus has one beside it (SEED_DIR.dict).
+dict=()
+[ -f "${seeds%/}.dict" ] && dict=(-dict="${seeds%/}.dict")
+
 # libFuzzer's own exit codes (77 for a crash) would read as "skipped" to meson: 1 for all.
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} \
-"$target" -max_total_time="$secs" -rss_limit_mb="${FUZZ_RSS_MB:-1024}" \
+"$target" "${dict[@]}" -max_total_time="$secs" -rss_limit_mb="${FUZZ_RSS_MB:-1024}" \
 	-timeout="${FUZZ_TIMEOUT_S:-10}" -error_exitcode=1 -timeout_exitcode=1 \
 	-print_final_stats=1 -artifact_prefix="$findings/$name/" \
 	"$tmp/corpus" "$seeds" > "$tmp/log" 2>&1

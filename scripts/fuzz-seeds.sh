@@ -32,7 +32,8 @@ literals() {
 		sed 's/%%/%/g' | sort -u
 }
 
-for d in common/fuzz-corpus/parse common/fuzz-corpus/addr clients/fuzz-corpus/histio; do
+for d in common/fuzz-corpus/parse common/fuzz-corpus/addr clients/fuzz-corpus/histio \
+	conformance/fuzz-corpus/conform; do
 	rm -rf "$d"
 	mkdir -p "$d"
 done
@@ -59,6 +60,26 @@ sed -n 's/^listening //p' "$tmp/listening" | while IFS= read -r v; do
 done
 tcp=$(sed -n 's/^listening \(127\.0\.0\.1:[0-9]*\)$/\1/p' "$tmp/listening")
 
+# echo-conform (fuzz_conform.c: byte 0 sets its line buffer's size, byte 1 the chunk size,
+# then the text): what echo-server and faulty-echo print on stdout, the --only lists the tests
+# give, and --exec commands from the README.
+c=conformance/fuzz-corpus/conform
+{ printf '\377\020'; cat "$tmp/listening"; } | seed "$c"
+{ printf '\002\001'; cat "$tmp/listening"; } | seed "$c"
+"$b/conformance/faulty-echo" --listen '[::]:0' --udp > "$tmp/faulty" 2>/dev/null &
+fpid=$!
+sleep 0.5
+kill "$fpid"
+wait "$fpid" 2>/dev/null || true
+{ printf '\377\377'; cat "$tmp/faulty"; } | seed "$c"
+{ grep -ohE "'--only', '[^']*'" conformance/meson.build | sed -E "s/.*, '(.*)'/\1/"
+  grep -ohE '"--only", "[^"]*"' conformance/*.py | sed -E 's/.*, "(.*)"/\1/'
+  "$b/conformance/echo-conform" --list | awk '{ print $1 }' | head -3
+  grep -ohE -- "--exec '[^']*'" README.md | sed -E "s/--exec '(.*)'/\1/"
+} | sort -u | while IFS= read -r v; do
+	printf '\100\007%s' "$v" | seed "$c"
+done
+
 # Result records, each a few KiB: short open-loop runs (a fixed, small number of messages)
 # over TCP, UDP and a unix socket, a size range, a stream run, and a run against a port that
 # refuses (an incomplete record). Two of them also go in as one input, NUL-separated, as the
@@ -78,5 +99,6 @@ run closed -c 1 -d 2ms -s 1k "$tcp"
 run refused -c 1 -d 0.1s --timeout 1s 127.0.0.1:1
 cat "$tmp/open.hist" <(printf '\0') "$tmp/udp.hist" | seed "$h"
 
-ls common/fuzz-corpus/* clients/fuzz-corpus/* | grep -c . | xargs echo "seeds:"
-du -sh common/fuzz-corpus clients/fuzz-corpus
+for d in common/fuzz-corpus/* clients/fuzz-corpus/* conformance/fuzz-corpus/*; do
+	[ -d "$d" ] && echo "$d: $(ls "$d" | wc -l) seeds, $(cat "$d"/* | wc -c) bytes"
+done

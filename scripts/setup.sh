@@ -15,9 +15,11 @@ export PYTHONDONTWRITEBYTECODE=1
 # Packages for building and running the main job.
 ECHOBENCH_PKGS=(build-essential meson ninja-build pkg-config liburing-dev libbenchmark-dev
 	libbenchmark-tools python3 python3-matplotlib python3-scipy procps iproute2)
-# Extra packages for the tests: pytest, chromium for the report screenshot test, and the
-# third-party echo servers that echo-conform is run against.
-ECHOBENCH_TEST_PKGS=(python3-pytest chromium socat busybox ncat xinetd)
+# clang and its libFuzzer runtime, for the fuzz targets (scripts/fuzz-check.sh, build-fuzz/).
+ECHOBENCH_FUZZ_PKGS=(clang libclang-rt-14-dev)
+# Extra packages for the tests: pytest, chromium for the report screenshot test, the
+# third-party echo servers that echo-conform is run against, and the fuzz targets' clang.
+ECHOBENCH_TEST_PKGS=(python3-pytest chromium socat busybox ncat xinetd "${ECHOBENCH_FUZZ_PKGS[@]}")
 
 echobench_install() {
 	local missing=() p

@@ -118,29 +118,33 @@ static void take_hist(struct hist *dst, const struct histio_record *rec, const c
 		hist_merge(dst, h);
 }
 
+#define TWO_64 18446744073709551616.0
+
 /* A real that holds a whole number (a size, a seed, a count), saturated: build() wrote it as
  * a double, which rounds the largest ones (a seed of 2^64 - 1) up to 2^64, beyond uint64_t. */
 static uint64_t u64_or(const struct histio_record *rec, const char *name, uint64_t dflt)
 {
 	double v = real_or(rec, name, (double)dflt);
 
-	return v >= 18446744073709551616.0 ? UINT64_MAX : v > 0 ? (uint64_t)v : 0;
+	return v >= TWO_64 ? UINT64_MAX : v > 0 ? (uint64_t)v : 0;
 }
 
 /* The range of each real build() writes: a record from another host is checked against it
  * before it is merged, so that nothing downstream meets a size of -5, a mode of 7 or a window
  * of 10^300 seconds. Reals not listed are kept and merged, but not used. */
-static const struct { const char *name; double lo, hi; } shape[] = {
-	{ "mode", 0, MODE_STREAM }, { "datagrams", 0, 1 }, { "unix", 0, 1 },
-	{ "size_min", 0, 18446744073709551616.0 }, { "size_max", 0, 18446744073709551616.0 },
-	{ "pipeline", 0, 18446744073709551616.0 }, { "verify", 0, 1 },
-	{ "seed", 0, 18446744073709551616.0 },
-	/* Times: up to 10^9 s (31 years), which keeps every product in ns within 64 bits. */
-	{ "warmup_s", 0, 1e9 }, { "duration_asked_s", 0, 1e9 }, { "duration_s", 0, 1e9 },
-	{ "wall_s", 0, 1e9 }, { "user_s", 0, 1e9 }, { "sys_s", 0, 1e9 },
-	{ "start_lag_us", -1e15, 1e15 }, { "rate_target", 0, 1e15 }, { "busiest_thread", 0, 1e3 },
-	{ "complete", 0, 1 }, { "engine", 0, 1 }, { "processes", 0, 1e9 },
-	{ "source_first", 0, 4294967295.0 }, { "source_count", 0, LOAD_MAX_SOURCES },
+static const struct { const char *name; double lo, hi; bool time; } shape[] = {
+	{ "mode", 0, MODE_STREAM, false }, { "datagrams", 0, 1, false }, { "unix", 0, 1, false },
+	{ "size_min", 0, TWO_64, false }, { "size_max", 0, TWO_64, false },
+	{ "pipeline", 0, TWO_64, false }, { "verify", 0, 1, false }, { "seed", 0, TWO_64, false },
+	/* Times: up to 10^9 s (31 years), which keeps every product in ns within 64 bits; a time
+	 * comes from nanoseconds, so a positive one is at least 1 ns (below, every rate over it
+	 * would be infinite). */
+	{ "warmup_s", 0, 1e9, true }, { "duration_asked_s", 0, 1e9, true },
+	{ "duration_s", 0, 1e9, true }, { "wall_s", 0, 1e9, true }, { "user_s", 0, 1e9, true },
+	{ "sys_s", 0, 1e9, true }, { "start_lag_us", -1e15, 1e15, false },
+	{ "rate_target", 0, 1e15, false }, { "busiest_thread", 0, 1e3, false },
+	{ "complete", 0, 1, false }, { "engine", 0, 1, false }, { "processes", 0, 1e9, false },
+	{ "source_first", 0, 4294967295.0, false }, { "source_count", 0, LOAD_MAX_SOURCES, false },
 };
 
 static int check_shape(const struct histio_record *rec, char *why, size_t n)
@@ -150,15 +154,9 @@ static int check_shape(const struct histio_record *rec, char *why, size_t n)
 
 		if (histio_real(rec, shape[i].name, &v) < 0)
 			continue;
-		if (!(v >= shape[i].lo && v <= shape[i].hi)) {
-			snprintf(why, n, "real '%s' is %.17g, outside %.17g to %.17g", shape[i].name, v,
-				 shape[i].lo, shape[i].hi);
-			return -EINVAL;
-		}
-		/* A time comes from nanoseconds: a positive one below 1 ns cannot be, and a rate
-		 * over it would be infinite. */
-		if (strstr(shape[i].name, "_s") && v > 0 && v < 1e-9) {
-			snprintf(why, n, "real '%s' is %.17g: below 1 ns and not 0", shape[i].name, v);
+		if (!(v >= shape[i].lo && v <= shape[i].hi) || (shape[i].time && v > 0 && v < 1e-9)) {
+			snprintf(why, n, "real '%s' is %.17g, outside %.17g to %.17g%s", shape[i].name,
+				 v, shape[i].lo, shape[i].hi, shape[i].time ? " (and 0 or >= 1 ns)" : "");
 			return -EINVAL;
 		}
 	}
@@ -186,11 +184,10 @@ int record_unpack(struct load_result *r, struct load_config *cfg, const struct h
 	cfg->warmup_ns = (uint64_t)(real_or(rec, "warmup_s", 0) * 1e9);
 	cfg->duration_ns = (uint64_t)(real_or(rec, "duration_asked_s", 0) * 1e9);
 	cfg->rate = real_or(rec, "rate_target", 0);
-	switch (real_or(rec, "engine", -1) > 0 ? 1 : real_or(rec, "engine", -1) == 0 ? 0 : -1) {
-	case 0: cfg->engine = &engine_epoll; break;
-	case 1: cfg->engine = &engine_uring; break;
-	default: cfg->engine = NULL;   /* a record from before engines were recorded */
-	}
+	/* 0 epoll, 1 uring (merged: the larger); none in a record from before engines were
+	 * recorded. */
+	double engine = real_or(rec, "engine", -1);
+	cfg->engine = engine < 0 ? NULL : engine > 0 ? &engine_uring : &engine_epoll;
 	cfg->processes = u64_or(rec, "processes", 1);
 	cfg->src_first = (uint32_t)u64_or(rec, "source_first", 0);
 	cfg->src_count = (uint32_t)u64_or(rec, "source_count", 0);

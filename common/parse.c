@@ -1,8 +1,8 @@
 #include "parse.h"
 
 #include <ctype.h>
-#include <inttypes.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

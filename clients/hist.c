@@ -69,9 +69,9 @@ void hist_free(struct hist *h)
 
 void hist_reset(struct hist *h)
 {
-	/* Only the buckets from the minimum's to the maximum's can hold counts: clearing just
-	 * those makes resetting a histogram of a narrow range cheap (time-block histograms are
-	 * reset often). min > max with a count means a restore in progress: clear everything. */
+	/* Only the buckets from the minimum's to the maximum's can hold counts (also during a
+	 * restore, hist_add_bucket keeps them so): clearing just those makes resetting a histogram
+	 * of a narrow range cheap (time-block histograms are reset often). */
 	if (h->count && h->min <= h->max) {
 		unsigned lo = hist_bucket_index(h->min), hi = hist_bucket_index(h->max);
 
@@ -107,7 +107,8 @@ void hist_merge(struct hist *dst, const struct hist *src)
 {
 	if (!src->count)
 		return;
-	for (unsigned i = 0; i < NBUCKETS; i++)
+	/* Only src's buckets from its minimum's to its maximum's can hold counts. */
+	for (unsigned i = hist_bucket_index(src->min), hi = hist_bucket_index(src->max); i <= hi; i++)
 		dst->counts[i] += src->counts[i];
 	dst->count += src->count;
 	dst->sum += src->sum;
@@ -124,7 +125,12 @@ double hist_sumsq(const struct hist *h) { return h->sumsq; }
 
 unsigned hist_next_bucket(const struct hist *h, unsigned from, uint64_t *count)
 {
-	for (unsigned i = from; i < NBUCKETS; i++) {
+	/* Only the buckets from the minimum's to the maximum's hold counts: an exporter walks
+	 * those, not all 33,792 (most of a record's write time was this walk). */
+	if (!h->count)
+		return NBUCKETS;
+	unsigned lo = hist_bucket_index(h->min), hi = hist_bucket_index(h->max);
+	for (unsigned i = from > lo ? from : lo; i <= hi; i++) {
 		if (h->counts[i]) {
 			*count = h->counts[i];
 			return i;
@@ -141,15 +147,18 @@ int hist_add_bucket(struct hist *h, unsigned index, uint64_t count)
 		return -EOVERFLOW;
 	h->counts[index] += count;
 	h->count += count;
-	/* Until hist_set_exact(): marks the extremes unknown (hist_reset then clears all). */
-	h->min = UINT64_MAX;
-	h->max = 0;
+	/* Until hist_set_exact(): the extremes are those of the buckets that have counts, so
+	 * that hist_reset() and hist_set_exact() look only between them. */
+	if (hist_bucket_low(index) < h->min)
+		h->min = hist_bucket_low(index);
+	if (hist_bucket_high(index) > h->max)
+		h->max = hist_bucket_high(index);
 	return 0;
 }
 
 int hist_set_exact(struct hist *h, uint64_t min, uint64_t max, uint64_t sum, double sumsq)
 {
-	uint64_t lo, hi, n;
+	uint64_t lo, hi;
 	unsigned first, last;
 
 	if (!isfinite(sumsq) || sumsq < 0)
@@ -162,9 +171,9 @@ int hist_set_exact(struct hist *h, uint64_t min, uint64_t max, uint64_t sum, dou
 		h->sumsq = 0;
 		return 0;
 	}
-	first = hist_next_bucket(h, 0, &n);
-	for (last = NBUCKETS - 1; !h->counts[last]; last--)
-		;
+	/* hist_add_bucket() kept the extremes of the buckets it filled. */
+	first = hist_bucket_index(h->min);
+	last = hist_bucket_index(h->max);
 	if (min > max || hist_bucket_index(min) != first || hist_bucket_index(max) != last)
 		return -EINVAL;
 	/* The sum of count values in [min, max]; a product that overflows 64 bits cannot be

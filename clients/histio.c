@@ -166,6 +166,14 @@ static int merge_fail(struct histio_record *dst, const char *fmt, ...)
 	return -EINVAL;
 }
 
+/* Would hist_merge(a, b) pass 2^64 - 1 in the count or the sum, or make the sum of squares
+ * infinite? (A bucket's count is at most the count, so it cannot overflow alone.) */
+static int hist_overflows(const struct hist *a, const struct hist *b)
+{
+	return hist_count(a) > UINT64_MAX - hist_count(b) || hist_sum(a) > UINT64_MAX - hist_sum(b) ||
+	       !isfinite(hist_sumsq(a) + hist_sumsq(b));
+}
+
 int histio_merge(struct histio_record *dst, const struct histio_record *src)
 {
 	struct hist *fresh[HISTIO_ITEMS_MAX] = { 0 };
@@ -197,7 +205,8 @@ int histio_merge(struct histio_record *dst, const struct histio_record *src)
 					  histio_policy_word[s->policy]);
 		} else if ((s->kind == HISTIO_COUNTER && d->counter > UINT64_MAX - s->counter) ||
 			   (s->kind == HISTIO_REAL && s->policy == HISTIO_SUM &&
-			    !isfinite(d->real + s->real))) {
+			    !isfinite(d->real + s->real)) ||
+			   (s->kind == HISTIO_HIST && hist_overflows(d->hist, s->hist))) {
 			for (unsigned k = 0; k < added; k++)
 				hist_free(fresh[k]);
 			snprintf(dst->error, sizeof(dst->error), "%s '%s' overflows",

@@ -98,8 +98,9 @@ int histio_read(FILE *f, struct histio_record *r);
 
 /* dst += src, item by item by name: see the kinds above; names only in src are appended to dst
  * in src's order. All or nothing: on -EINVAL (an item of the same name but another kind, or a
- * real with another policy; reason in dst->error), -ENOSPC (too many items) or -ENOMEM, dst is
- * unchanged. src may be empty; src == dst is not allowed. */
+ * real with another policy; reason in dst->error), -EOVERFLOW (a counter, a histogram's count
+ * or sum would pass 2^64 - 1, or a sum would be infinite; reason in dst->error), -ENOSPC (too
+ * many items) or -ENOMEM, dst is unchanged. src may be empty; src == dst is not allowed. */
 int histio_merge(struct histio_record *dst, const struct histio_record *src);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv.h"
 #include "histio_item.h"
 #include "parse.h"
 
@@ -16,17 +17,8 @@
 #define LINE_MAX_BYTES 1000
 #define MAX_TOKENS 8
 
-/* FNV-1a, 64 bits: catches a changed byte anywhere in the body (a count edited or flipped by
- * a bad copy) that the consistency checks would not. Not a defence against tampering. */
-#define FNV_OFFSET UINT64_C(0xcbf29ce484222325)
-#define FNV_PRIME UINT64_C(0x100000001b3)
-
-static uint64_t fnv1a(uint64_t h, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * FNV_PRIME;
-	return h;
-}
+/* The checksum (FNV-1a, fnv.h) catches a changed byte anywhere in the body (a count edited or
+ * flipped by a bad copy) that the consistency checks would not. */
 
 /* Writing: every line goes through emit(), which also feeds the checksum. */
 struct writer {
@@ -51,7 +43,7 @@ static void emit(struct writer *w, const char *fmt, ...)
 		w->failed = 1;
 		return;
 	}
-	w->hash = fnv1a(w->hash, line, (size_t)n);
+	w->hash = fnv64(w->hash, (const uint8_t *)line, (size_t)n);
 	if (fwrite(line, 1, (size_t)n, w->f) != (size_t)n)
 		w->failed = 1;
 }
@@ -74,7 +66,7 @@ static void write_hist(struct writer *w, const struct histio_item *it)
 
 int histio_write(FILE *f, const struct histio_record *r)
 {
-	struct writer w = { .f = f, .hash = FNV_OFFSET };
+	struct writer w = { .f = f, .hash = FNV64_INIT };
 
 	emit(&w, "%s %d sub_bits=%d max_bits=%d unit=ns\n", MAGIC, HISTIO_VERSION, HIST_SUB_BITS,
 	     HIST_MAX_BITS);
@@ -157,7 +149,7 @@ static int raw_line(struct reader *rd, int hashed)
 	if (rd->line[n - 1] != '\n')
 		return fail(rd, "truncated: last line has no newline");
 	if (hashed)
-		rd->hash = fnv1a(rd->hash, rd->line, n);
+		rd->hash = fnv64(rd->hash, (const uint8_t *)rd->line, n);
 	rd->line[n - 1] = '\0';
 	return 1;
 }
@@ -385,7 +377,7 @@ static int read_body(struct reader *rd)
 
 int histio_read(FILE *f, struct histio_record *r)
 {
-	struct reader rd = { .f = f, .r = r, .hash = FNV_OFFSET };
+	struct reader rd = { .f = f, .r = r, .hash = FNV64_INIT };
 	int err;
 
 	histio_free(r);

@@ -165,6 +165,15 @@ int record_write(FILE *f, const struct load_result *r);
 /* Reads and merges cfg->merge_files, then fills cfg (the runs' shape) and r (result_init
  * included); on failure prints one line and returns -errno. */
 int record_merge_files(struct load_result *r, struct load_config *cfg);
+/* Its two steps (clients/fuzz_histio.c drives them from memory). record_merge_stream: reads
+ * one record from f into `one` (histio_read), checks that the run's shape in it is in range,
+ * and merges it into `all`; 0, or -errno with a one-line reason in why. record_unpack: the
+ * merged record -> cfg (the runs' shape) and r (result_init included); 0 or -ENOMEM. */
+struct histio_record;
+int record_merge_stream(struct histio_record *all, struct histio_record *one, FILE *f,
+			char *why, size_t n);
+int record_unpack(struct load_result *r, struct load_config *cfg, const struct histio_record *rec,
+		  unsigned nfiles);
 void report_ci_json(FILE *f, const struct load_result *r);   /* "unresolved" or [lo, hi] */
 void report_ci_human(FILE *f, const struct load_result *r);
 

@@ -1,4 +1,3 @@
-#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -148,11 +147,9 @@ static double start_at_arg(const char *s)
 
 static void phase_arg(const char *s, struct load_config *cfg)
 {
-	unsigned long long k, n;
-	int used = 0;
+	uint64_t k, n;
 
-	if (sscanf(s, "%llu/%llu%n", &k, &n, &used) != 2 || s[used] || s[0] == '-' ||
-	    n < 1 || n > 1000000 || k >= n)
+	if (parse_k_of_n(s, 1000000, &k, &n) < 0)
 		die(2, "bad --phase '%s': expected K/N with 0 <= K < N, e.g. 1/4", s);
 	cfg->phase_k = k;
 	cfg->phase_n = n;
@@ -170,24 +167,15 @@ static const struct engine *engine_arg(const char *s)
 /* --source A or A-B: IPv4 addresses, A <= B, at most LOAD_MAX_SOURCES of them. */
 static void source_arg(const char *s, struct load_config *cfg)
 {
-	char a[INET_ADDRSTRLEN + 1] = "", b[INET_ADDRSTRLEN + 1] = "";
-	const char *dash = strchr(s, '-');
-	struct in_addr ia, ib;
-	size_t la = dash ? (size_t)(dash - s) : strlen(s);
+	uint32_t first, last;
+	const char *why;
 
-	if (la >= sizeof(a) || (dash && strlen(dash + 1) >= sizeof(b)))
-		die(2, "bad --source '%s': expected an IPv4 address or a range A-B", s);
-	memcpy(a, s, la);
-	snprintf(b, sizeof(b), "%s", dash ? dash + 1 : a);
-	if (inet_pton(AF_INET, a, &ia) != 1 || inet_pton(AF_INET, b, &ib) != 1)
-		die(2, "bad --source '%s': expected an IPv4 address or a range A-B, "
-		    "e.g. 127.0.0.2-127.0.0.9", s);
-	cfg->src_first = ntohl(ia.s_addr);
-	if (ntohl(ib.s_addr) < cfg->src_first)
-		die(2, "bad --source '%s': the range ends before it starts", s);
-	if (ntohl(ib.s_addr) - cfg->src_first >= LOAD_MAX_SOURCES)
+	if (ipv4_range_parse(s, &first, &last, &why) < 0)
+		die(2, "bad --source '%s': %s", s, why);
+	if (last - first >= LOAD_MAX_SOURCES)
 		die(2, "bad --source '%s': at most %u addresses", s, LOAD_MAX_SOURCES);
-	cfg->src_count = ntohl(ib.s_addr) - cfg->src_first + 1;
+	cfg->src_first = first;
+	cfg->src_count = last - first + 1;
 }
 
 /* At most one output may be stdout: two would interleave there. */

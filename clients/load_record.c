@@ -118,32 +118,79 @@ static void take_hist(struct hist *dst, const struct histio_record *rec, const c
 		hist_merge(dst, h);
 }
 
-/* The merged record -> the configuration a report needs, and the result. */
-static int unpack(struct load_result *r, struct load_config *cfg,
-		  const struct histio_record *rec, unsigned nfiles)
+#define TWO_64 18446744073709551616.0
+
+/* A real that holds a whole number (a size, a seed, a count), saturated: build() wrote it as
+ * a double, which rounds the largest ones (a seed of 2^64 - 1) up to 2^64, beyond uint64_t. */
+static uint64_t u64_or(const struct histio_record *rec, const char *name, uint64_t dflt)
+{
+	double v = real_or(rec, name, (double)dflt);
+
+	return v >= TWO_64 ? UINT64_MAX : v > 0 ? (uint64_t)v : 0;
+}
+
+/* The range of each real build() writes: a record from another host is checked against it
+ * before it is merged, so that nothing downstream meets a size of -5, a mode of 7 or a window
+ * of 10^300 seconds. Reals not listed are kept and merged, but not used. */
+static const struct { const char *name; double lo, hi; bool time; } shape[] = {
+	{ "mode", 0, MODE_STREAM, false }, { "datagrams", 0, 1, false }, { "unix", 0, 1, false },
+	{ "size_min", 0, TWO_64, false }, { "size_max", 0, TWO_64, false },
+	{ "pipeline", 0, TWO_64, false }, { "verify", 0, 1, false }, { "seed", 0, TWO_64, false },
+	/* Times: up to 10^9 s (31 years), which keeps every product in ns within 64 bits; a time
+	 * comes from nanoseconds, so a positive one is at least 1 ns (below, every rate over it
+	 * would be infinite). */
+	{ "warmup_s", 0, 1e9, true }, { "duration_asked_s", 0, 1e9, true },
+	{ "duration_s", 0, 1e9, true }, { "wall_s", 0, 1e9, true }, { "user_s", 0, 1e9, true },
+	{ "sys_s", 0, 1e9, true }, { "start_lag_us", -1e15, 1e15, false },
+	{ "rate_target", 0, 1e15, false }, { "busiest_thread", 0, 1e3, false },
+	{ "complete", 0, 1, false }, { "engine", 0, 1, false }, { "processes", 0, 1e9, false },
+	{ "source_first", 0, 4294967295.0, false }, { "source_count", 0, LOAD_MAX_SOURCES, false },
+};
+
+static int check_shape(const struct histio_record *rec, char *why, size_t n)
+{
+	for (unsigned i = 0; i < sizeof(shape) / sizeof(shape[0]); i++) {
+		double v;
+
+		if (histio_real(rec, shape[i].name, &v) < 0)
+			continue;
+		if (!(v >= shape[i].lo && v <= shape[i].hi) || (shape[i].time && v > 0 && v < 1e-9)) {
+			snprintf(why, n, "real '%s' is %.17g, outside %.17g to %.17g%s", shape[i].name,
+				 v, shape[i].lo, shape[i].hi, shape[i].time ? " (and 0 or >= 1 ns)" : "");
+			return -EINVAL;
+		}
+	}
+	if (real_or(rec, "source_first", 0) + real_or(rec, "source_count", 0) > 4294967296.0) {
+		snprintf(why, n, "the source range runs past 255.255.255.255");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int record_unpack(struct load_result *r, struct load_config *cfg, const struct histio_record *rec,
+		  unsigned nfiles)
 {
 	char name[16];
 	int err;
 
-	cfg->mode = (enum load_mode)real_or(rec, "mode", MODE_CLOSED);
+	cfg->mode = (enum load_mode)u64_or(rec, "mode", MODE_CLOSED);
 	cfg->tp = real_or(rec, "datagrams", 0) > 0 ? &transport_dgram : &transport_stream;
 	cfg->target.family = real_or(rec, "unix", 0) > 0 ? AF_UNIX : AF_INET;
 	snprintf(cfg->target.text, sizeof(cfg->target.text), "merged %u records", nfiles);
-	cfg->size_lo = (uint64_t)real_or(rec, "size_min", 0);
-	cfg->size_hi = (uint64_t)real_or(rec, "size_max", 0);
+	cfg->size_lo = u64_or(rec, "size_min", 0);
+	cfg->size_hi = u64_or(rec, "size_max", 0);
 	cfg->verify = real_or(rec, "verify", 1) > 0;
-	cfg->seed = (uint64_t)real_or(rec, "seed", 0);
+	cfg->seed = u64_or(rec, "seed", 0);
 	cfg->warmup_ns = (uint64_t)(real_or(rec, "warmup_s", 0) * 1e9);
 	cfg->duration_ns = (uint64_t)(real_or(rec, "duration_asked_s", 0) * 1e9);
 	cfg->rate = real_or(rec, "rate_target", 0);
-	switch ((int)real_or(rec, "engine", -1)) {
-	case 0: cfg->engine = &engine_epoll; break;
-	case 1: cfg->engine = &engine_uring; break;
-	default: cfg->engine = NULL;   /* a record from before engines were recorded */
-	}
-	cfg->processes = (uint64_t)real_or(rec, "processes", 1);
-	cfg->src_first = (uint32_t)real_or(rec, "source_first", 0);
-	cfg->src_count = (uint32_t)real_or(rec, "source_count", 0);
+	/* 0 epoll, 1 uring (merged: the larger); none in a record from before engines were
+	 * recorded. */
+	double engine = real_or(rec, "engine", -1);
+	cfg->engine = engine < 0 ? NULL : engine > 0 ? &engine_uring : &engine_epoll;
+	cfg->processes = u64_or(rec, "processes", 1);
+	cfg->src_first = (uint32_t)u64_or(rec, "source_first", 0);
+	cfg->src_count = (uint32_t)u64_or(rec, "source_count", 0);
 	if ((err = result_init(r, cfg)) < 0)
 		return err;
 	take_hist(r->lat, rec, "latency");
@@ -158,7 +205,7 @@ static int unpack(struct load_result *r, struct load_config *cfg,
 #define GET(n, field) histio_counter(rec, n, &r->field);
 	COUNTERS(GET)
 #undef GET
-	r->pipeline = (uint64_t)real_or(rec, "pipeline", 1);
+	r->pipeline = u64_or(rec, "pipeline", 1);
 	r->duration_s = real_or(rec, "duration_s", 0);
 	r->wall_s = real_or(rec, "wall_s", 0);
 	r->rate_target = cfg->rate;
@@ -173,14 +220,32 @@ static int unpack(struct load_result *r, struct load_config *cfg,
 	return 0;
 }
 
+int record_merge_stream(struct histio_record *all, struct histio_record *one, FILE *f,
+			char *why, size_t n)
+{
+	int err = histio_read(f, one);
+
+	if (!err && (err = check_shape(one, why, n)) < 0)
+		return err;
+	if (!err)
+		err = histio_merge(all, one);
+	if (err)
+		snprintf(why, n, "%s", err == -EINVAL ? (one->error[0] ? one->error : all->error) :
+			 err == -EOVERFLOW ? all->error : strerror(-err));
+	return err;
+}
+
 int record_merge_files(struct load_result *r, struct load_config *cfg)
 {
 	struct histio_record *all = malloc(sizeof(*all)), *one = malloc(sizeof(*one));
+	char why[HISTIO_ERROR_MAX + 64];
 	unsigned n = 0;
 	int err = 0;
 
 	if (!all || !one) {
 		fprintf(stderr, "echo-load: out of memory\n");
+		free(all);
+		free(one);
 		return -ENOMEM;
 	}
 	histio_init(all);
@@ -193,15 +258,12 @@ int record_merge_files(struct load_result *r, struct load_config *cfg)
 			fprintf(stderr, "echo-load: cannot read '%s': %s\n", *p, strerror(errno));
 			break;
 		}
-		err = histio_read(f, one);
+		err = record_merge_stream(all, one, f, why, sizeof(why));
 		fclose(f);
-		if (!err)
-			err = histio_merge(all, one);
 		if (err)
-			fprintf(stderr, "echo-load: '%s': %s\n", *p, err == -EINVAL ?
-				(one->error[0] ? one->error : all->error) : strerror(-err));
+			fprintf(stderr, "echo-load: '%s': %s\n", *p, why);
 	}
-	if (!err && (err = unpack(r, cfg, all, n)) < 0)
+	if (!err && (err = record_unpack(r, cfg, all, n)) < 0)
 		fprintf(stderr, "echo-load: out of memory\n");
 	histio_free(all);
 	histio_free(one);

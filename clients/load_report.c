@@ -34,15 +34,10 @@ const char *transport_name(const struct load_config *cfg)
 
 void source_text(const struct load_config *cfg, char *buf, size_t len)
 {
-	uint32_t a = cfg->src_first, b = cfg->src_first + cfg->src_count - 1;
-
 	if (!cfg->src_count)
 		snprintf(buf, len, "%s", "");
-	else if (a == b)
-		snprintf(buf, len, "%u.%u.%u.%u", a >> 24, a >> 16 & 255, a >> 8 & 255, a & 255);
 	else
-		snprintf(buf, len, "%u.%u.%u.%u-%u.%u.%u.%u", a >> 24, a >> 16 & 255, a >> 8 & 255,
-			 a & 255, b >> 24, b >> 16 & 255, b >> 8 & 255, b & 255);
+		ipv4_range_format(cfg->src_first, cfg->src_first + cfg->src_count - 1, buf, len);
 }
 
 static double us(uint64_t ns) { return (double)ns / 1000.0; }

@@ -229,6 +229,15 @@ static void test_reset_and_restore(void)
 	CHECK_EQ(hist_set_exact(copy, 5, 5, 5, 25), -EINVAL);
 	hist_reset(copy);
 	CHECK_EQ(hist_next_bucket(copy, 0, &n), HIST_NBUCKETS);
+	/* Nothing of it is left: values around both of its buckets find only themselves. */
+	hist_record(copy, 0);
+	hist_record(copy, HIST_MAX_NS);
+	i = hist_next_bucket(copy, 0, &n);
+	CHECK_EQ(i, 0); CHECK_EQ(n, 1);
+	i = hist_next_bucket(copy, i + 1, &n);
+	CHECK_EQ(i, HIST_NBUCKETS - 1); CHECK_EQ(n, 1);
+	CHECK_EQ(hist_next_bucket(copy, i + 1, &n), HIST_NBUCKETS);
+	hist_reset(copy);
 	/* An empty one restores only as all zeros. */
 	CHECK_EQ(hist_set_exact(copy, 0, 0, 0, 0), 0);
 	CHECK_EQ(hist_set_exact(copy, 1, 0, 0, 0), -EINVAL);

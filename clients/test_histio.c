@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "fnv.h"
 #include "hist.h"
 #include "histio.h"
 #include "prng.h"
@@ -260,15 +261,14 @@ static char *edit(const char *text, const char *from, const char *to, size_t *le
 	const char *at = strstr(text, from), *end_line;
 	size_t n = strlen(text) + strlen(to) + 64;
 	char *out = malloc(n), *e;
-	uint64_t h = UINT64_C(0xcbf29ce484222325);
+	uint64_t h;
 	unsigned items;
 
 	CHECK(at && out);
 	snprintf(out, n, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
 	end_line = strstr(out, "\nend items=");
 	CHECK(end_line);
-	for (const char *p = out; p <= end_line; p++)
-		h = (h ^ (unsigned char)*p) * UINT64_C(0x100000001b3);
+	h = fnv64(FNV64_INIT, (const uint8_t *)out, (size_t)(end_line + 1 - out));
 	e = (char *)end_line + 1;
 	CHECK(sscanf(e, "end items=%u", &items) == 1);
 	sprintf(e, "end items=%u fnv1a=%016llx\n", items, (unsigned long long)h);
@@ -469,8 +469,60 @@ static void test_put_and_merge_errors(void)
 	histio_free(&b);
 }
 
+/* Found with fuzz_histio.c's property that a merged record is a valid record: two histograms
+ * of 2^63 samples each merged into a count that wrapped to 0 (and a sum that wrapped), a record
+ * that no longer read back. Now the merge refuses, all or nothing. */
+static void test_hist_merge_overflow(void)
+{
+	struct histio_record a, b;
+	struct hist *h = hist_new();
+	size_t len;
+	char *text;
+
+	CHECK(h);
+	histio_init(&a);
+	histio_init(&b);
+	hist_record_n(h, 1, UINT64_C(1) << 63);
+	CHECK_EQ(histio_put_hist(&a, "latency", h), 0);
+	CHECK_EQ(histio_put_counter(&a, "messages", 1), 0);
+	CHECK_EQ(histio_put_hist(&b, "latency", h), 0);
+	CHECK_EQ(histio_put_counter(&b, "messages", 2), 0);
+	CHECK_EQ(histio_merge(&a, &b), -EOVERFLOW);
+	CHECK(strstr(a.error, "'latency'") && strstr(a.error, "overflows"));
+	CHECK_EQ(hist_count(histio_hist(&a, "latency")), UINT64_C(1) << 63);
+	text = to_text(&a, &len);       /* unchanged, and still a record */
+	histio_free(&b);
+	CHECK_EQ(from_text(text, len, &b), 0);
+	free(text);
+	/* One sample fewer fits. */
+	histio_free(&b);
+	hist_reset(h);
+	hist_record_n(h, 1, (UINT64_C(1) << 63) - 1);
+	CHECK_EQ(histio_put_hist(&b, "latency", h), 0);
+	CHECK_EQ(histio_merge(&a, &b), 0);
+	CHECK_EQ(hist_count(histio_hist(&a, "latency")), UINT64_MAX);
+	text = to_text(&a, &len);
+	histio_free(&b);
+	CHECK_EQ(from_text(text, len, &b), 0);
+	free(text);
+	/* Sums of squares (a file may give any finite one) that add up to infinity. */
+	histio_free(&a);
+	histio_free(&b);
+	hist_reset(h);
+	CHECK_EQ(hist_add_bucket(h, 5, 2), 0);
+	CHECK_EQ(hist_set_exact(h, 5, 5, 10, 1e308), 0);
+	CHECK_EQ(histio_put_hist(&a, "latency", h), 0);
+	CHECK_EQ(histio_merge(&b, &a), 0);
+	CHECK_EQ(histio_merge(&b, &a), -EOVERFLOW);
+	CHECK(hist_sumsq(histio_hist(&b, "latency")) == 1e308);
+	histio_free(&a);
+	histio_free(&b);
+	hist_free(h);
+}
+
 int main(void)
 {
+	test_hist_merge_overflow();
 	test_put_and_merge_errors();
 	test_round_trip();
 	test_merge_is_union();

@@ -130,7 +130,13 @@ int endpoint_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t 
 	case AF_INET6: {
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
 		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-		w = snprintf(buf, n, "[%s]:%d", ip, ntohs(in6->sin6_port));
+		/* A link-local address means nothing without its interface: the scope (as a
+		 * number, which getaddrinfo reads back) keeps the text a complete address. */
+		if (in6->sin6_scope_id)
+			w = snprintf(buf, n, "[%s%%%u]:%d", ip, (unsigned)in6->sin6_scope_id,
+				     ntohs(in6->sin6_port));
+		else
+			w = snprintf(buf, n, "[%s]:%d", ip, ntohs(in6->sin6_port));
 		break;
 	}
 	case AF_UNIX: {
@@ -165,4 +171,42 @@ void endpoint_set_port(struct endpoint *ep, int port)
 	else
 		return;
 	endpoint_format((struct sockaddr *)&ep->sa, ep->len, ep->text, sizeof(ep->text));
+}
+
+int ipv4_range_parse(const char *s, uint32_t *first, uint32_t *last, const char **why)
+{
+	char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
+	const char *dash = strchr(s, '-');
+	size_t la = dash ? (size_t)(dash - s) : strlen(s);
+	struct in_addr ia, ib;
+
+	*why = "expected an IPv4 address or a range A-B, e.g. 127.0.0.2-127.0.0.9";
+	if (la >= sizeof(a) || (dash && strlen(dash + 1) >= sizeof(b)))
+		return -EINVAL;
+	memcpy(a, s, la);
+	a[la] = '\0';
+	snprintf(b, sizeof(b), "%s", dash ? dash + 1 : a);
+	if (inet_pton(AF_INET, a, &ia) != 1 || inet_pton(AF_INET, b, &ib) != 1)
+		return -EINVAL;
+	if (ntohl(ib.s_addr) < ntohl(ia.s_addr)) {
+		*why = "the range ends before it starts";
+		return -EINVAL;
+	}
+	*first = ntohl(ia.s_addr);
+	*last = ntohl(ib.s_addr);
+	return 0;
+}
+
+int ipv4_range_format(uint32_t first, uint32_t last, char *buf, size_t n)
+{
+	int w;
+
+	if (first == last)
+		w = snprintf(buf, n, "%u.%u.%u.%u", first >> 24, first >> 16 & 255,
+			     first >> 8 & 255, first & 255);
+	else
+		w = snprintf(buf, n, "%u.%u.%u.%u-%u.%u.%u.%u", first >> 24, first >> 16 & 255,
+			     first >> 8 & 255, first & 255, last >> 24, last >> 16 & 255,
+			     last >> 8 & 255, last & 255);
+	return (w < 0 || (size_t)w >= n) ? -ENOSPC : 0;
 }

@@ -42,21 +42,6 @@ uint64_t opt_bytes(const char *opt, const char *s, uint64_t min, uint64_t max)
 	return v;
 }
 
-/* A duration as the user would write it: the largest unit that divides it ("24h", "1ms"). */
-static const char *duration_text(uint64_t ns, char *buf, size_t len)
-{
-	static const struct { const char *unit; uint64_t ns; } units[] = {
-		{ "h", 3600000000000u }, { "m", 60000000000u }, { "s", 1000000000u },
-		{ "ms", 1000000u }, { "us", 1000u }, { "ns", 1u },
-	};
-	size_t i = 0;
-
-	while (ns && ns % units[i].ns)
-		i++;
-	snprintf(buf, len, "%" PRIu64 "%s", ns / units[i].ns, ns ? units[i].unit : "");
-	return buf;
-}
-
 uint64_t opt_duration_ns(const char *opt, const char *s, uint64_t min_ns, uint64_t max_ns)
 {
 	char lo[32], hi[32], range[80] = "";
@@ -64,8 +49,8 @@ uint64_t opt_duration_ns(const char *opt, const char *s, uint64_t min_ns, uint64
 
 	if (parse_duration_ns(s, &v) == 0 && v >= min_ns && v <= max_ns)
 		return v;
-	duration_text(min_ns, lo, sizeof(lo));
-	duration_text(max_ns, hi, sizeof(hi));
+	duration_format(min_ns, lo, sizeof(lo));
+	duration_format(max_ns, hi, sizeof(hi));
 	if (max_ns == UINT64_MAX) {
 		if (min_ns)
 			snprintf(range, sizeof(range), " (at least %s)", lo);

@@ -2,7 +2,8 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <math.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,7 +43,7 @@ static int scaled(const char *s, uint64_t base, uint64_t max, uint64_t *out)
 		if (!isdigit((unsigned char)*end))
 			return -EINVAL;
 		for (; isdigit((unsigned char)*end); end++) {
-			if (scale >= UINT64_C(100000000000000000))  /* 18 fraction digits at most */
+			if (scale == UINT64_C(1000000000000000000))  /* 18 fraction digits at most */
 				return -EINVAL;
 			frac = frac * 10 + (uint64_t)(*end - '0');
 			scale *= 10;
@@ -115,32 +116,81 @@ int parse_bytes_range(const char *s, uint64_t max, uint64_t *lo, uint64_t *hi)
 	return 0;
 }
 
+/* Exact, in integers (a double loses nanoseconds above 2^53 ns, about 104 days, and rounds
+ * some fractions the wrong way): DIGITS[.DIGITS] or .DIGITS, then a unit. */
 int parse_duration_ns(const char *s, uint64_t *out)
 {
-	static const struct { const char *suffix; double ns; } units[] = {
-		{ "ns", 1 }, { "us", 1e3 }, { "ms", 1e6 }, { "s", 1e9 }, { "m", 60e9 },
-		{ "h", 3600e9 }, { "", 1e9 },
+	static const struct { const char *suffix; uint64_t ns; } units[] = {
+		{ "ns", 1 }, { "us", 1000 }, { "ms", 1000000 }, { "s", 1000000000 },
+		{ "m", UINT64_C(60000000000) }, { "h", UINT64_C(3600000000000) },
+		{ "", 1000000000 },
 	};
-	char *end;
-	double v;
+	const uint64_t limit = UINT64_C(1000000000000000000);   /* 1e18 ns, about 31 years */
+	uint64_t whole = 0, frac = 0, scale = 1, unit = 0;
+	size_t i = 0, digits = 0;
 
-	/* Plain decimal only: strtod would also take hex ("0x10") and exponents ("1e3"). */
-	size_t digits = strspn(s, "0123456789.");
-	if (digits == 0 || strchr(s, 'x') || strchr(s, 'X') ||
-	    ((s[digits] == 'e' || s[digits] == 'E') && isdigit((unsigned char)s[digits + 1])))
-		return -EINVAL;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || !isfinite(v) || v < 0)
-		return -EINVAL;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(end, units[i].suffix) == 0) {
-			double ns = v * units[i].ns;
-			if (ns > 1e18)
+	for (; isdigit((unsigned char)s[i]); i++, digits++) {
+		if (whole > limit)   /* already too long: keep reading, refuse below */
+			continue;
+		whole = whole * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (s[i] == '.') {
+		for (i++; isdigit((unsigned char)s[i]); i++, digits++) {
+			if (scale == limit)   /* 18 fraction digits at most */
 				return -EINVAL;
-			*out = (uint64_t)(ns + 0.5);
-			return 0;
+			frac = frac * 10 + (uint64_t)(s[i] - '0');
+			scale *= 10;
 		}
 	}
-	return -EINVAL;
+	for (size_t u = 0; u < sizeof(units) / sizeof(units[0]) && !unit; u++)
+		if (strcmp(s + i, units[u].suffix) == 0)
+			unit = units[u].ns;
+	if (!digits || !unit || whole > limit / unit)
+		return -EINVAL;
+	/* frac / scale of a unit, rounded to the nearest ns (halves up). Divided first by what
+	 * scale and unit share, frac * unit stays below lcm(scale, unit) <= 9e18: no overflow. */
+	uint64_t a = scale, b = unit;
+	while (b) {
+		uint64_t t = a % b;
+		a = b;
+		b = t;
+	}
+	uint64_t num = frac * (unit / a), den = scale / a;
+	uint64_t ns = whole * unit + num / den + (2 * (num % den) >= den);
+	if (ns > limit)
+		return -EINVAL;
+	*out = ns;
+	return 0;
+}
+
+/* Each half through parse_u64: sscanf's %llu would take blanks, signs and a wrapped "-1". */
+int parse_k_of_n(const char *s, uint64_t max_n, uint64_t *k, uint64_t *n)
+{
+	const char *slash = strchr(s, '/');
+	char first[24];
+	uint64_t a, b;
+
+	if (!slash || (size_t)(slash - s) >= sizeof(first))
+		return -EINVAL;
+	memcpy(first, s, (size_t)(slash - s));
+	first[slash - s] = '\0';
+	if (parse_u64(slash + 1, 1, max_n, &b) < 0 || parse_u64(first, 0, b - 1, &a) < 0)
+		return -EINVAL;
+	*k = a;
+	*n = b;
+	return 0;
+}
+
+const char *duration_format(uint64_t ns, char *buf, size_t len)
+{
+	static const struct { const char *unit; uint64_t ns; } units[] = {
+		{ "h", UINT64_C(3600000000000) }, { "m", UINT64_C(60000000000) },
+		{ "s", 1000000000 }, { "ms", 1000000 }, { "us", 1000 }, { "ns", 1 },
+	};
+	size_t i = 0;
+
+	while (ns && ns % units[i].ns)
+		i++;
+	snprintf(buf, len, "%" PRIu64 "%s", ns / units[i].ns, ns ? units[i].unit : "");
+	return buf;
 }

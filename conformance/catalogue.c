@@ -4,6 +4,10 @@
  * cases that take seconds by design (conform.h). */
 #include "conform.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
 #define CASE(fn) void fn(struct casectx *c);
 CASE(case_echo_bytes_256) CASE(case_echo_onebyte_2000) CASE(case_echo_pipeline_5000)
 CASE(case_echo_size_1) CASE(case_echo_size_4095) CASE(case_echo_size_4096)
@@ -128,3 +132,37 @@ const struct conf_case conf_cases[] = {
 };
 
 const int conf_ncases = (int)(sizeof(conf_cases) / sizeof(conf_cases[0]));
+
+int conf_select(const char *list, bool *mark, char *bad, size_t n)
+{
+	const char *p = list;
+	int items = 0;
+
+	bad[0] = '\0';
+	/* Items between commas; empty ones (",,", a trailing comma) are ignored. */
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		bool prefix = len > 0 && p[len - 1] == '*', any = false;
+		size_t cmp = prefix ? len - 1 : len;
+
+		if (len) {
+			items++;
+			for (int i = 0; i < conf_ncases; i++) {
+				const char *id = conf_cases[i].id;
+
+				if (strncmp(id, p, cmp) == 0 && (prefix || id[cmp] == '\0')) {
+					mark[i] = true;
+					any = true;
+				}
+			}
+			if (!any) {
+				snprintf(bad, n, "%.*s", (int)len, p);
+				return -EINVAL;
+			}
+		}
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return items ? 0 : -EINVAL;
+}

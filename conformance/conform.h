@@ -91,6 +91,11 @@ struct conf_case {
 extern const struct conf_case conf_cases[];
 extern const int conf_ncases;
 
+/* --only/--skip: marks (mark[i] = true) the cases a comma list names, by ID or by prefix
+ * ending in '*'. 0, or -EINVAL when an item names no case (copied into bad) or the list names
+ * none (bad is ""). */
+int conf_select(const char *list, bool *mark, char *bad, size_t n);
+
 /* Verdicts. The first failure wins: its expected/seen pair is what the YAML block shows, and
  * later calls only add detail. */
 void case_fail(struct casectx *c, const char *expected, const char *seen_fmt, ...)

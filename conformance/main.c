@@ -75,33 +75,16 @@ static const char usage_text[] =
 /* Usage errors: one line on stderr, exit 2 (docs/CONTRACTS.md). */
 #define usage_error(...) die(EXIT_USAGE, __VA_ARGS__)
 
-/* Marks the cases an --only/--skip list names. Every item must match at least one case, and
- * the list must name at least one. */
+/* Marks the cases an --only/--skip list names (conf_select), or ends with a usage error. */
 static void select_cases(const char *list, const char *opt, bool *mark)
 {
-	char *copy = strdup(list), *save = NULL;
-	int items = 0;
+	char bad[64];
 
-	if (!copy)
-		exit(1);
-	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		size_t len = strlen(tok);
-		bool prefix = len > 0 && tok[len - 1] == '*', any = false;
-
-		items++;
-		for (int i = 0; i < conf_ncases; i++) {
-			const char *id = conf_cases[i].id;
-			if (prefix ? strncmp(id, tok, len - 1) == 0 : strcmp(id, tok) == 0) {
-				mark[i] = true;
-				any = true;
-			}
-		}
-		if (!any)
-			usage_error("%s: no case is called '%s' (see --list)", opt, tok);
-	}
-	free(copy);
-	if (!items)
-		usage_error("%s: empty list: name at least one case (see --list)", opt);
+	if (conf_select(list, mark, bad, sizeof(bad)) == 0)
+		return;
+	if (bad[0])
+		usage_error("%s: no case is called '%s' (see --list)", opt, bad);
+	usage_error("%s: empty list: name at least one case (see --list)", opt);
 }
 
 static void parse_args(int argc, char **argv)

@@ -68,8 +68,7 @@ static int free_loopback_port(void)
 	return port;
 }
 
-/* "exec CMD" with every {port} replaced by `port`; NULL when out of memory. */
-static char *exec_line(const char *cmd, int port)
+char *spawn_exec_line(const char *cmd, int port)
 {
 	static const char key[] = "{port}";
 	size_t count = 0, n;
@@ -113,6 +112,26 @@ static void child_exec(const char *line, int out_w)
 	_exit(127);
 }
 
+size_t spawn_take_lines(struct spawned *s, char *buf, size_t have, size_t cap)
+{
+	char *line = buf, *end = buf + have, *nl;
+
+	/* memchr, not strchr: a NUL the server prints must not hide the lines after it. */
+	while ((nl = memchr(line, '\n', (size_t)(end - line))) != NULL) {
+		size_t len = (size_t)(nl - line);
+
+		if (len > 10 && memcmp(line, "listening ", 10) == 0 && !memchr(line, '\0', len) &&
+		    len - 10 < sizeof(s->lines[0]) && s->nlines < SPAWN_MAX_LINES) {
+			memcpy(s->lines[s->nlines], line + 10, len - 10);
+			s->lines[s->nlines++][len - 10] = '\0';
+		}
+		line = nl + 1;
+	}
+	have = (size_t)(end - line);
+	memmove(buf, line, have);
+	return have == cap ? 0 : have;   /* an endless line: drop it */
+}
+
 /* Reads stdout lines until the deadline; records `listening` addresses. Returns 0 once one is
  * seen and 200 ms more have passed (or the stream ended after one). */
 static int read_listening(struct spawned *s, uint64_t deadline, const char **why)
@@ -150,19 +169,7 @@ static int read_listening(struct spawned *s, uint64_t deadline, const char **why
 			*why = "its stdout closed before a `listening ADDR` line";
 			return -EPIPE;
 		}
-		have += (size_t)r;
-		buf[have] = '\0';
-		char *line = buf, *nl;
-		while ((nl = strchr(line, '\n')) != NULL) {
-			*nl = '\0';
-			if (strncmp(line, "listening ", 10) == 0 && s->nlines < SPAWN_MAX_LINES)
-				snprintf(s->lines[s->nlines++], sizeof(s->lines[0]), "%s", line + 10);
-			line = nl + 1;
-		}
-		have = strlen(line);
-		memmove(buf, line, have);
-		if (have == sizeof(buf) - 1)
-			have = 0;   /* an endless line: drop it */
+		have = spawn_take_lines(s, buf, have + (size_t)r, sizeof(buf) - 1);
 	}
 }
 
@@ -177,7 +184,7 @@ int spawn_server(const char *cmd, bool want_lines, uint64_t timeout_ns, struct s
 		*why = "no free loopback port for {port}";
 		return -EADDRNOTAVAIL;
 	}
-	line = exec_line(cmd, s->port);
+	line = spawn_exec_line(cmd, s->port);
 	if (!line) {
 		*why = "out of memory";
 		return -ENOMEM;

@@ -38,4 +38,15 @@ bool spawn_exited(struct spawned *s, char *buf, size_t n);
  * of the group. Describes how the server ended ("exited 0", "killed by signal 6") in buf. */
 void spawn_stop(struct spawned *s, char *buf, size_t n);
 
+/* The parts of spawn_server() that read what the server prints and what the user wrote (the
+ * fuzz target drives them alone):
+ * spawn_take_lines: buf holds `have` bytes read from the server; records the ADDR of every
+ * complete `listening ADDR` line (one that fits s->lines, without a NUL byte) and moves the
+ * unfinished last line to the front of buf. Returns its length, or 0 when it fills the `cap`
+ * bytes the buffer has (an endless line is dropped).
+ * spawn_exec_line: "exec CMD" with every {port} replaced by port, malloc'd; NULL when out of
+ * memory. */
+size_t spawn_take_lines(struct spawned *s, char *buf, size_t have, size_t cap);
+char *spawn_exec_line(const char *cmd, int port);
+
 #endif

@@ -27,6 +27,8 @@ phase() {
 
 phase "C unit tests (build)" meson test -C build --print-errorlogs --no-rebuild
 phase "C unit tests (build-asan)" meson test -C build-asan --print-errorlogs --no-rebuild --suite unit
+# Every fuzz target over its seed corpus and 2 s of fuzzing (build-fuzz/, clang, ASan+UBSan).
+phase "fuzz targets over their seed corpora (build-fuzz)" bash scripts/fuzz-check.sh --regress
 
 # Each pytest test runs once: the programs' own suites against the sanitizer build (a memory
 # error fails the run instead of passing by luck), their slow tests (the variants' runs among

@@ -17,11 +17,15 @@ export PYTHONDONTWRITEBYTECODE=1
 ECHOBENCH_PKGS=(build-essential meson ninja-build pkg-config liburing-dev libbenchmark-dev
 	libbenchmark-tools python3 python3-matplotlib python3-scipy python3-psycopg2 procps
 	iproute2)
+# clang and its libFuzzer runtime, for the fuzz targets (scripts/fuzz-check.sh, build-fuzz/).
+ECHOBENCH_FUZZ_PKGS=(clang libclang-rt-14-dev)
 # Extra packages for the tests: pytest, chromium for the report screenshot test, the
 # third-party echo servers that echo-conform is run against, sshd for the load-host tests
 # (two sshd hosts in network namespaces; without it they would skip on every fresh machine),
-# and PostgreSQL for the history's store test (a server of its own in a temporary directory).
-ECHOBENCH_TEST_PKGS=(python3-pytest chromium socat busybox ncat xinetd openssh-server postgresql)
+# PostgreSQL for the history's store test (a server of its own in a temporary directory), and
+# the fuzz targets' clang.
+ECHOBENCH_TEST_PKGS=(python3-pytest chromium socat busybox ncat xinetd openssh-server postgresql
+	"${ECHOBENCH_FUZZ_PKGS[@]}")
 
 echobench_install() {
 	local missing=() p

@@ -1,5 +1,6 @@
-/* FNV-1a, 64 bit: the hash the YAML blocks show for bulk transfers (flow.c), and the hash of a
- * case ID that makes each case's random choices its own (run.c). */
+/* FNV-1a, 64 bit: the checksum of a result record (clients/histio_text.c), the hash the YAML
+ * blocks show for bulk transfers (conformance/flow.c), and the hash of a case ID that makes each
+ * case's random choices its own (conformance/run.c). Not a defence against tampering. */
 #ifndef ECHOBENCH_FNV_H
 #define ECHOBENCH_FNV_H
 

@@ -30,10 +30,62 @@ static uint64_t need_per_block(double pct)
 	return (uint64_t)ceil(need * (1 - 1e-9));
 }
 
+const char *latci_unresolved_text(enum latci_why why)
+{
+	switch (why) {
+	case LATCI_BURSTY:
+		return "unresolved (bursty)";
+	case LATCI_DEPENDENT:
+		return "unresolved (dependent)";
+	default:
+		return "unresolved";
+	}
+}
+
+/* Samples of h beyond value q on the percentile's thin side: above it for pct >= 50, below it
+ * otherwise (whole buckets: q is the top of its bucket). */
+static uint64_t beyond(const struct hist *h, double pct, double q)
+{
+	unsigned qi = hist_bucket_index((uint64_t)q);
+	uint64_t n = 0, c;
+
+	for (unsigned i = hist_next_bucket(h, 0, &c); i < HIST_NBUCKETS;
+	     i = hist_next_bucket(h, i + 1, &c))
+		if (pct >= 50 ? i > qi : i < qi)
+			n += c;
+	return n;
+}
+
+/* Whether one block holds more than half of the whole run's samples beyond q: the tail is one
+ * burst, not a property of the run. */
+static int concentrated(const struct hist *whole, const struct hist *const blocks[],
+			unsigned nblocks, double pct, double q)
+{
+	uint64_t total = beyond(whole, pct, q);
+
+	for (unsigned b = 0; b < nblocks; b++)
+		if (2 * beyond(blocks[b], pct, q) > total && total > 0)
+			return 1;
+	return 0;
+}
+
+/* The lag-1 autocorrelation of x[0..n) (mean and sum of squared deviations given); 0 when they
+ * do not vary. */
+static double lag1(const double *x, unsigned n, double mean, double m2)
+{
+	double c = 0;
+
+	if (m2 <= 0)
+		return 0;
+	for (unsigned b = 0; b + 1 < n; b++)
+		c += (x[b] - mean) * (x[b + 1] - mean);
+	return c / m2;
+}
+
 int latci_compute(const struct hist *whole, const struct hist *const blocks[],
 		  unsigned nblocks, double pct, struct latci *out)
 {
-	double mean = 0, m2 = 0, half, q, bucket_lo;
+	double mean = 0, m2 = 0, half, q, bucket_lo, qb[LATCI_MAX_BLOCKS];
 	uint64_t min_block = UINT64_MAX;
 
 	if (!whole || !blocks || !out || !(pct > 0 && pct < 100) || nblocks < 2 ||
@@ -52,16 +104,26 @@ int latci_compute(const struct hist *whole, const struct hist *const blocks[],
 		return 0;
 	q = (double)hist_percentile(whole, pct);
 	out->value_ns = q;
+	out->why = LATCI_FEW;
 	if (min_block < out->need_per_block)
+		return 0;
+	out->why = LATCI_BURSTY;
+	if (concentrated(whole, blocks, nblocks, pct, q))
 		return 0;
 	/* Welford's running mean and sum of squared deviations: no cancellation for values of
 	 * around 1e9 ns with small spreads. */
 	for (unsigned b = 0; b < nblocks; b++) {
-		double x = (double)hist_percentile(blocks[b], pct), d = x - mean;
+		qb[b] = (double)hist_percentile(blocks[b], pct);
+		double d = qb[b] - mean;
 
 		mean += d / (b + 1);
-		m2 += d * (x - mean);
+		m2 += d * (qb[b] - mean);
 	}
+	out->lag1 = lag1(qb, nblocks, mean, m2);
+	out->why = LATCI_DEPENDENT;
+	if (out->lag1 > LATCI_MAX_LAG1)
+		return 0;
+	out->why = LATCI_OK;
 	half = latci_t975(nblocks - 1) * sqrt(m2 / (nblocks - 1)) / sqrt((double)nblocks);
 	/* q is the highest value of its bucket (hist.h): anything in that bucket is as likely. */
 	bucket_lo = (double)hist_bucket_low(hist_bucket_index((uint64_t)q));

@@ -277,6 +277,8 @@ static int ci_of(const struct load_result *r, unsigned i, struct latci *ci)
 {
 	const struct hist *const *blocks = (const struct hist *const *)r->block;
 
+	memset(ci, 0, sizeof(*ci));
+	ci->why = LATCI_FEW;
 	if (latci_compute(r->lat, blocks, LOAD_CI_BLOCKS, ci_pcts[i].pct, ci) < 0 || !ci->resolved)
 		return -1;
 	return 0;
@@ -289,7 +291,7 @@ void report_ci_human(FILE *f, const struct load_result *r)
 		struct latci ci;
 
 		if (ci_of(r, i, &ci) < 0)
-			fprintf(f, " %s unresolved", ci_pcts[i].key);
+			fprintf(f, " %s %s", ci_pcts[i].key, latci_unresolved_text(ci.why));
 		else
 			fprintf(f, " %s [%.2f, %.2f]", ci_pcts[i].key, ci.lo_ns / 1000.0,
 				ci.hi_ns / 1000.0);
@@ -305,7 +307,7 @@ void report_ci_json(FILE *f, const struct load_result *r)
 
 		fprintf(f, "%s\"%s\": ", i ? ", " : "", ci_pcts[i].key);
 		if (ci_of(r, i, &ci) < 0)
-			fputs("\"unresolved\"", f);
+			fprintf(f, "\"%s\"", latci_unresolved_text(ci.why));
 		else
 			fprintf(f, "[%.3f, %.3f]", ci.lo_ns / 1000.0, ci.hi_ns / 1000.0);
 	}

@@ -112,9 +112,9 @@ static const double pcts[] = { 50, 90, 99 };
 #define NPCTS (sizeof(pcts) / sizeof(pcts[0]))
 
 static void coverage(const struct dist *d, struct hist *whole, struct hist **blocks,
-		     double covered[NPCTS], double width[NPCTS])
+		     double covered[NPCTS], double width[NPCTS], double refused[NPCTS])
 {
-	unsigned hits[NPCTS] = { 0 };
+	unsigned hits[NPCTS] = { 0 }, unresolved[NPCTS] = { 0 };
 	double wsum[NPCTS] = { 0 };
 
 	for (int t = 0; t < d->trials; t++) {
@@ -135,15 +135,25 @@ static void coverage(const struct dist *d, struct hist *whole, struct hist **blo
 
 			CHECK_EQ(latci_compute(whole, (const struct hist *const *)blocks, B,
 					       pcts[k], &ci), 0);
-			CHECK(ci.resolved);
+			if (!ci.resolved) {
+				/* only the dependence rule may refuse a run of independent
+				 * samples; dependent ones may also be bursty */
+				CHECK(ci.why == LATCI_DEPENDENT ||
+				      (d->start && ci.why == LATCI_BURSTY));
+				unresolved[k]++;
+				continue;
+			}
 			CHECK(ci.lo_ns <= ci.value_ns && ci.value_ns <= ci.hi_ns);
 			hits[k] += ci.lo_ns <= truth && truth <= ci.hi_ns;
 			wsum[k] += (ci.hi_ns - ci.lo_ns) / 2 / truth;
 		}
 	}
 	for (size_t k = 0; k < NPCTS; k++) {
-		covered[k] = 100.0 * hits[k] / d->trials;
-		width[k] = 100.0 * wsum[k] / d->trials;
+		unsigned n = d->trials - unresolved[k];
+
+		covered[k] = n ? 100.0 * hits[k] / n : 0;
+		width[k] = n ? 100.0 * wsum[k] / n : 0;
+		refused[k] = 100.0 * unresolved[k] / d->trials;
 	}
 }
 
@@ -155,17 +165,20 @@ static void test_coverage(void)
 	for (int b = 0; b < B; b++)
 		CHECK((blocks[b] = hist_new()));
 	for (size_t i = 0; i < sizeof(dists) / sizeof(dists[0]); i++) {
-		double cov[NPCTS], width[NPCTS];
+		double cov[NPCTS], width[NPCTS], refused[NPCTS];
 
-		coverage(&dists[i], whole, blocks, cov, width);
+		coverage(&dists[i], whole, blocks, cov, width, refused);
 		for (size_t k = 0; k < NPCTS; k++)
-			printf("%-11s p%-4g true %8.0f ns: 95%% CI covers it in %5.1f %% of %d runs "
-			       "(%d x %d samples), mean half-width %.1f %%\n", dists[i].name,
-			       pcts[k], dists[i].truth(pcts[k]), cov[k], dists[i].trials, B,
-			       N / B, width[k]);
-		/* p99 and p50 as the issue asks; p90 held to the same range. */
-		for (size_t k = 0; k < NPCTS; k++)
+			printf("%-11s p%-4g true %8.0f ns: 95%% CI covers it in %5.1f %% of the "
+			       "resolved of %d runs (%d x %d samples; %.1f %% unresolved), mean "
+			       "half-width %.1f %%\n", dists[i].name, pcts[k], dists[i].truth(pcts[k]),
+			       cov[k], dists[i].trials, B, N / B, refused[k], width[k]);
+		/* p99 and p50 as the issue asks; p90 held to the same range. The dependence rule
+		 * refuses about 5 % of steady runs by design (its one-sided 5 % point). */
+		for (size_t k = 0; k < NPCTS; k++) {
 			CHECK(cov[k] >= dists[i].cover_min && cov[k] <= dists[i].cover_max);
+			CHECK(refused[k] <= 12);
+		}
 	}
 	for (int b = 0; b < B; b++)
 		hist_free(blocks[b]);
@@ -264,6 +277,69 @@ static void test_no_spread(void)
 	hist_free(whole);
 }
 
+/* A 5 ms stall at a random moment of a 1 s window at 100k msgs/s (coordinated omission
+ * corrected: a message due during the stall waits for its end), exponential latencies of mean
+ * 50 us, 10 blocks of 0.1 s. The long-run p99 of that process (one stall a second) is the
+ * truth. Without the burst rules the p99 interval covered it in about half of the runs; with
+ * them the run must say unresolved (bursty or dependent) in most, and where it resolves, it
+ * must cover. */
+#define STALL_RATE 100000
+#define STALL_NS 5000000.0
+#define STALL_TRIALS 200
+
+static void stall_run(struct hist *whole, struct hist **blocks, double seconds)
+{
+	double at = uniform() * seconds;   /* the stall's start, s */
+
+	for (long i = 0; i < (long)(seconds * STALL_RATE); i++) {
+		double t = (double)i / STALL_RATE, lat = draw_exp();
+
+		if (t >= at && t < at + STALL_NS / 1e9)
+			lat += (at + STALL_NS / 1e9 - t) * 1e9;
+		hist_record(whole, (uint64_t)lat);
+		if (blocks)
+			hist_record(blocks[(int)(t / seconds * B)], (uint64_t)lat);
+	}
+}
+
+static void test_stall_is_not_resolved(void)
+{
+	struct hist *whole = hist_new(), *blocks[B], *truth_h = hist_new();
+	unsigned resolved = 0, covered = 0, bursty = 0, dependent = 0;
+	double truth;
+
+	CHECK(whole && truth_h);
+	for (int b = 0; b < B; b++)
+		CHECK((blocks[b] = hist_new()));
+	for (int s = 0; s < 100; s++)            /* 100 s, one stall each second */
+		stall_run(truth_h, NULL, 1.0);
+	truth = (double)hist_percentile(truth_h, 99);
+	for (int t = 0; t < STALL_TRIALS; t++) {
+		struct latci ci;
+
+		hist_reset(whole);
+		for (int b = 0; b < B; b++)
+			hist_reset(blocks[b]);
+		stall_run(whole, blocks, 1.0);
+		CHECK_EQ(latci_compute(whole, (const struct hist *const *)blocks, B, 99, &ci), 0);
+		bursty += ci.why == LATCI_BURSTY;
+		dependent += ci.why == LATCI_DEPENDENT;
+		if (ci.resolved) {
+			resolved++;
+			covered += ci.lo_ns <= truth && truth <= ci.hi_ns;
+		}
+	}
+	printf("stall: p99 true %.0f ns; of %d runs %u resolved (%u of them covering it), %u "
+	       "bursty, %u dependent\n", truth, STALL_TRIALS, resolved, covered, bursty,
+	       dependent);
+	CHECK(resolved <= STALL_TRIALS / 4);
+	CHECK(covered * 10 >= resolved * 8);
+	for (int b = 0; b < B; b++)
+		hist_free(blocks[b]);
+	hist_free(whole);
+	hist_free(truth_h);
+}
+
 static void test_t975(void)
 {
 	CHECK(fabs(latci_t975(9) - 2.2622) < 1e-4);
@@ -279,6 +355,7 @@ int main(void)
 	test_no_spread();
 	test_not_resolved();
 	test_coverage();
+	test_stall_is_not_resolved();
 	puts("latci: ok");
 	return 0;
 }

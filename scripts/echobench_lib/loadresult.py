@@ -94,7 +94,8 @@ class LoadResult:
         ci = self.raw.get("latency_ci_us")
         if not isinstance(ci, dict):
             return set()
-        return {dst for src, dst in LATENCY_KEYS if ci.get(src) == "unresolved"}
+        return {dst for src, dst in LATENCY_KEYS
+                if isinstance(ci.get(src), str) and ci[src].startswith("unresolved")}
 
     @property
     def rate_target(self):

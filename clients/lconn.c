@@ -2,7 +2,6 @@
  * happens when one is answered (latency, counters, the refill rule of the mode), failure and
  * clean close. Called by the transports and the loop; calls neither. */
 #include <errno.h>
-#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "loader.h"
@@ -33,15 +32,12 @@ struct msg *lconn_at(const struct lconn *c, uint32_t i)
 	return &c->ring[k >= c->cap ? k - c->cap : k];
 }
 
+/* Only changes reach the engine: a readiness engine pays a system call for each. */
 void lconn_set_want_out(struct loader *w, struct lconn *c, bool on)
 {
-	struct epoll_event ev;
-
-	if (c->want_out == on || c->dead || w->blocking)
+	if (c->want_out == on || c->dead || w->blocking || !w->eng->want_out)
 		return;
-	ev.events = EPOLLIN | w->tp->events | (on ? EPOLLOUT : 0);
-	ev.data.ptr = c;
-	if (epoll_ctl(w->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+	if (w->eng->want_out(w, c, on) == 0)
 		c->want_out = on;
 }
 

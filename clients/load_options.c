@@ -18,7 +18,7 @@
 #define DAY_NS (UINT64_C(86400) * 1000000000u)
 #define UDP_MAX_PAYLOAD 65507u
 
-static const char usage_text[] =
+static const char usage_head[] =
 "Usage: echo-load [options] TARGET\n"
 "       echo-load --merge FILE... [--json FILE|-] [--hgrm FILE] [--csv FILE|-]\n"
 "Measures an echo server: throughput, latency (HDR histogram) and byte-exact echo, and\n"
@@ -39,10 +39,10 @@ static const char usage_text[] =
 "  -d, --duration D        measured time (default 10s). Suffixes ms, s, m\n"
 "      --warmup D          load before the measurement, excluded from every figure (default 0)\n"
 "  -t, --threads N         threads (default: number of cores, at most one per connection);\n"
-"                          with --processes, the total over the processes\n"
-"      --engine E          how load threads move bytes: epoll (readiness, send/recv) or\n"
-"                          uring (io_uring completions; TCP and unix streams only)\n"
-"                          (default " LOAD_DEFAULT_ENGINE_TEXT ")\n"
+"                          with --processes, the total over the processes\n";
+
+/* After the engine lines (load_engines.c prints them from its table). */
+static const char usage_tail[] =
 "      --processes N       spread the connections over N forked processes, each under its\n"
 "                          own open-file limit; their histograms are merged exactly\n"
 "      --source A[-B]      bind each connection to a source IPv4 address from the range,\n"
@@ -158,15 +158,6 @@ static void phase_arg(const char *s, struct load_config *cfg)
 	cfg->phase_n = n;
 }
 
-static const struct engine *engine_arg(const char *s)
-{
-	if (strcmp(s, "epoll") == 0)
-		return &engine_epoll;
-	if (strcmp(s, "uring") == 0)
-		return &engine_uring;
-	die(2, "bad --engine '%s': expected epoll or uring", s);
-}
-
 /* --source A or A-B: IPv4 addresses, A <= B, at most LOAD_MAX_SOURCES of them. */
 static void source_arg(const char *s, struct load_config *cfg)
 {
@@ -230,16 +221,15 @@ static void target_checks(struct load_config *cfg, bool udp, const char *size_ar
 /* The version, and each engine with whether it runs here (tests read this to skip). */
 static void print_version(void)
 {
-	const struct engine *e[] = { &engine_epoll, &engine_uring };
-
 	printf("echo-load %s\n", ECHOBENCH_VERSION);
-	for (unsigned i = 0; i < 2; i++) {
-		const char *why = "";
-		int r = e[i]->probe(&why);
+	engine_version(stdout);
+}
 
-		printf("engine %s: %s%s%s\n", e[i]->name, r < 0 ? "unavailable: " : "usable",
-		       r < 0 ? why : "", e[i] == &LOAD_DEFAULT_ENGINE ? " (default)" : "");
-	}
+static void print_usage(void)
+{
+	fputs(usage_head, stdout);
+	engine_usage(stdout);
+	fputs(usage_tail, stdout);
 }
 
 void load_parse_options(int argc, char **argv, struct load_config *cfg)
@@ -259,7 +249,7 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 	cfg->seed = 1;
 	cfg->verify = true;
 	cfg->progress = isatty(STDERR_FILENO);
-	cfg->engine = &LOAD_DEFAULT_ENGINE;
+	cfg->engine = engine_default();
 	cfg->processes = 1;
 	cfg->ready_fd = cfg->go_fd = -1;
 
@@ -323,7 +313,7 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 		case OPT_SOURCE: source_arg(optarg, cfg); break;
 		case OPT_CSV_HEADER: cfg->csv_header = true; break;
 		case OPT_PROGRESS: cfg->progress = true; break;
-		case 'h': fputs(usage_text, stdout); exit(0);
+		case 'h': print_usage(); exit(0);
 		case 'V': print_version(); exit(0);
 		case ':':
 			die(2, "option '%s' needs a value", argv[optind - 1]);
@@ -360,12 +350,7 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 	if (!size_arg)
 		cfg->size_lo = cfg->size_hi = cfg->mode == MODE_STREAM ? 16384 : 64;
 	target_checks(cfg, udp, size_arg);
-	if (!cfg->engine->supports(cfg->tp)) {
-		if (cfg->engine_set)
-			die(2, "--engine %s moves stream sockets only (TCP, unix); --udp runs on "
-			    "--engine epoll", cfg->engine->name);
-		cfg->engine = &engine_epoll;   /* the default engine, where it applies */
-	}
+	engine_check_transport(cfg);
 	if (cfg->src_count && cfg->target.family != AF_INET)
 		die(2, "--source binds IPv4 addresses: the target '%s' is not an IPv4 address",
 		    cfg->target_arg);

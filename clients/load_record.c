@@ -42,7 +42,7 @@ static int put_hist(struct histio_record *rec, const char *name, const struct hi
 static int build(struct histio_record *rec, const struct load_result *r)
 {
 	const struct load_config *cfg = r->cfg;
-	char name[16];
+	char name[HISTIO_NAME_MAX];
 	int err = 0;
 
 	err = put_hist(rec, "latency", r->lat, err);
@@ -76,14 +76,18 @@ static int build(struct histio_record *rec, const struct load_result *r)
 		{ "busiest_thread", r->busiest, HISTIO_MAX },
 		{ "start_lag_us", r->start_lag_us, HISTIO_MAX },
 		{ "complete", r->complete, HISTIO_MIN },
-		/* 0 epoll, 1 uring: records of different engines merge to the larger. */
-		{ "engine", cfg->engine == &engine_uring, HISTIO_MAX },
 		{ "processes", (double)cfg->processes, HISTIO_SUM },
 		{ "source_first", (double)cfg->src_first, HISTIO_MIN },
 		{ "source_count", (double)cfg->src_count, HISTIO_MAX },
 	};
 	for (unsigned i = 0; !err && i < sizeof(reals) / sizeof(reals[0]); i++)
 		err = histio_put_real(rec, reals[i].name, reals[i].v, reals[i].p);
+	/* The engine by name: a counter `engine.NAME` of the records that ran it, so that
+	 * merged records say whether they all ran the same one. */
+	if (!err && cfg->engine) {
+		snprintf(name, sizeof(name), "engine.%s", cfg->engine->name);
+		err = histio_put_counter(rec, name, 1);
+	}
 	return err;
 }
 
@@ -118,6 +122,33 @@ static void take_hist(struct hist *dst, const struct histio_record *rec, const c
 		hist_merge(dst, h);
 }
 
+/* The engine every merged record ran, by name; NULL when they differ or none says. Records
+ * written before engines went by name carry a real `engine`: 0 epoll, 1 uring. */
+static const struct engine *recorded_engine(const struct histio_record *rec)
+{
+	static const char *const before_names[] = { "epoll", "uring" };
+	const struct engine *found = NULL, *e;
+	char name[HISTIO_NAME_MAX];
+	double old;
+	uint64_t n;
+
+	for (unsigned i = 0; (e = engine_at(i)); i++) {
+		snprintf(name, sizeof(name), "engine.%s", e->name);
+		if (histio_counter(rec, name, &n) < 0 || !n)
+			continue;
+		if (found)
+			return NULL;
+		found = e;
+	}
+	if (histio_real(rec, "engine", &old) == 0) {
+		e = old == 0 || old == 1 ? engine_find(before_names[(int)old]) : NULL;
+		if (found && found != e)
+			return NULL;
+		found = e;
+	}
+	return found;
+}
+
 /* The merged record -> the configuration a report needs, and the result. */
 static int unpack(struct load_result *r, struct load_config *cfg,
 		  const struct histio_record *rec, unsigned nfiles)
@@ -136,11 +167,7 @@ static int unpack(struct load_result *r, struct load_config *cfg,
 	cfg->warmup_ns = (uint64_t)(real_or(rec, "warmup_s", 0) * 1e9);
 	cfg->duration_ns = (uint64_t)(real_or(rec, "duration_asked_s", 0) * 1e9);
 	cfg->rate = real_or(rec, "rate_target", 0);
-	switch ((int)real_or(rec, "engine", -1)) {
-	case 0: cfg->engine = &engine_epoll; break;
-	case 1: cfg->engine = &engine_uring; break;
-	default: cfg->engine = NULL;   /* a record from before engines were recorded */
-	}
+	cfg->engine = recorded_engine(rec);
 	cfg->processes = (uint64_t)real_or(rec, "processes", 1);
 	cfg->src_first = (uint32_t)real_or(rec, "source_first", 0);
 	cfg->src_count = (uint32_t)real_or(rec, "source_count", 0);

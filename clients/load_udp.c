@@ -155,7 +155,6 @@ static bool udp_shutdown(struct loader *w, struct lconn *c)
 const struct transport transport_dgram = {
 	.name = "udp",
 	.socktype = SOCK_DGRAM,
-	.events = 0,
 	.buffers = udp_buffers,
 	.flush = udp_flush,
 	.readable = udp_readable,

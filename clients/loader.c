@@ -75,7 +75,7 @@ int loader_setup(struct loader *w, const struct load_config *cfg, int index, con
 	w->tp = cfg->tp;
 	w->eng = cfg->engine;
 	w->index = index;
-	w->ep = w->stop_fd = -1;
+	w->stop_fd = -1;
 	w->nconns = w->live = n;
 	w->pipeline = cap;
 	w->conns = calloc(n, sizeof(*w->conns));

@@ -8,11 +8,13 @@
  *   load_epoll.c engine_epoll: readiness from epoll; the transports do the I/O
  *   load_uring.c engine_uring: completions from io_uring; its own stream transport submits
  *                sends and receives and shares the checking with load_tcp.c (tcp_consume)
+ *   load_engines.c  the table of engines (--engine, --version, the record, the fallbacks)
  *   loader.c     the thread: schedule, timeouts, drain and close at the end, over an engine
  *
  * Dependencies go one way: loader.c -> engines -> transports -> lconn.c. A transport never
- * calls the loop, and lconn.c never calls a transport (only the engine's `forget` hook, through
- * the table, before it closes a socket).
+ * calls the loop, and lconn.c never calls a transport; the only calls back up go through the
+ * engine's hooks in w->eng (`want_out` when a write must wait for room, `forget` before a
+ * socket is closed), so nothing below the engines names one.
  */
 #ifndef ECHOBENCH_LOADER_H
 #define ECHOBENCH_LOADER_H
@@ -21,6 +23,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "hist.h"
 #include "load.h"
@@ -39,7 +42,7 @@ struct lconn {
 	int fd;
 	bool dead;                  /* closed: failed, or closed cleanly at the end */
 	bool closing;               /* our side is shut down; waiting for the server's EOF */
-	bool want_out;              /* EPOLLOUT is armed */
+	bool want_out;              /* the engine was asked to report room to write */
 	uint32_t slot;              /* index in its loader's array: picks its open-loop ticks */
 	uint64_t id;                /* global connection number: the key of its payload stream */
 	uint64_t send_off;          /* bytes handed to the socket (streams) */
@@ -60,10 +63,10 @@ struct loader;
 struct transport {
 	const char *name;           /* "tcp" (streams, also unix sockets) or "udp" */
 	int socktype;               /* SOCK_STREAM or SOCK_DGRAM */
-	uint32_t events;            /* epoll events asked besides EPOLLIN/EPOLLOUT */
 	/* Read buffer and write buffer sizes for this configuration. */
 	void (*buffers)(const struct load_config *cfg, size_t *rbuf, size_t *wbuf);
-	/* Sends what is queued, as far as the socket takes it; arms EPOLLOUT for the rest. */
+	/* Sends what is queued, as far as the socket takes it; for the rest it asks to be told
+	 * when the socket has room (lconn_set_want_out). */
 	void (*flush)(struct loader *w, struct lconn *c);
 	/* Reads what has arrived (bounded rounds), matches it to the ring, refills. */
 	void (*readable)(struct loader *w, struct lconn *c);
@@ -86,10 +89,10 @@ bool tcp_unsent(const struct lconn *c);
 bool tcp_expire(struct loader *w, struct lconn *c);
 
 /* How a load thread learns that a socket can move bytes (readiness or completion) and how the
- * I/O is submitted. Scheduling, recording and checks stay in loader.c and lconn.c. Chosen once
- * (--engine, load_options.c). */
+ * I/O is submitted. Scheduling, recording and checks stay in loader.c and lconn.c. One row per
+ * engine in load_engines.c; chosen once (--engine). */
 struct engine {
-	const char *name;           /* "epoll" or "uring" */
+	const char *name;           /* what --engine, --version, the JSON and the record say */
 	bool blocking_ok;           /* one connection, -p 1: blocking send/recv may replace it */
 	/* Can it run here? 0, or -errno with *why set (not compiled in, kernel too old...). */
 	int (*probe)(const char **why);
@@ -104,14 +107,23 @@ struct engine {
 	int (*wait)(struct loader *w, uint64_t now, uint64_t deadline);
 	/* c's socket is about to be closed: nothing may refer to it afterwards. */
 	void (*forget)(struct loader *w, struct lconn *c);
+	/* A write waits for room (on) or no longer does (off): report c writable meanwhile.
+	 * 0 or -errno. NULL: the engine learns that by itself (a completion). */
+	int (*want_out)(struct loader *w, struct lconn *c, bool on);
 };
 
-extern const struct engine engine_epoll, engine_uring;
-
-/* The default --engine (README.md says how it was chosen). Where it cannot run (UDP, or no
- * io_uring here) the run falls back to epoll; the JSON's `engine` says which one ran. */
-#define LOAD_DEFAULT_ENGINE engine_epoll
-#define LOAD_DEFAULT_ENGINE_TEXT "epoll"
+/* load_engines.c: the table. Row 0 is the default (README.md says how it was chosen); where
+ * the engine run would not carry the transport or cannot run here, the first row that can
+ * replaces it unless --engine asked for it. */
+const struct engine *engine_at(unsigned i);        /* row i, NULL past the end */
+const char *engine_summary(unsigned i);
+const struct engine *engine_default(void);
+const struct engine *engine_find(const char *name);   /* NULL when there is none */
+const struct engine *engine_arg(const char *s);        /* --engine: exits 2 when unknown */
+void engine_usage(FILE *f);                           /* the --engine lines of --help */
+void engine_version(FILE *f);                         /* `engine NAME: usable|unavailable` */
+void engine_check_transport(const struct load_config *cfg);   /* asked for, cannot: exit 2 */
+void engine_choose(struct load_config *cfg);   /* at run time: probes, falls back, or exit 1 */
 
 /* The time series of --intervals: per interval, answers and a coarse latency histogram. */
 struct series;
@@ -123,7 +135,6 @@ struct loader {
 	void *eng_state;            /* the engine's own (uring: the ring, buffers) */
 	int index;
 	pthread_t thread;
-	int ep;
 	int stop_fd;                /* eventfd: readable when main asks every loader to stop */
 	struct lconn *conns;
 	uint32_t nconns, live;

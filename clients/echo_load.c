@@ -287,7 +287,7 @@ static struct loader *start_loaders(const struct load_config *cfg, struct load_r
 	if (err)
 		die(1, "cannot set up the load threads: %s", strerror(-err));
 	res->threads = *nthreads;
-	res->pipeline = ws[0].pipeline;
+	res->pipeline = cfg->pipeline ? ws[0].pipeline : 0;   /* 0: unbounded */
 	if (cfg->go_fd >= 0)
 		await_go(cfg, sigfd);
 	if (cfg->start_at > 0)

@@ -2,6 +2,7 @@
  * happens when one is answered (latency, counters, the refill rule of the mode), failure and
  * clean close. Called by the transports and the loop; calls neither. */
 #include <errno.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "loader.h"
@@ -83,10 +84,34 @@ static uint32_t draw_size(const struct load_config *cfg, struct lconn *c)
 	return (uint32_t)(cfg->size_lo + prng_below(&c->rng, span));
 }
 
+/* Open loop: how late message m, due at t_sched and sent at `now`, went out, split in two.
+ * Its slot was handed back at m->t_sched by the message that used it before (lconn_pop: the
+ * time a client on time would have had it back; 0 for a slot never used). Until then the
+ * message waited for the server (slot_wait, part of its corrected latency anyway); after that
+ * the client was late (send_lag). A burst the client fires late is its own lateness, not a
+ * wait: the slots it finds full were taken late, and lconn_pop subtracts that. */
+static void split_lateness(struct loader *w, struct msg *m, uint64_t t_sched, uint64_t now)
+{
+	uint64_t ready = t_sched, late;
+
+	if (m->t_sched > ready)
+		ready = m->t_sched;
+	if (ready > now)
+		ready = now;
+	late = now - ready;
+	m->late_ns = late > UINT32_MAX ? UINT32_MAX : (uint32_t)late;
+	if (in_window(w, t_sched)) {
+		hist_record(w->lag, late);
+		hist_record(w->slot_wait, ready - t_sched);
+	}
+}
+
 void lconn_queue(struct loader *w, struct lconn *c, uint64_t t_sched, uint64_t now)
 {
 	struct msg *m = lconn_at(c, c->count);
 
+	if (w->slot_wait)
+		split_lateness(w, m, t_sched, now);
 	m->start_off = c->queued_off;
 	m->size = draw_size(w->cfg, c);
 	m->t_sched = t_sched;
@@ -94,15 +119,21 @@ void lconn_queue(struct loader *w, struct lconn *c, uint64_t t_sched, uint64_t n
 	m->bad = 0;
 	c->queued_off += m->size;
 	c->count++;
+	if (c->count > w->inflight_max)
+		w->inflight_max = c->count;
 	w->pending++;
 	if (in_window(w, now))
 		w->c.sent++;
-	if (w->lag && in_window(w, t_sched))
-		hist_record(w->lag, now - t_sched);
 }
 
-void lconn_pop(struct loader *w, struct lconn *c)
+void lconn_pop(struct loader *w, struct lconn *c, uint64_t now)
 {
+	struct msg *m = lconn_at(c, 0);
+
+	/* Had the client sent it on time, its answer would have come back that much sooner (the
+	 * server's time for it unchanged). */
+	if (w->slot_wait)
+		m->t_sched = now > m->late_ns ? now - m->late_ns : 0;
 	c->head = c->head + 1 == c->cap ? 0 : c->head + 1;
 	c->count--;
 	if (c->nsent)
@@ -135,14 +166,35 @@ void lconn_done(struct loader *w, struct lconn *c, uint64_t now)
 			w->c.drained++;
 		}
 	}
-	lconn_pop(w, c);
+	lconn_pop(w, c, now);
+}
+
+/* --pipeline unbounded: a full ring doubles (in order, oldest first) up to w->ring_limit.
+ * Returns false when it cannot grow: the message then waits for a slot. Only a full ring
+ * grows, so every slot it had is in flight, and the new ones are free (zeroed): the slot
+ * order of open_pump holds on. */
+static bool grow(struct loader *w, struct lconn *c)
+{
+	uint32_t cap = c->cap * 2 < w->ring_limit ? c->cap * 2 : w->ring_limit;
+	struct msg *ring;
+
+	if (cap <= c->cap || !(ring = calloc(cap, sizeof(*ring))))
+		return false;
+	for (uint32_t i = 0; i < c->count; i++)
+		ring[i] = *lconn_at(c, i);
+	free(c->ring);
+	c->ring = ring;
+	c->cap = cap;
+	c->head = 0;
+	return true;
 }
 
 /* Open loop: queue what is due, as far as the ring allows. Message i of the connection in
- * slot s is tick i * nconns + s of the loader's schedule, so its due time needs no storage. */
+ * slot s is tick i * nconns + s of the loader's schedule, so its due time needs no storage.
+ * Message i takes ring slot i % cap, the one message i - cap handed back (the ring is FIFO). */
 static void open_pump(struct loader *w, struct lconn *c, uint64_t now)
 {
-	while (c->owed && c->count < c->cap) {
+	while (c->owed && (c->count < c->cap || (w->unbounded && grow(w, c)))) {
 		uint64_t k = c->next_idx * w->nconns + c->slot;
 
 		c->owed--;

@@ -17,6 +17,8 @@
 
 #define DAY_NS (UINT64_C(86400) * 1000000000u)
 #define UDP_MAX_PAYLOAD 65507u
+#define MAX_PIPELINE 65536u
+#define INFLIGHT_BYTES (UINT64_C(1) << 30)   /* in-flight records, at most */
 
 static const char usage_head[] =
 "Usage: echo-load [options] TARGET\n"
@@ -27,7 +29,8 @@ static const char usage_head[] =
 "\n"
 "  -c, --connections N     connections (default 10)\n"
 "  -p, --pipeline K        messages in flight per connection (default 1); with --rate the\n"
-"                          most that may be in flight, later ones wait their turn\n"
+"                          most that may be in flight, later ones wait their turn;\n"
+"                          'unbounded' (with --rate): none ever waits for a slot\n"
 "  -R, --rate N            open loop: N messages/s in total on a fixed schedule, whatever the\n"
 "                          server does; latency counts from each scheduled time (coordinated\n"
 "                          omission corrected), the uncorrected figure from the actual send.\n"
@@ -158,6 +161,19 @@ static void phase_arg(const char *s, struct load_config *cfg)
 	cfg->phase_n = n;
 }
 
+/* --pipeline K, or `unbounded` (0 here): the open loop never waits for a slot. */
+static uint64_t pipeline_arg(const char *s)
+{
+	uint64_t v;
+
+	if (strcmp(s, "unbounded") == 0)
+		return 0;
+	if (parse_count(s, MAX_PIPELINE, &v) < 0 || v < 1)
+		die(2, "bad --pipeline '%s': expected a count from 1 to %u (suffix k) or unbounded "
+		    "(with --rate)", s, MAX_PIPELINE);
+	return v;
+}
+
 /* --source A or A-B: IPv4 addresses, A <= B, at most LOAD_MAX_SOURCES of them. */
 static void source_arg(const char *s, struct load_config *cfg)
 {
@@ -259,9 +275,7 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 		case 'c':
 			cfg->connections = opt_count("--connections", optarg, 1, 1000000);
 			break;
-		case 'p':
-			cfg->pipeline = opt_count("--pipeline", optarg, 1, 65536);
-			break;
+		case 'p': cfg->pipeline = pipeline_arg(optarg); break;
 		case 'R':
 			cfg->rate = (double)opt_count("--rate", optarg, 1, 1000000000);
 			cfg->mode = MODE_OPEN;
@@ -363,11 +377,19 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 			    "connection per hour)", cfg->rate, (unsigned long long)cfg->connections);
 	if (cfg->phase_k && cfg->mode != MODE_OPEN)
 		die(2, "--phase shifts the open-loop schedule: it needs --rate");
-	/* In-flight records: 32 bytes per message slot. */
-	if (cfg->connections * cfg->pipeline * 32 > (UINT64_C(1) << 30))
+	/* In-flight records: sizeof(struct msg) (32 bytes) per message slot. */
+	if (cfg->connections * cfg->pipeline * sizeof(struct msg) > INFLIGHT_BYTES)
 		die(2, "--connections %llu x --pipeline %llu needs more than 1 GiB of in-flight "
 		    "records; use fewer of either", (unsigned long long)cfg->connections,
 		    (unsigned long long)cfg->pipeline);
+	if (!cfg->pipeline && cfg->mode != MODE_OPEN)
+		die(2, "--pipeline unbounded is for the open loop (--rate): a closed loop keeps "
+		    "exactly -p messages in flight");
+	if (!cfg->pipeline && cfg->connections * loader_ring_limit(cfg) * sizeof(struct msg) >
+	    INFLIGHT_BYTES)
+		die(2, "--pipeline unbounded at --rate %.0f with --timeout %.1fs may hold more than "
+		    "1 GiB of in-flight records (rate x timeout messages); lower either",
+		    cfg->rate, cfg->timeout_ns / 1e9);
 	/* A long run without --intervals gets longer intervals rather than an error. */
 	while (!intervals_set && cfg->duration_ns / cfg->interval_ns >= SERIES_MAX_INTERVALS)
 		cfg->interval_ns *= 10;

@@ -1,10 +1,11 @@
 /* The lossless record of a run (--hist-out, clients/histio.h) and its offline merge (--merge),
  * and the percentile confidence intervals of latency_ci_us (clients/latci.h).
  *
- * A record holds every histogram whole (latency, uncorrected latency, connect, send lag, the
- * LOAD_CI_BLOCKS time blocks, messages per connection), every counter, and the run's shape as
- * reals whose merge policy says how hosts combine: rates and CPU seconds add up, windows and
- * the busiest thread take the largest, sizes and completeness the smallest. Merging records
+ * A record holds every histogram whole (latency, uncorrected latency, connect, send lag, slot
+ * wait, wake-up lateness, the LOAD_CI_BLOCKS time blocks, messages per connection), every
+ * counter, and the run's shape as reals whose merge policy says how hosts combine: rates and
+ * CPU seconds add up, windows and the busiest thread take the largest, sizes and completeness
+ * the smallest. Merging records
  * and reporting gives the figures one run over all their connections would have given: counts
  * added, percentiles from the merged buckets. The per-interval series is not in the record.
  */
@@ -49,6 +50,8 @@ static int build(struct histio_record *rec, const struct load_result *r)
 	err = put_hist(rec, "latency_uncorrected", r->lat_unc, err);
 	err = put_hist(rec, "connect", r->connect, err);
 	err = put_hist(rec, "send_lag", r->lag, err);
+	err = put_hist(rec, "slot_wait", r->slot_wait, err);
+	err = put_hist(rec, "wake_late", r->wake_late, err);
 	err = put_hist(rec, "msgs_per_conn", r->per_conn, err);
 	for (unsigned b = 0; b < LOAD_CI_BLOCKS; b++) {
 		snprintf(name, sizeof(name), "block%u", b);
@@ -76,6 +79,9 @@ static int build(struct histio_record *rec, const struct load_result *r)
 		{ "busiest_thread", r->busiest, HISTIO_MAX },
 		{ "start_lag_us", r->start_lag_us, HISTIO_MAX },
 		{ "complete", r->complete, HISTIO_MIN },
+		{ "spin_s", r->spin_s, HISTIO_SUM },
+		{ "wake_early_us", r->wake_early_us, HISTIO_MAX },
+		{ "inflight_max", (double)r->inflight_max, HISTIO_MAX },
 		{ "processes", (double)cfg->processes, HISTIO_SUM },
 		{ "source_first", (double)cfg->src_first, HISTIO_MIN },
 		{ "source_count", (double)cfg->src_count, HISTIO_MAX },
@@ -177,6 +183,8 @@ static int unpack(struct load_result *r, struct load_config *cfg,
 	take_hist(r->lat_unc, rec, "latency_uncorrected");
 	take_hist(r->connect, rec, "connect");
 	take_hist(r->lag, rec, "send_lag");
+	take_hist(r->slot_wait, rec, "slot_wait");
+	take_hist(r->wake_late, rec, "wake_late");
 	take_hist(r->per_conn, rec, "msgs_per_conn");
 	for (unsigned b = 0; b < LOAD_CI_BLOCKS; b++) {
 		snprintf(name, sizeof(name), "block%u", b);
@@ -192,12 +200,23 @@ static int unpack(struct load_result *r, struct load_config *cfg,
 	r->user_s = real_or(rec, "user_s", 0);
 	r->sys_s = real_or(rec, "sys_s", 0);
 	r->busiest = real_or(rec, "busiest_thread", 0);
+	r->spin_s = real_or(rec, "spin_s", 0);
+	r->wake_early_us = real_or(rec, "wake_early_us", 0);
+	r->inflight_max = (uint64_t)real_or(rec, "inflight_max", 0);
 	r->start_lag_us = real_or(rec, "start_lag_us", -1);
 	r->complete = real_or(rec, "complete", 0) > 0;
 	if (!r->complete)
 		snprintf(r->error, sizeof(r->error), "at least one of the merged runs was "
 			 "incomplete");
 	return 0;
+}
+
+/* Before the split, send_lag held both the client's lateness and the wait for a slot: such a
+ * record cannot be merged with today's, nor its send_lag check evaluated as today's is. */
+static bool old_open_loop(const struct histio_record *rec)
+{
+	return real_or(rec, "mode", MODE_CLOSED) == MODE_OPEN && histio_hist(rec, "send_lag") &&
+		!histio_hist(rec, "slot_wait");
 }
 
 int record_merge_files(struct load_result *r, struct load_config *cfg)
@@ -222,6 +241,13 @@ int record_merge_files(struct load_result *r, struct load_config *cfg)
 		}
 		err = histio_read(f, one);
 		fclose(f);
+		if (!err && old_open_loop(one)) {
+			fprintf(stderr, "echo-load: '%s': an open-loop record from before send_lag "
+				"and slot_wait were split (it has no slot_wait): record it again\n",
+				*p);
+			err = -EINVAL;
+			break;
+		}
 		if (!err)
 			err = histio_merge(all, one);
 		if (err)

@@ -1,5 +1,5 @@
-/* One load thread: a level-triggered epoll loop over its share of the connections, in three
- * phases. The window: messages go out (closed loop: as answers come; open loop: on schedule).
+/* One load thread: an event loop over its share of the connections (its engine says how it
+ * learns that they can move bytes), in three phases. The window: messages go out (closed loop: as answers come; open loop: on schedule).
  * The drain: nothing new is started, what is owed for the window gets --timeout to come back.
  * The close: our side is shut down and the server's EOF awaited (bounded by --timeout), so
  * that a clean run leaves no reset on either side.
@@ -25,9 +25,23 @@
 #define STREAM_WINDOW (256u << 10)   /* --stream: bytes in flight per connection, at least */
 #define STREAM_MAX_MSGS 4096u        /* ...in at most this many messages (tiny sizes) */
 #define SCAN_NS (100 * UINT64_C(1000000))   /* reply timeouts are checked this often */
-/* Open loop: the last stretch before a due time is spent polling, not sleeping. A timer
- * wake-up on a busy virtual machine comes 60-100 us late; a poll is on time. */
-#define SPIN_NS (80 * UINT64_C(1000))
+
+#define UNBOUNDED_FIRST 8u           /* --pipeline unbounded: a ring's first size */
+
+/* --pipeline unbounded: what one connection may have in flight. A stream message unanswered
+ * for --timeout fails its connection (a datagram is lost) at the next scan, so no more than
+ * (--timeout + one scan) of its share of the rate is ever in flight; rings grow in powers of
+ * two up to that. */
+uint32_t loader_ring_limit(const struct load_config *cfg)
+{
+	double most = cfg->rate / (double)cfg->connections *
+		((double)(cfg->timeout_ns + SCAN_NS) / 1e9) + UNBOUNDED_FIRST;
+	uint64_t lim = UNBOUNDED_FIRST;
+
+	while ((double)lim < most && lim < (UINT64_C(1) << 31))
+		lim *= 2;
+	return (uint32_t)lim;
+}
 
 /* Messages in flight per connection: --pipeline, or in --stream enough of them to keep
  * STREAM_WINDOW bytes on the way. In the open loop --pipeline is the most that may be in
@@ -35,7 +49,7 @@
  * their latency still counts from their due time. */
 static uint64_t ring_need(const struct load_config *cfg)
 {
-	uint64_t k = cfg->pipeline;
+	uint64_t k = cfg->pipeline ? cfg->pipeline : UNBOUNDED_FIRST;
 
 	if (cfg->mode == MODE_STREAM) {
 		uint64_t w = (STREAM_WINDOW + cfg->size_hi - 1) / cfg->size_hi;
@@ -55,8 +69,11 @@ static int alloc_hists(struct loader *w, const struct load_config *cfg)
 	if (cfg->mode == MODE_OPEN) {
 		w->lat_unc = hist_new();
 		w->lag = hist_new();
-		if (!w->lat_unc || !w->lag)
+		w->slot_wait = hist_new();
+		w->wake_late = hist_new();
+		if (!w->lat_unc || !w->lag || !w->slot_wait || !w->wake_late)
 			return -ENOMEM;
+		pacing_init(&w->pacing);
 	}
 	for (unsigned b = 0; b < LOAD_CI_BLOCKS; b++)
 		if (!(w->block[b] = hist_new()))
@@ -78,6 +95,8 @@ int loader_setup(struct loader *w, const struct load_config *cfg, int index, con
 	w->stop_fd = -1;
 	w->nconns = w->live = n;
 	w->pipeline = cap;
+	w->unbounded = cfg->mode == MODE_OPEN && !cfg->pipeline;
+	w->ring_limit = w->unbounded ? loader_ring_limit(cfg) : cap;
 	w->conns = calloc(n, sizeof(*w->conns));
 	for (uint32_t i = 0; w->conns && i < n; i++)
 		w->conns[i].fd = fds[i];   /* owned from here on: loader_free closes them */
@@ -96,7 +115,8 @@ int loader_setup(struct loader *w, const struct load_config *cfg, int index, con
 		c->id = ids[i];
 		c->rng = cfg->seed ^ (ids[i] * UINT64_C(0xd1b54a32d192ed03));
 		c->cap = cap;
-		c->ring = malloc(cap * sizeof(*c->ring));
+		/* Zeroed: a slot's first message finds it free since time 0 (split_lateness). */
+		c->ring = calloc(cap, sizeof(*c->ring));
 		if (!c->ring)
 			return -ENOMEM;
 	}
@@ -119,6 +139,8 @@ void loader_free(struct loader *w)
 	hist_free(w->lat);
 	hist_free(w->lat_unc);
 	hist_free(w->lag);
+	hist_free(w->slot_wait);
+	hist_free(w->wake_late);
 	for (unsigned b = 0; b < LOAD_CI_BLOCKS; b++)
 		hist_free(w->block[b]);
 	series_free(w->series);
@@ -269,6 +291,16 @@ static uint64_t next_sendable_due(const struct loader *w)
 	return k >= w->rs.limit ? UINT64_MAX : ratesched_due(&w->rs, k);
 }
 
+/* A timed wait returned with nothing to do: how late, for the margin and the report. */
+static void woke(struct loader *w, uint64_t deadline)
+{
+	uint64_t t = now_ns(), late = t > deadline ? t - deadline : 0;
+
+	pacing_woke(&w->pacing, late);
+	if (t >= w->t_measure && t < w->t_end)
+		hist_record(w->wake_late, late);
+}
+
 /* The window (warmup included): until t_end, or until stopped or every connection is gone. */
 static void run_window(struct loader *w)
 {
@@ -295,19 +327,22 @@ static void run_window(struct loader *w)
 		}
 		deadline = min_u64(w->t_end, next_scan);
 		if (cfg->mode == MODE_OPEN) {
-			uint64_t due = next_sendable_due(w);
+			uint64_t due = next_sendable_due(w), early = pacing_margin(&w->pacing);
 
-			if (due <= now + SPIN_NS) {
+			if (due <= now + early) {
 				/* Poll without sleeping; the time found idle is spin, not load. */
 				uint64_t t = now_ns();
 
+				if (now >= w->t_measure && early > w->wake_early_max)
+					w->wake_early_max = early;
 				if (wait_events(w, t, t) == 0)
 					w->spin_ns += now_ns() - t;
 				continue;
 			}
-			deadline = min_u64(deadline, due - SPIN_NS);
+			deadline = min_u64(deadline, due - early);
 		}
-		wait_events(w, now, deadline);
+		if (wait_events(w, now, deadline) == 0 && w->wake_late)
+			woke(w, deadline);
 	}
 }
 

@@ -27,15 +27,21 @@
 
 #include "hist.h"
 #include "load.h"
+#include "pacing.h"
 #include "ratesched.h"
 
-/* One message in flight, or queued to go (open loop, partial writes). */
+/* One message in flight, or queued to go (open loop, partial writes). 32 bytes: the memory of
+ * a message in flight (clients/README.md, "--pipeline unbounded"). */
 struct msg {
 	uint64_t start_off;         /* offset of its first byte in the connection's stream */
-	uint64_t t_sched;           /* due time: latency counts from here */
+	uint64_t t_sched;           /* due time: latency counts from here. Open loop, once the
+				     * message is answered (lconn_pop): when a client on time
+				     * would have had this slot back, for the slot's next message */
 	uint64_t t_sent;            /* when it was handed to the socket: uncorrected latency */
-	uint32_t size;
-	uint32_t bad;               /* a mismatch has been counted for it */
+	uint32_t size : 31;         /* at most 64 MiB (--size) */
+	uint32_t bad : 1;           /* a mismatch has been counted for it */
+	uint32_t late_ns;           /* open loop: how late the client itself sent it (saturates
+				     * at 4.3 s) */
 };
 
 struct lconn {
@@ -138,7 +144,12 @@ struct loader {
 	int stop_fd;                /* eventfd: readable when main asks every loader to stop */
 	struct lconn *conns;
 	uint32_t nconns, live;
-	uint32_t pipeline;          /* closed loop and stream: messages kept in flight */
+	uint32_t pipeline;          /* closed loop and stream: messages kept in flight; open
+				     * loop: the most (the ring's size), or its first size when
+				     * unbounded */
+	bool unbounded;             /* open loop, --pipeline unbounded: rings grow, up to... */
+	uint32_t ring_limit;        /* ...this many messages (what --timeout lets pile up) */
+	uint32_t inflight_max;      /* the most messages one connection had in flight */
 	bool blocking;              /* one connection, -p 1, closed loop: no event loop */
 	uint64_t pending;           /* messages queued or in flight on live connections */
 	uint8_t *rbuf, *wbuf;
@@ -148,7 +159,8 @@ struct loader {
 	struct ratesched rs;
 	struct hist *lat;           /* from due time (closed loop: send time) */
 	struct hist *lat_unc;       /* open loop: from the actual send */
-	struct hist *lag;           /* open loop: send time - due time */
+	struct hist *lag;           /* open loop: the client's own lateness (send_lag) */
+	struct hist *slot_wait;     /* open loop: the wait for a free slot (the server's) */
 	struct hist *block[LOAD_CI_BLOCKS];   /* lat, split into equal time blocks of the window */
 	struct series *series;
 	struct load_counts c;
@@ -156,6 +168,9 @@ struct loader {
 	uint64_t t_stopped;
 	bool stopped_early;         /* its connections all failed before t_end */
 	uint64_t spin_ns;           /* time spent polling for a due time: not load work */
+	struct pacing pacing;       /* open loop: how early to stop sleeping before a due time */
+	struct hist *wake_late;     /* open loop: how late timed waits returned (in the window) */
+	uint64_t wake_early_max;    /* the largest margin used in the window */
 	double busy;                /* fraction of its time on CPU, spin excluded */
 	int error;                  /* 0 or -errno of an internal failure (epoll) */
 	char error_text[160];
@@ -177,7 +192,8 @@ void lconn_fail(struct loader *w, struct lconn *c, enum err_kind kind);
 void lconn_close(struct loader *w, struct lconn *c);     /* clean: no error counted */
 struct msg *lconn_at(const struct lconn *c, uint32_t i);  /* i-th oldest in flight */
 void lconn_queue(struct loader *w, struct lconn *c, uint64_t t_sched, uint64_t now);
-void lconn_pop(struct loader *w, struct lconn *c);        /* drops the oldest, unanswered */
+/* Drops the oldest (answered, or given up at `now`) and hands its slot back. */
+void lconn_pop(struct loader *w, struct lconn *c, uint64_t now);
 void lconn_done(struct loader *w, struct lconn *c, uint64_t now);   /* oldest answered */
 /* After answers: closed loop tops up to the pipeline depth, open loop queues what is due. */
 void lconn_replenish(struct loader *w, struct lconn *c, uint64_t now);
@@ -190,5 +206,7 @@ int loader_setup(struct loader *w, const struct load_config *cfg, int index, con
 void loader_free(struct loader *w);
 void *loader_main(void *arg);
 void loader_start_clock(struct loader *w, uint64_t t0);
+/* --pipeline unbounded: the most messages one connection may hold in flight. */
+uint32_t loader_ring_limit(const struct load_config *cfg);
 
 #endif

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +42,8 @@ static const char usage_head[] =
 "                          --stream: 16k). Suffixes k, M (x1024)\n"
 "  -d, --duration D        measured time (default 10s). Suffixes ms, s, m\n"
 "      --warmup D          load before the measurement, excluded from every figure (default 0)\n"
-"  -t, --threads N         threads (default: number of cores, at most one per connection);\n"
-"                          with --processes, the total over the processes\n";
+"  -t, --threads N         threads (default: the CPUs it may run on, at most one per\n"
+"                          connection); with --processes, the total over the processes\n";
 
 /* After the engine lines (load_engines.c prints them from its table). */
 static const char usage_tail[] =
@@ -116,10 +117,16 @@ static const struct option long_opts[] = {
 	{ 0, 0, 0, 0 },
 };
 
+/* The CPUs this process may run on (taskset, the driver's placement), not those online: two
+ * open-loop threads polling on one CPU would delay each other's sends. */
 static unsigned long cores(void)
 {
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+	long n;
 
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return (unsigned long)CPU_COUNT(&set);
+	n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n > 0 ? (unsigned long)n : 1;
 }
 

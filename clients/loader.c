@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -92,7 +93,7 @@ int loader_setup(struct loader *w, const struct load_config *cfg, int index, con
 	w->tp = cfg->tp;
 	w->eng = cfg->engine;
 	w->index = index;
-	w->stop_fd = -1;
+	w->stop_fd = w->schedstat_fd = -1;
 	w->nconns = w->live = n;
 	w->pipeline = cap;
 	w->unbounded = cfg->mode == MODE_OPEN && !cfg->pipeline;
@@ -115,8 +116,7 @@ int loader_setup(struct loader *w, const struct load_config *cfg, int index, con
 		c->id = ids[i];
 		c->rng = cfg->seed ^ (ids[i] * UINT64_C(0xd1b54a32d192ed03));
 		c->cap = cap;
-		/* Zeroed: a slot's first message finds it free since time 0 (split_lateness). */
-		c->ring = calloc(cap, sizeof(*c->ring));
+		c->ring = malloc(cap * sizeof(*c->ring));
 		if (!c->ring)
 			return -ENOMEM;
 	}
@@ -146,6 +146,8 @@ void loader_free(struct loader *w)
 	series_free(w->series);
 	if (w->stop_fd >= 0)
 		close(w->stop_fd);
+	if (w->schedstat_fd >= 0)
+		close(w->schedstat_fd);
 }
 
 void loader_start_clock(struct loader *w, uint64_t t0)
@@ -291,12 +293,30 @@ static uint64_t next_sendable_due(const struct loader *w)
 	return k >= w->rs.limit ? UINT64_MAX : ratesched_due(&w->rs, k);
 }
 
-/* A timed wait returned with nothing to do: how late, for the margin and the report. */
-static void woke(struct loader *w, uint64_t deadline)
+/* How long this thread has waited, runnable, for a CPU (the second field of
+ * /proc/thread-self/schedstat, ns); 0 when unknown. */
+static uint64_t run_delay(const struct loader *w)
 {
-	uint64_t t = now_ns(), late = t > deadline ? t - deadline : 0;
+	char buf[96];
+	unsigned long long run = 0, delay = 0;
+	ssize_t n;
 
-	pacing_woke(&w->pacing, late);
+	if (w->schedstat_fd < 0 || (n = pread(w->schedstat_fd, buf, sizeof(buf) - 1, 0)) <= 0)
+		return 0;
+	buf[n] = '\0';
+	return sscanf(buf, "%llu %llu", &run, &delay) == 2 ? delay : 0;
+}
+
+/* A timed wait (deadline) returned with nothing to do: how late, for the report, and for the
+ * margin the part that polling cures. Time spent runnable but not running (the run delay
+ * accrued meanwhile, `delay`) is a busy machine: a polling thread waits for a CPU just the
+ * same, so it is left out of the margin. */
+static void woke(struct loader *w, uint64_t deadline, uint64_t delay0)
+{
+	uint64_t t = now_ns(), late = t > deadline ? t - deadline : 0, delay1 = run_delay(w);
+	uint64_t queued = delay0 && delay1 > delay0 ? delay1 - delay0 : 0;
+
+	pacing_woke(&w->pacing, late > queued ? late - queued : 0);
 	if (t >= w->t_measure && t < w->t_end)
 		hist_record(w->wake_late, late);
 }
@@ -341,8 +361,14 @@ static void run_window(struct loader *w)
 			}
 			deadline = min_u64(deadline, due - early);
 		}
-		if (wait_events(w, now, deadline) == 0 && w->wake_late)
-			woke(w, deadline);
+		if (cfg->mode == MODE_OPEN) {
+			uint64_t delay0 = run_delay(w);
+
+			if (wait_events(w, now, deadline) == 0)
+				woke(w, deadline, delay0);
+			continue;
+		}
+		wait_events(w, now, deadline);
 	}
 }
 
@@ -407,6 +433,8 @@ void *loader_main(void *arg)
 
 	/* The default 50 us timer slack would make every scheduled send late by up to that. */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+	if (w->cfg->mode == MODE_OPEN)
+		w->schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
 	/* The engine is set up here, in the thread that uses it: an io_uring ring with
 	 * SINGLE_ISSUER|DEFER_TASKRUN belongs to the task that created it. */
 	int err = w->eng->setup(w);

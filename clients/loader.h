@@ -34,15 +34,13 @@
  * a message in flight (clients/README.md, "--pipeline unbounded"). */
 struct msg {
 	uint64_t start_off;         /* offset of its first byte in the connection's stream */
-	uint64_t t_sched;           /* due time: latency counts from here. Open loop, once the
-				     * message is answered (lconn_pop): when a client on time
-				     * would have had this slot back, for the slot's next message */
+	uint64_t t_sched;           /* due time: latency counts from here */
 	uint64_t t_sent;            /* when it was handed to the socket: uncorrected latency */
-	uint32_t size : 31;         /* at most 64 MiB (--size) */
-	uint32_t bad : 1;           /* a mismatch has been counted for it */
-	uint32_t late_ns;           /* open loop: how late the client itself sent it (saturates
-				     * at 4.3 s) */
+	uint32_t size;
+	uint32_t bad;               /* a mismatch has been counted for it */
 };
+
+#define LCONN_GATES 2               /* late-fired batches of owed messages kept apart */
 
 struct lconn {
 	int fd;
@@ -59,6 +57,10 @@ struct lconn {
 	uint32_t nsent;             /* datagrams: ring entries from head already sent */
 	uint64_t next_idx;          /* open loop: the connection's next message number */
 	uint64_t owed;              /* open loop: messages due but not yet queued (ring full) */
+	uint64_t t_change;          /* open loop: when the ring last became full or not full, */
+	uint64_t t_before;          /* and the change before that */
+	struct { uint64_t last, t_full; } gate[LCONN_GATES];   /* lconn.c: owe_gate() */
+	uint8_t ngates;
 	uint64_t rng;               /* size draws */
 	uint64_t answered;          /* messages answered inside the measured window */
 };
@@ -171,6 +173,7 @@ struct loader {
 	struct pacing pacing;       /* open loop: how early to stop sleeping before a due time */
 	struct hist *wake_late;     /* open loop: how late timed waits returned (in the window) */
 	uint64_t wake_early_max;    /* the largest margin used in the window */
+	int schedstat_fd;           /* open loop: /proc/thread-self/schedstat, or -1 */
 	double busy;                /* fraction of its time on CPU, spin excluded */
 	int error;                  /* 0 or -errno of an internal failure (epoll) */
 	char error_text[160];

@@ -2,8 +2,9 @@
  * so that the send goes out on time. A timer wake-up comes late by an amount that depends on
  * the machine: tens of microseconds on a busy host, about a millisecond on a virtual machine
  * whose idle vCPU halts. The margin is learnt in the run itself, as Treadmill does: a high
- * quantile (PACING_QUANTILE) of how late the thread's own timed waits returned, over its
- * recent waits (counts halve every PACING_HALFLIFE samples, so the margin follows the machine
+ * quantile (PACING_QUANTILE) of how late the thread's own timed waits returned, less the time
+ * it then waited for a CPU (the loader subtracts that: a polling thread would have waited for
+ * a CPU just the same), over its recent waits (counts halve every PACING_HALFLIFE samples, so the margin follows the machine
  * as it changes), between PACING_FLOOR_NS and PACING_CAP_NS. Waking earlier costs CPU: the
  * thread polls from the margin on (the loader counts that time apart, `spin`).
  *

@@ -26,7 +26,8 @@ REQUIRED = ("target", "mode", "connections", "threads", "pipeline", "size", "dur
             "messages", "bytes", "msgs_per_sec", "bytes_per_sec", "latency_us",
             "latency_uncorrected_us", "connect_us", "errors", "mismatches", "complete",
             "rate_target", "rate_sent", "rate_achieved", "wall_s", "drained_after_window",
-            "send_lag_us", "client_cpu", "latency_ci_us", "intervals", "msgs_per_conn",
+            "send_lag_us", "slot_wait_us", "slot_wait_share", "pacing", "inflight_max",
+            "client_cpu", "latency_ci_us", "intervals", "msgs_per_conn",
             "starved_connections", "checks", "valid", "invalid_reasons")
 CHECK_NAMES = ["rate", "send_lag", "client_cpu", "verify", "connections"]
 
@@ -290,8 +291,9 @@ def test_open_loop_stall_is_corrected(start_server):
     """SIGSTOP for 300 ms in the middle of a run at half the server's capacity: messages keep
     falling due while nothing is answered, so the corrected p99 takes in the stall (about 10 %
     of the messages fall due in it) while the uncorrected p99 does not (only the few messages
-    in flight when it began saw it). The send lag shows that the client could not send on
-    schedule (or the rate check fails)."""
+    in flight when it began saw it). With -p 1 the messages that fall due meanwhile wait for
+    the stuck one's slot: that wait is booked as the server's (slot_wait), not as the client's
+    lateness (send_lag), which no machine able to run this test makes 100 ms."""
     sp = start_server("epoll")
     rc, cap, err = run_load("-c", 8, "-d", "1s", sp.addr)
     assert rc == 0, err
@@ -316,9 +318,10 @@ def test_open_loop_stall_is_corrected(start_server):
     assert cor["p99"] >= 10 * unc["p99"], (cor, unc)
     assert cor["p99"] >= 50000, cor
     assert obj["unanswered"] == 0
-    lag = obj["send_lag_us"]
-    assert lag["p99"] >= 200000 or lag["max"] >= 200000 or not checks(obj)["rate"]["ok"], lag
-    assert not checks(obj)["send_lag"]["ok"] and obj["valid"] is False
+    wait = obj["slot_wait_us"]
+    assert wait["max"] >= 200000 or not checks(obj)["rate"]["ok"], wait
+    assert obj["slot_wait_share"] > 0
+    assert obj["send_lag_us"]["p99"] < 100000, obj["send_lag_us"]
 
 
 def test_json_hgrm_csv_outputs(start_server):

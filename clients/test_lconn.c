@@ -1,8 +1,7 @@
-/* The open loop's lateness split (lconn.c): a message that came due while its connection's
- * slots all waited for the server waited for the server (slot_wait), a message the client
- * itself sent late is the client's lateness (send_lag), and a late burst stays the client's
- * even though its later messages find the slot taken (by the burst's own first message).
- * Time is simulated: every call gets the `now` the scenario says. */
+/* The open loop's lateness split (lconn.c): time a message spent due while its connection's
+ * slots all waited for the server is the server's (slot_wait); time it spent due with a slot
+ * free is the client's (send_lag), including a late burst up to the moment its first message
+ * fills the ring. Time is simulated: every call gets the `now` the scenario says. */
 #include <stdlib.h>
 
 #include "check.h"
@@ -101,10 +100,10 @@ static void test_server_stall_is_slot_wait(void)
 	teardown(&w, &c);
 }
 
-/* -p 1, the server fast, the client wakes 5 ms late and fires ticks 0-4 at once. Only message
- * 0 finds the slot free; 1-4 find it taken by message 0, which the client itself sent late:
- * had it been on time, the slot would have been free again when each came due. All of it is
- * the client's lateness. */
+/* -p 1, the server fast, the client wakes 5 ms late and fires ticks 0-4 at once. Until then
+ * the slot was free: 5, 4, 3, 2, 1 ms are the client's. Message 0 then fills the ring, and
+ * messages 1-4 wait for the round trips before them: those few microseconds are the
+ * server's. */
 static void test_late_burst_is_client_lag(void)
 {
 	struct loader w;
@@ -115,21 +114,22 @@ static void test_late_burst_is_client_lag(void)
 	lconn_owe(&w, &c, 5, t);
 	CHECK_EQ(c.count, 1);
 	CHECK_EQ(c.owed, 4);
+	CHECK_EQ(hist_count(w.lag), 5);                 /* booked when the ticks fire */
+	CHECK_EQ(hist_max(w.lag), 5 * MS);              /* message 0: due at 0, fired at 5 ms */
+	CHECK_EQ(hist_min(w.lag), 1 * MS);              /* message 4: due at 4 */
 	for (int i = 0; i < 5; i++) {
 		t += RTT;
 		answer(&w, &c, t);
 	}
 	CHECK_EQ(hist_count(w.slot_wait), 5);
-	CHECK_EQ(zeros(w.slot_wait), 5);               /* nobody waited for the server */
-	CHECK_EQ(hist_count(w.lag), 5);
-	CHECK_EQ(hist_max(w.lag), 5 * MS);              /* message 0: due at 0, sent at 5 ms */
-	CHECK(hist_min(w.lag) >= 1 * MS);               /* message 4: due at 4, sent after 5 */
+	CHECK_EQ(zeros(w.slot_wait), 1);
+	CHECK_EQ(hist_max(w.slot_wait), 4 * RTT);       /* message 4 waited for four round trips */
 	teardown(&w, &c);
 }
 
-/* Both: the client sends message 0 2 ms late, the server takes 10 ms to answer it. Message 1
- * (due at 1 ms) would have waited until 10 ms with a client on time: 9 ms are the server's;
- * the 2 ms the client lost on message 0 it still owes on message 1. */
+/* Both: the client sends message 0 2 ms late; the server takes 10 ms to answer it. Message 1,
+ * due at 1 ms, had its slot free until 2 ms (the client's 1 ms), then waited for message 0's
+ * answer until 12 ms (the server's 10 ms). */
 static void test_both_are_split(void)
 {
 	struct loader w;
@@ -140,9 +140,55 @@ static void test_both_are_split(void)
 	answer(&w, &c, T0 + 12 * MS);
 	CHECK_EQ(hist_count(w.lag), 2);
 	CHECK_EQ(hist_max(w.lag), 2 * MS);
-	CHECK_EQ(hist_min(w.lag), 2 * MS);
-	CHECK_EQ(hist_max(w.slot_wait), 9 * MS);
+	CHECK_EQ(hist_min(w.lag), 1 * MS);
+	CHECK_EQ(hist_max(w.slot_wait), 10 * MS);
 	CHECK_EQ(zeros(w.slot_wait), 1);
+	teardown(&w, &c);
+}
+
+/* A slow server keeps the connection backlogged. The client, late once (message 1 fired
+ * 800 us late with its slot free), is late once: the messages behind it, each due while the
+ * ring was full, wait for the server only (a lateness carried along the backlog would be
+ * charged to the client again and again). */
+static void test_one_late_fire_is_not_inherited(void)
+{
+	struct loader w;
+	struct lconn c;
+
+	setup(&w, &c, 1, false);
+	lconn_owe(&w, &c, 1, T0);
+	answer(&w, &c, T0 + 100 * US);
+	lconn_owe(&w, &c, 1, T0 + 1800 * US);           /* message 1, due at 1 ms */
+	for (uint64_t i = 2; i <= 6; i++)
+		lconn_owe(&w, &c, 1, T0 + i * MS);       /* on time, behind a busy server */
+	for (uint64_t i = 1; i <= 6; i++)
+		answer(&w, &c, T0 + (7 + 3 * i) * MS);
+	CHECK_EQ(hist_count(w.lag), 7);
+	CHECK_EQ(hist_max(w.lag), 800 * US);
+	CHECK_EQ(hist_percentile(w.lag, 85), 0);        /* only message 1 was the client's */
+	CHECK_EQ(zeros(w.slot_wait), 2);                /* messages 0 and 1 */
+	CHECK_EQ(hist_max(w.slot_wait), 22 * MS - 6 * MS);  /* message 6, sent at 22 ms */
+	teardown(&w, &c);
+}
+
+/* The loop does not wake for the ticks of a connection whose ring is full: it waits for the
+ * answer. Message 2 (due at 2 ms) is taken only after message 0's answer at 5 ms freed the
+ * slot that owed message 1 took at once: the ring never had a slot free for it, so none of
+ * its lateness is the client's. */
+static void test_ticks_taken_after_the_answer(void)
+{
+	struct loader w;
+	struct lconn c;
+
+	setup(&w, &c, 1, false);
+	lconn_owe(&w, &c, 1, T0);
+	lconn_owe(&w, &c, 1, T0 + 1 * MS);
+	answer(&w, &c, T0 + 5 * MS);                    /* message 1 goes at once */
+	lconn_owe(&w, &c, 1, T0 + 5 * MS + 100 * US);   /* message 2, due at 2 ms */
+	CHECK_EQ(c.owed, 1);
+	CHECK_EQ(hist_max(w.lag), 0);
+	answer(&w, &c, T0 + 6 * MS);
+	CHECK_EQ(hist_max(w.slot_wait), 4 * MS);
 	teardown(&w, &c);
 }
 
@@ -203,6 +249,8 @@ int main(void)
 	test_server_stall_is_slot_wait();
 	test_late_burst_is_client_lag();
 	test_both_are_split();
+	test_one_late_fire_is_not_inherited();
+	test_ticks_taken_after_the_answer();
 	test_deeper_pipeline();
 	test_unbounded_never_waits();
 	printf("lconn: ok\n");

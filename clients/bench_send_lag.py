@@ -7,6 +7,11 @@ the time spent polling for due times and the early-wake margin, with the load av
 
     /usr/bin/python3 clients/bench_send_lag.py --build build
     /usr/bin/python3 clients/bench_send_lag.py --load old/echo-load --load build/clients/echo-load
+    /usr/bin/python3 clients/bench_send_lag.py --split --fifo    # as on a machine of its own
+
+--split puts the server on the first CPU this may use and echo-load (-t: the others) on the
+rest, as the driver's split placement does; --fifo runs echo-load at SCHED_FIFO priority 1
+(root), so that other work on a shared machine does not decide its punctuality.
 
 A figure, not a test: it asserts nothing about the machine's speed."""
 import argparse
@@ -17,9 +22,10 @@ import subprocess
 import sys
 
 
-def start_server(build):
+def start_server(build, cpus):
     p = subprocess.Popen([os.path.join(build, "servers", "echo-server"), "--backend", "epoll",
-                          "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+                          "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: os.sched_setaffinity(0, cpus))
     line = p.stdout.readline().split()
     if len(line) < 2 or line[0] != "listening":
         p.kill()
@@ -27,9 +33,9 @@ def start_server(build):
     return p, line[1]
 
 
-def run(load, addr, args):
-    p = subprocess.run([load, "-c", "16", *args, "--json", "-", addr], capture_output=True,
-                       text=True, timeout=120)
+def run(load, addr, args, prefix):
+    p = subprocess.run([*prefix, load, "-c", "16", *args, "--json", "-", addr],
+                       capture_output=True, text=True, timeout=120)
     if not p.stdout.startswith("{"):
         sys.exit(f"{load} failed: {p.stderr.strip()}")
     return json.loads(p.stdout)
@@ -58,21 +64,32 @@ def main():
     ap.add_argument("--load", action="append", help="echo-load binaries (default: the build's)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", default="3s")
+    ap.add_argument("--split", action="store_true", help="server and echo-load on own CPUs")
+    ap.add_argument("--fifo", action="store_true", help="echo-load at SCHED_FIFO 1 (root)")
     a = ap.parse_args()
     loads = a.load or [os.path.join(a.build, "clients", "echo-load")]
-    srv, addr = start_server(a.build)
+    cpus = sorted(os.sched_getaffinity(0))
+    if a.split and len(cpus) < 2:
+        sys.exit("--split needs two CPUs")
+    server_cpus = set(cpus[:1]) if a.split else set(cpus)
+    client_cpus = cpus[1:] if a.split else cpus
+    prefix = ["taskset", "-c", ",".join(map(str, client_cpus))]
+    prefix += ["chrt", "-f", "1"] if a.fifo else []
+    srv, addr = start_server(a.build, server_cpus)
     try:
-        peak = run(loads[-1], addr, ["-d", a.duration])["msgs_per_sec"]
+        peak = run(loads[-1], addr, ["-d", a.duration], prefix)["msgs_per_sec"]
         rates = [1000, 10000, 40000, int(peak / 2)]
-        print(f"closed-loop peak at -c 16: {peak:.0f} msgs/s; load average "
-              f"{os.getloadavg()[0]:.2f}")
+        print(f"closed-loop peak at -c 16: {peak:.0f} msgs/s; server on CPUs "
+              f"{sorted(server_cpus)}, echo-load on {client_cpus}"
+              f"{' at SCHED_FIFO' if a.fifo else ''}; load average {os.getloadavg()[0]:.2f}")
         print(f"{'rate':>7} {'binary':>24} {'lag p50':>8} {'lag p99':>9} {'wait p99':>9} "
               f"{'waited':>7} {'spin':>6} {'margin':>7} {'cpu':>6} valid")
         for rate in rates:
             got = {load: [] for load in loads}
             for _ in range(a.rounds):
                 for load in loads:
-                    got[load].append(row(run(load, addr, ["-R", str(rate), "-d", a.duration])))
+                    got[load].append(row(run(load, addr, ["-R", str(rate), "-d", a.duration],
+                                             prefix)))
             for load in loads:
                 rs = got[load]
 

@@ -111,6 +111,7 @@ struct load_result {
 	uint64_t inflight_max;      /* open loop: the most one connection had in flight */
 	double spin_s;              /* open loop: time the threads polled for due times */
 	double wake_early_us;       /* open loop: the largest early-wake margin a thread used */
+	double cpu_wait_s;          /* open loop: time the threads waited, runnable, for a CPU */
 	double rate_target;         /* open loop: msgs/s asked for (merged: the sum), else 0 */
 	uint64_t starved;           /* connections with no answer in the window */
 	double duration_s;          /* measured window actually run */

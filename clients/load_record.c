@@ -80,6 +80,7 @@ static int build(struct histio_record *rec, const struct load_result *r)
 		{ "start_lag_us", r->start_lag_us, HISTIO_MAX },
 		{ "complete", r->complete, HISTIO_MIN },
 		{ "spin_s", r->spin_s, HISTIO_SUM },
+		{ "cpu_wait_s", r->cpu_wait_s, HISTIO_SUM },
 		{ "wake_early_us", r->wake_early_us, HISTIO_MAX },
 		{ "inflight_max", (double)r->inflight_max, HISTIO_MAX },
 		{ "processes", (double)cfg->processes, HISTIO_SUM },
@@ -201,6 +202,7 @@ static int unpack(struct load_result *r, struct load_config *cfg,
 	r->sys_s = real_or(rec, "sys_s", 0);
 	r->busiest = real_or(rec, "busiest_thread", 0);
 	r->spin_s = real_or(rec, "spin_s", 0);
+	r->cpu_wait_s = real_or(rec, "cpu_wait_s", 0);
 	r->wake_early_us = real_or(rec, "wake_early_us", 0);
 	r->inflight_max = (uint64_t)real_or(rec, "inflight_max", 0);
 	r->start_lag_us = real_or(rec, "start_lag_us", -1);

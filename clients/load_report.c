@@ -49,6 +49,14 @@ static double us(uint64_t ns) { return (double)ns / 1000.0; }
 
 static double per_sec(uint64_t n, double s) { return s > 0 ? (double)n / s : 0.0; }
 
+/* Open loop: the share of the window the load threads spent runnable, waiting for a CPU. */
+static double cpu_wait_share(const struct load_result *r)
+{
+	double span = (double)r->threads * r->duration_s;
+
+	return span > 0 ? r->cpu_wait_s / span : NAN;
+}
+
 static int finish(FILE *f)
 {
 	return fflush(f) != 0 || ferror(f) ? -EIO : 0;
@@ -131,8 +139,9 @@ static void human_health(FILE *f, const struct load_result *r)
 			us(hist_max(r->lag)), us(hist_percentile(r->slot_wait, 50)),
 			us(hist_percentile(r->slot_wait, 99)), us(hist_max(r->slot_wait)),
 			result_slot_wait_share(r) * 100);
-		fprintf(f, "  Pacing: woke up to %.0f us early and polled %.3fs; timer wake-ups "
-			"late (us) p50 %.2f, p99 %.2f, max %.2f\n", r->wake_early_us, r->spin_s,
+		fprintf(f, "  Pacing: woke up to %.0f us early and polled %.3fs; waited for a CPU "
+			"%.1f %% of the time; timer wake-ups late (us) p50 %.2f, p99 %.2f, max "
+			"%.2f\n", r->wake_early_us, r->spin_s, cpu_wait_share(r) * 100,
 			us(hist_percentile(r->wake_late, 50)), us(hist_percentile(r->wake_late, 99)),
 			us(hist_max(r->wake_late)));
 	}
@@ -289,8 +298,10 @@ static void json_lateness(FILE *f, const struct load_result *r)
 		fputs("null", f);
 	fputs(", \"pacing\": ", f);
 	if (r->cfg->mode == MODE_OPEN) {
-		fprintf(f, "{\"wake_early_us\": %.3f, \"spin_s\": %.6f, \"wake_late_us\": ",
+		fprintf(f, "{\"wake_early_us\": %.3f, \"spin_s\": %.6f, \"cpu_wait_share\": ",
 			r->wake_early_us, r->spin_s);
+		jnum(f, cpu_wait_share(r));
+		fputs(", \"wake_late_us\": ", f);
 		json_short(f, r->wake_late);
 		fputc('}', f);
 	} else {

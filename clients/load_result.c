@@ -120,6 +120,7 @@ void result_merge_loaders(struct load_result *r, const struct loader *ws, uint64
 			hist_merge(r->slot_wait, w->slot_wait);
 			hist_merge(r->wake_late, w->wake_late);
 			r->spin_s += (double)w->spin_ns / 1e9;
+			r->cpu_wait_s += (double)w->cpu_wait_ns / 1e9;
 			if (w->wake_early_max / 1000.0 > r->wake_early_us)
 				r->wake_early_us = (double)w->wake_early_max / 1000.0;
 			if (w->inflight_max > r->inflight_max)

@@ -321,6 +321,43 @@ static void woke(struct loader *w, uint64_t deadline, uint64_t delay0)
 		hist_record(w->wake_late, late);
 }
 
+/* Every PACING_WINDOW_NS: how much of it the thread waited, runnable, for a CPU. */
+static void sample_cpu_wait(struct loader *w, uint64_t now)
+{
+	uint64_t delay = run_delay(w);
+
+	if (w->cpu_t && delay >= w->cpu_delay) {
+		pacing_cpu_wait(&w->pacing, delay - w->cpu_delay, now - w->cpu_t);
+		if (w->cpu_t >= w->t_measure && now <= w->t_end)
+			w->cpu_wait_ns += delay - w->cpu_delay;
+	}
+	w->cpu_t = now;
+	w->cpu_delay = delay;
+}
+
+/* Open loop, nothing to do before the next due time of a connection with room: sleep until
+ * the margin before it (or `deadline`), or poll when that is near. */
+static void pace(struct loader *w, uint64_t now, uint64_t deadline)
+{
+	uint64_t due = next_sendable_due(w), early = pacing_margin(&w->pacing), delay0, t;
+
+	if (now - w->cpu_t >= PACING_WINDOW_NS)
+		sample_cpu_wait(w, now);
+	if (due <= now + early) {
+		/* Poll without sleeping; the time found idle is spin, not load. */
+		if (now >= w->t_measure && early > w->wake_early_max)
+			w->wake_early_max = early;
+		t = now_ns();
+		if (wait_events(w, t, t) == 0)
+			w->spin_ns += now_ns() - t;
+		return;
+	}
+	deadline = min_u64(deadline, due - early);
+	delay0 = run_delay(w);
+	if (wait_events(w, now, deadline) == 0)
+		woke(w, deadline, delay0);
+}
+
 /* The window (warmup included): until t_end, or until stopped or every connection is gone. */
 static void run_window(struct loader *w)
 {
@@ -346,29 +383,10 @@ static void run_window(struct loader *w)
 			continue;
 		}
 		deadline = min_u64(w->t_end, next_scan);
-		if (cfg->mode == MODE_OPEN) {
-			uint64_t due = next_sendable_due(w), early = pacing_margin(&w->pacing);
-
-			if (due <= now + early) {
-				/* Poll without sleeping; the time found idle is spin, not load. */
-				uint64_t t = now_ns();
-
-				if (now >= w->t_measure && early > w->wake_early_max)
-					w->wake_early_max = early;
-				if (wait_events(w, t, t) == 0)
-					w->spin_ns += now_ns() - t;
-				continue;
-			}
-			deadline = min_u64(deadline, due - early);
-		}
-		if (cfg->mode == MODE_OPEN) {
-			uint64_t delay0 = run_delay(w);
-
-			if (wait_events(w, now, deadline) == 0)
-				woke(w, deadline, delay0);
-			continue;
-		}
-		wait_events(w, now, deadline);
+		if (cfg->mode == MODE_OPEN)
+			pace(w, now, deadline);
+		else
+			wait_events(w, now, deadline);
 	}
 }
 

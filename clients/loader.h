@@ -174,6 +174,8 @@ struct loader {
 	struct hist *wake_late;     /* open loop: how late timed waits returned (in the window) */
 	uint64_t wake_early_max;    /* the largest margin used in the window */
 	int schedstat_fd;           /* open loop: /proc/thread-self/schedstat, or -1 */
+	uint64_t cpu_t, cpu_delay;  /* the last sample of the time waiting for a CPU */
+	uint64_t cpu_wait_ns;       /* time waiting for a CPU in the window */
 	double busy;                /* fraction of its time on CPU, spin excluded */
 	int error;                  /* 0 or -errno of an internal failure (epoll) */
 	char error_text[160];

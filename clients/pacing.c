@@ -7,7 +7,7 @@
 void pacing_init(struct pacing *p)
 {
 	memset(p, 0, sizeof(*p));
-	p->margin_ns = PACING_INITIAL_NS;
+	p->margin_ns = p->busy_margin_ns = PACING_INITIAL_NS;
 }
 
 unsigned pacing_bucket(uint64_t late_ns)
@@ -36,7 +36,7 @@ uint64_t pacing_bucket_high(unsigned b)
 	return ((uint64_t)(5 + sub) << (o + 8)) - 1;
 }
 
-static uint64_t quantile_high(const struct pacing *p)
+static uint64_t quantile_high(const struct pacing *p, double q)
 {
 	uint64_t total = 0, seen = 0, rank;
 
@@ -44,7 +44,7 @@ static uint64_t quantile_high(const struct pacing *p)
 		total += p->count[b];
 	if (!total)
 		return 0;
-	rank = (uint64_t)((double)total * PACING_QUANTILE + 0.999999);
+	rank = (uint64_t)((double)total * q + 0.999999);
 	for (unsigned b = 0; b < PACING_BUCKETS; b++) {
 		seen += p->count[b];
 		if (seen >= rank)
@@ -53,10 +53,13 @@ static uint64_t quantile_high(const struct pacing *p)
 	return UINT64_MAX;
 }
 
+static uint64_t clamp(uint64_t m)
+{
+	return m < PACING_FLOOR_NS ? PACING_FLOOR_NS : m > PACING_CAP_NS ? PACING_CAP_NS : m;
+}
+
 void pacing_woke(struct pacing *p, uint64_t late_ns)
 {
-	uint64_t m;
-
 	p->count[pacing_bucket(late_ns)]++;
 	p->samples++;
 	if (++p->since_decay >= PACING_HALFLIFE) {
@@ -68,6 +71,16 @@ void pacing_woke(struct pacing *p, uint64_t late_ns)
 	}
 	if (p->samples < PACING_MIN_SAMPLES)
 		return;
-	m = quantile_high(p);
-	p->margin_ns = m < PACING_FLOOR_NS ? PACING_FLOOR_NS : m > PACING_CAP_NS ? PACING_CAP_NS : m;
+	p->margin_ns = clamp(quantile_high(p, PACING_QUANTILE));
+	p->busy_margin_ns = clamp(quantile_high(p, PACING_BUSY_QUANTILE));
+}
+
+void pacing_cpu_wait(struct pacing *p, uint64_t waited_ns, uint64_t span_ns)
+{
+	double share;
+
+	if (!span_ns)
+		return;
+	share = (double)waited_ns / (double)span_ns;
+	p->cpu_wait += PACING_BUSY_WEIGHT * ((share > 1 ? 1 : share) - p->cpu_wait);
 }

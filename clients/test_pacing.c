@@ -58,6 +58,31 @@ static void test_margin_covers_the_quantile(void)
 	CHECK_EQ(pacing_margin(&p), PACING_CAP_NS);
 }
 
+/* Polling pays only on a CPU nobody else wants: while the thread waits for its CPU more than
+ * PACING_BUSY of the time, the margin covers a typical wake-up only (here 50 us, not the
+ * 900 us of one in twenty); the full margin comes back when the CPU is free. */
+static void test_busy_cpu_stops_polling(void)
+{
+	struct pacing p;
+
+	pacing_init(&p);
+	for (int i = 0; i < 100; i++)
+		pacing_woke(&p, i % 20 ? 50 * US : 900 * US);
+	CHECK(pacing_margin(&p) >= 900 * US);
+	pacing_cpu_wait(&p, 0, PACING_WINDOW_NS);
+	CHECK(!pacing_cpu_busy(&p));
+	for (int i = 0; i < 3; i++)
+		pacing_cpu_wait(&p, PACING_WINDOW_NS / 10, PACING_WINDOW_NS);   /* 10 % waiting */
+	CHECK(pacing_cpu_busy(&p));
+	CHECK(pacing_margin(&p) >= 50 * US && pacing_margin(&p) <= 50 * US * 5 / 4);
+	for (int i = 0; i < 40; i++)
+		pacing_cpu_wait(&p, 0, PACING_WINDOW_NS);
+	CHECK(!pacing_cpu_busy(&p));
+	CHECK(pacing_margin(&p) >= 900 * US);
+	pacing_cpu_wait(&p, 5 * PACING_WINDOW_NS, PACING_WINDOW_NS);   /* clipped to the span */
+	CHECK(p.cpu_wait < 0.2);                    /* not 5 x the weight */
+}
+
 static void test_too_few_samples(void)
 {
 	struct pacing p;
@@ -74,6 +99,7 @@ int main(void)
 {
 	test_buckets();
 	test_margin_covers_the_quantile();
+	test_busy_cpu_stops_polling();
 	test_too_few_samples();
 	printf("pacing: ok\n");
 	return 0;

@@ -272,6 +272,7 @@ static void open_pump(struct loader *w, struct lconn *c, uint64_t now)
 
 void lconn_owe(struct loader *w, struct lconn *c, uint64_t n, uint64_t now)
 {
+	open_pump(w, c, now);   /* owed messages only while the ring is full */
 	for (; n; n--) {
 		uint64_t idx = c->next_idx + c->owed, d = due_of(w, c, idx);
 		uint64_t late = free_time(w, c, d, now);

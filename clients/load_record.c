@@ -5,9 +5,9 @@
  * wait, wake-up lateness, the LOAD_CI_BLOCKS time blocks, messages per connection), every
  * counter, and the run's shape as reals whose merge policy says how hosts combine: rates and
  * CPU seconds add up, windows and the busiest thread take the largest, sizes and completeness
- * the smallest. Merging records
- * and reporting gives the figures one run over all their connections would have given: counts
- * added, percentiles from the merged buckets. The per-interval series is not in the record.
+ * the smallest; the engine goes by name. Merging records and reporting gives the figures one
+ * run over all their connections would have given: counts added, percentiles from the merged
+ * buckets. The per-interval series is not in the record.
  */
 #include <errno.h>
 #include <math.h>

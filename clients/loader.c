@@ -1,11 +1,12 @@
 /* One load thread: an event loop over its share of the connections (its engine says how it
- * learns that they can move bytes), in three phases. The window: messages go out (closed loop: as answers come; open loop: on schedule).
- * The drain: nothing new is started, what is owed for the window gets --timeout to come back.
- * The close: our side is shut down and the server's EOF awaited (bounded by --timeout), so
- * that a clean run leaves no reset on either side.
+ * learns that they can move bytes), in three phases. The window: messages go out (closed
+ * loop: as answers come; open loop: on schedule, paced by pacing.h). The drain: nothing new
+ * is started, what is owed for the window gets --timeout to come back. The close: our side is
+ * shut down and the server's EOF awaited (bounded by --timeout), so that a clean run leaves no
+ * reset on either side.
  *
  * Per message nothing is allocated: the in-flight ring of each connection and the buffers are
- * sized once here.
+ * sized once here (--pipeline unbounded: a ring doubles when full, lconn.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -328,7 +329,7 @@ static void sample_cpu_wait(struct loader *w, uint64_t now)
 
 	if (w->cpu_t && delay >= w->cpu_delay) {
 		pacing_cpu_wait(&w->pacing, delay - w->cpu_delay, now - w->cpu_t);
-		if (w->cpu_t >= w->t_measure && now <= w->t_end)
+		if (w->cpu_t >= w->t_measure && w->cpu_t < w->t_end)
 			w->cpu_wait_ns += delay - w->cpu_delay;
 	}
 	w->cpu_t = now;

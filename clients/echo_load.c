@@ -287,7 +287,7 @@ static struct loader *start_loaders(const struct load_config *cfg, struct load_r
 	if (err)
 		die(1, "cannot set up the load threads: %s", strerror(-err));
 	res->threads = *nthreads;
-	res->pipeline = ws[0].pipeline;
+	res->pipeline = cfg->pipeline ? ws[0].pipeline : 0;   /* 0: unbounded */
 	if (cfg->go_fd >= 0)
 		await_go(cfg, sigfd);
 	if (cfg->start_at > 0)
@@ -403,19 +403,6 @@ static int run_child(struct load_config *cfg, const char *record_path)
 	return 0;
 }
 
-/* --engine: the kernel may lack what the engine needs. Asked for: exit 1 with the reason;
- * the default: epoll instead (the JSON says which one ran). */
-static void choose_engine(struct load_config *cfg)
-{
-	const char *why = "";
-
-	if (cfg->engine->probe(&why) == 0)
-		return;
-	if (cfg->engine_set)
-		die(1, "--engine %s cannot run here: %s", cfg->engine->name, why);
-	cfg->engine = &engine_epoll;
-}
-
 int main(int argc, char **argv)
 {
 	struct load_config cfg;
@@ -434,7 +421,7 @@ int main(int argc, char **argv)
 		result_free(&res);
 		return code;
 	}
-	choose_engine(&cfg);
+	engine_choose(&cfg);
 	load_plan_sources(&cfg);
 	if (cfg.processes > 1) {
 		if (load_run_processes(&cfg, &res, run_child) < 0)

@@ -34,7 +34,7 @@
 
 #define HISTIO_VERSION 1
 #define HISTIO_NAME_MAX 48       /* bytes of a name including its NUL: 1..47 characters */
-#define HISTIO_ITEMS_MAX 64      /* items per record */
+#define HISTIO_ITEMS_MAX 128     /* items per record (echo-load writes about 60) */
 #define HISTIO_ERROR_MAX 160
 
 enum histio_kind { HISTIO_HIST = 1, HISTIO_COUNTER, HISTIO_REAL };

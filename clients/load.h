@@ -96,7 +96,10 @@ struct check {
 
 struct load_result {
 	const struct load_config *cfg;
-	struct hist *lat, *lat_unc, *connect, *lag;
+	struct hist *lat, *lat_unc, *connect;
+	struct hist *lag;           /* open loop: the client's own lateness per message */
+	struct hist *slot_wait;     /* open loop: the wait for a free slot per message (0: none) */
+	struct hist *wake_late;     /* open loop: how late the threads' timed waits returned */
 	struct hist *per_conn;      /* messages answered in the window, one value per connection */
 	struct hist *block[LOAD_CI_BLOCKS];
 	struct series *series;
@@ -104,7 +107,11 @@ struct load_result {
 	uint64_t connections;       /* asked for */
 	uint64_t connected;         /* connections that were established */
 	uint64_t threads;
-	uint64_t pipeline;          /* in flight per connection as run */
+	uint64_t pipeline;          /* in flight per connection as run; 0: unbounded */
+	uint64_t inflight_max;      /* open loop: the most one connection had in flight */
+	double spin_s;              /* open loop: time the threads polled for due times */
+	double wake_early_us;       /* open loop: the largest early-wake margin a thread used */
+	double cpu_wait_s;          /* open loop: time the threads waited, runnable, for a CPU */
 	double rate_target;         /* open loop: msgs/s asked for (merged: the sum), else 0 */
 	uint64_t starved;           /* connections with no answer in the window */
 	double duration_s;          /* measured window actually run */
@@ -153,6 +160,8 @@ void result_merge_loaders(struct load_result *r, const struct loader *ws, uint64
 void result_evaluate(struct load_result *r);   /* fills checks and valid */
 double result_rate_achieved(const struct load_result *r);   /* answered in the window, /s */
 double result_rate_sent(const struct load_result *r);
+/* Open loop: the fraction of the window's messages that waited for a slot; NAN otherwise. */
+double result_slot_wait_share(const struct load_result *r);
 
 /* load_report.c: each returns 0 or -errno. */
 int report_human(FILE *f, const struct load_result *r);

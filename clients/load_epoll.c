@@ -1,15 +1,30 @@
 /* The epoll engine: level-triggered readiness over the thread's sockets; the transports do the
  * I/O themselves (send/recv, sendmmsg/recvmmsg) when a socket is ready. EPOLLOUT is armed only
- * while a write waits (lconn_set_want_out). */
+ * while a write waits (the want_out hook). */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "loader.h"
 
 #define MAX_EVENTS 256
+
+/* w->eng_state: the thread's epoll instance. */
+static int *ep_of(const struct loader *w)
+{
+	return w->eng_state;
+}
+
+/* What a socket is watched for besides writability: a stream's half-close (EPOLLRDHUP) shows
+ * the server's EOF without a read. */
+static uint32_t base_events(const struct loader *w)
+{
+	return EPOLLIN | (w->tp->socktype == SOCK_STREAM ? EPOLLRDHUP : 0);
+}
 
 static int ep_probe(const char **why)
 {
@@ -25,29 +40,41 @@ static bool ep_supports(const struct transport *tp)
 static int ep_setup(struct loader *w)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	int *ep = malloc(sizeof(*ep)), err;
 
-	w->ep = epoll_create1(EPOLL_CLOEXEC);
-	if (w->ep < 0 || epoll_ctl(w->ep, EPOLL_CTL_ADD, w->stop_fd, &ev) < 0)
+	if (!ep) {
+		errno = ENOMEM;
+		goto fail;
+	}
+	w->eng_state = ep;
+	*ep = epoll_create1(EPOLL_CLOEXEC);
+	if (*ep < 0 || epoll_ctl(*ep, EPOLL_CTL_ADD, w->stop_fd, &ev) < 0)
 		goto fail;
 	for (uint32_t i = 0; i < w->nconns; i++) {
 		struct lconn *c = &w->conns[i];
 
-		ev.events = EPOLLIN | w->tp->events;
+		ev.events = base_events(w);
 		ev.data.ptr = c;
-		if (epoll_ctl(w->ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+		if (epoll_ctl(*ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
 			goto fail;
 	}
 	return 0;
 fail:
-	snprintf(w->error_text, sizeof(w->error_text), "epoll: %s", strerror(errno));
-	return -errno;
+	err = errno;
+	snprintf(w->error_text, sizeof(w->error_text), "epoll: %s", strerror(err));
+	return -err;
 }
 
 static void ep_free(struct loader *w)
 {
-	if (w->ep >= 0)
-		close(w->ep);
-	w->ep = -1;
+	int *ep = ep_of(w);
+
+	if (!ep)
+		return;
+	if (*ep >= 0)
+		close(*ep);
+	free(ep);
+	w->eng_state = NULL;
 }
 
 static int ep_wait(struct loader *w, uint64_t now, uint64_t deadline)
@@ -55,11 +82,11 @@ static int ep_wait(struct loader *w, uint64_t now, uint64_t deadline)
 	struct epoll_event evs[MAX_EVENTS];
 	uint64_t wait = deadline > now ? deadline - now : 0;
 	struct timespec ts = { (time_t)(wait / 1000000000u), (long)(wait % 1000000000u) };
-	int n = epoll_pwait2(w->ep, evs, MAX_EVENTS, &ts, NULL);
+	int n = epoll_pwait2(*ep_of(w), evs, MAX_EVENTS, &ts, NULL);
 
 	if (n < 0 && errno == ENOSYS) {
 		/* Kernels before 5.11: millisecond timeouts, rounded up so we never spin. */
-		n = epoll_wait(w->ep, evs, MAX_EVENTS, (int)((wait + 999999) / 1000000));
+		n = epoll_wait(*ep_of(w), evs, MAX_EVENTS, (int)((wait + 999999) / 1000000));
 	}
 	if (n < 0) {
 		if (errno != EINTR) {
@@ -85,8 +112,17 @@ static int ep_wait(struct loader *w, uint64_t now, uint64_t deadline)
 
 static void ep_forget(struct loader *w, struct lconn *c)
 {
-	if (w->ep >= 0)
-		epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
+	if (ep_of(w) && *ep_of(w) >= 0)
+		epoll_ctl(*ep_of(w), EPOLL_CTL_DEL, c->fd, NULL);
+}
+
+/* Level-triggered EPOLLOUT would wake the loop at every pass while the socket has room, so it
+ * is armed only while a write waits. */
+static int ep_want_out(struct loader *w, struct lconn *c, bool on)
+{
+	struct epoll_event ev = { .events = base_events(w) | (on ? EPOLLOUT : 0), .data.ptr = c };
+
+	return epoll_ctl(*ep_of(w), EPOLL_CTL_MOD, c->fd, &ev) < 0 ? -errno : 0;
 }
 
 const struct engine engine_epoll = {
@@ -98,4 +134,5 @@ const struct engine engine_epoll = {
 	.free = ep_free,
 	.wait = ep_wait,
 	.forget = ep_forget,
+	.want_out = ep_want_out,
 };

@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +17,10 @@
 
 #define DAY_NS (UINT64_C(86400) * 1000000000u)
 #define UDP_MAX_PAYLOAD 65507u
+#define MAX_PIPELINE 65536u
+#define INFLIGHT_BYTES (UINT64_C(1) << 30)   /* in-flight records, at most */
 
-static const char usage_text[] =
+static const char usage_head[] =
 "Usage: echo-load [options] TARGET\n"
 "       echo-load --merge FILE... [--json FILE|-] [--hgrm FILE] [--csv FILE|-]\n"
 "Measures an echo server: throughput, latency (HDR histogram) and byte-exact echo, and\n"
@@ -26,7 +29,8 @@ static const char usage_text[] =
 "\n"
 "  -c, --connections N     connections (default 10)\n"
 "  -p, --pipeline K        messages in flight per connection (default 1); with --rate the\n"
-"                          most that may be in flight, later ones wait their turn\n"
+"                          most that may be in flight, later ones wait their turn;\n"
+"                          'unbounded' (with --rate): none ever waits for a slot\n"
 "  -R, --rate N            open loop: N messages/s in total on a fixed schedule, whatever the\n"
 "                          server does; latency counts from each scheduled time (coordinated\n"
 "                          omission corrected), the uncorrected figure from the actual send.\n"
@@ -37,11 +41,11 @@ static const char usage_text[] =
 "                          --stream: 16k). Suffixes k, M (x1024)\n"
 "  -d, --duration D        measured time (default 10s). Suffixes ms, s, m\n"
 "      --warmup D          load before the measurement, excluded from every figure (default 0)\n"
-"  -t, --threads N         threads (default: number of cores, at most one per connection);\n"
-"                          with --processes, the total over the processes\n"
-"      --engine E          how load threads move bytes: epoll (readiness, send/recv) or\n"
-"                          uring (io_uring completions; TCP and unix streams only)\n"
-"                          (default " LOAD_DEFAULT_ENGINE_TEXT ")\n"
+"  -t, --threads N         threads (default: the CPUs it may run on, at most one per\n"
+"                          connection); with --processes, the total over the processes\n";
+
+/* After the engine lines (load_engines.c prints them from its table). */
+static const char usage_tail[] =
 "      --processes N       spread the connections over N forked processes, each under its\n"
 "                          own open-file limit; their histograms are merged exactly\n"
 "      --source A[-B]      bind each connection to a source IPv4 address from the range,\n"
@@ -112,10 +116,16 @@ static const struct option long_opts[] = {
 	{ 0, 0, 0, 0 },
 };
 
+/* The CPUs this process may run on (taskset, the driver's placement), not those online: two
+ * open-loop threads polling on one CPU would delay each other's sends. */
 static unsigned long cores(void)
 {
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+	long n;
 
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return (unsigned long)CPU_COUNT(&set);
+	n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n > 0 ? (unsigned long)n : 1;
 }
 
@@ -155,13 +165,17 @@ static void phase_arg(const char *s, struct load_config *cfg)
 	cfg->phase_n = n;
 }
 
-static const struct engine *engine_arg(const char *s)
+/* --pipeline K, or `unbounded` (0 here): the open loop never waits for a slot. */
+static uint64_t pipeline_arg(const char *s)
 {
-	if (strcmp(s, "epoll") == 0)
-		return &engine_epoll;
-	if (strcmp(s, "uring") == 0)
-		return &engine_uring;
-	die(2, "bad --engine '%s': expected epoll or uring", s);
+	uint64_t v;
+
+	if (strcmp(s, "unbounded") == 0)
+		return 0;
+	if (parse_count(s, MAX_PIPELINE, &v) < 0 || v < 1)
+		die(2, "bad --pipeline '%s': expected a count from 1 to %u (suffix k) or unbounded "
+		    "(with --rate)", s, MAX_PIPELINE);
+	return v;
 }
 
 /* --source A or A-B: IPv4 addresses, A <= B, at most LOAD_MAX_SOURCES of them. */
@@ -218,16 +232,15 @@ static void target_checks(struct load_config *cfg, bool udp, const char *size_ar
 /* The version, and each engine with whether it runs here (tests read this to skip). */
 static void print_version(void)
 {
-	const struct engine *e[] = { &engine_epoll, &engine_uring };
-
 	printf("echo-load %s\n", ECHOBENCH_VERSION);
-	for (unsigned i = 0; i < 2; i++) {
-		const char *why = "";
-		int r = e[i]->probe(&why);
+	engine_version(stdout);
+}
 
-		printf("engine %s: %s%s%s\n", e[i]->name, r < 0 ? "unavailable: " : "usable",
-		       r < 0 ? why : "", e[i] == &LOAD_DEFAULT_ENGINE ? " (default)" : "");
-	}
+static void print_usage(void)
+{
+	fputs(usage_head, stdout);
+	engine_usage(stdout);
+	fputs(usage_tail, stdout);
 }
 
 void load_parse_options(int argc, char **argv, struct load_config *cfg)
@@ -247,7 +260,7 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 	cfg->seed = 1;
 	cfg->verify = true;
 	cfg->progress = isatty(STDERR_FILENO);
-	cfg->engine = &LOAD_DEFAULT_ENGINE;
+	cfg->engine = engine_default();
 	cfg->processes = 1;
 	cfg->ready_fd = cfg->go_fd = -1;
 
@@ -257,9 +270,7 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 		case 'c':
 			cfg->connections = opt_count("--connections", optarg, 1, 1000000);
 			break;
-		case 'p':
-			cfg->pipeline = opt_count("--pipeline", optarg, 1, 65536);
-			break;
+		case 'p': cfg->pipeline = pipeline_arg(optarg); break;
 		case 'R':
 			cfg->rate = (double)opt_count("--rate", optarg, 1, 1000000000);
 			cfg->mode = MODE_OPEN;
@@ -311,7 +322,7 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 		case OPT_SOURCE: source_arg(optarg, cfg); break;
 		case OPT_CSV_HEADER: cfg->csv_header = true; break;
 		case OPT_PROGRESS: cfg->progress = true; break;
-		case 'h': fputs(usage_text, stdout); exit(0);
+		case 'h': print_usage(); exit(0);
 		case 'V': print_version(); exit(0);
 		case ':':
 			die(2, "option '%s' needs a value", argv[optind - 1]);
@@ -348,12 +359,7 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 	if (!size_arg)
 		cfg->size_lo = cfg->size_hi = cfg->mode == MODE_STREAM ? 16384 : 64;
 	target_checks(cfg, udp, size_arg);
-	if (!cfg->engine->supports(cfg->tp)) {
-		if (cfg->engine_set)
-			die(2, "--engine %s moves stream sockets only (TCP, unix); --udp runs on "
-			    "--engine epoll", cfg->engine->name);
-		cfg->engine = &engine_epoll;   /* the default engine, where it applies */
-	}
+	engine_check_transport(cfg);
 	if (cfg->src_count && cfg->target.family != AF_INET)
 		die(2, "--source binds IPv4 addresses: the target '%s' is not an IPv4 address",
 		    cfg->target_arg);
@@ -366,11 +372,19 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 			    "connection per hour)", cfg->rate, (unsigned long long)cfg->connections);
 	if (cfg->phase_k && cfg->mode != MODE_OPEN)
 		die(2, "--phase shifts the open-loop schedule: it needs --rate");
-	/* In-flight records: 32 bytes per message slot. */
-	if (cfg->connections * cfg->pipeline * 32 > (UINT64_C(1) << 30))
+	/* In-flight records: sizeof(struct msg) (32 bytes) per message slot. */
+	if (cfg->connections * cfg->pipeline * sizeof(struct msg) > INFLIGHT_BYTES)
 		die(2, "--connections %llu x --pipeline %llu needs more than 1 GiB of in-flight "
 		    "records; use fewer of either", (unsigned long long)cfg->connections,
 		    (unsigned long long)cfg->pipeline);
+	if (!cfg->pipeline && cfg->mode != MODE_OPEN)
+		die(2, "--pipeline unbounded is for the open loop (--rate): a closed loop keeps "
+		    "exactly -p messages in flight");
+	if (!cfg->pipeline && cfg->connections * loader_ring_limit(cfg) * sizeof(struct msg) >
+	    INFLIGHT_BYTES)
+		die(2, "--pipeline unbounded at --rate %.0f with --timeout %.1fs may hold more than "
+		    "1 GiB of in-flight records (rate x timeout messages); lower either",
+		    cfg->rate, cfg->timeout_ns / 1e9);
 	/* A long run without --intervals gets longer intervals rather than an error. */
 	while (!intervals_set && cfg->duration_ns / cfg->interval_ns >= SERIES_MAX_INTERVALS)
 		cfg->interval_ns *= 10;

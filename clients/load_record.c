@@ -1,12 +1,13 @@
 /* The lossless record of a run (--hist-out, clients/histio.h) and its offline merge (--merge),
  * and the percentile confidence intervals of latency_ci_us (clients/latci.h).
  *
- * A record holds every histogram whole (latency, uncorrected latency, connect, send lag, the
- * LOAD_CI_BLOCKS time blocks, messages per connection), every counter, and the run's shape as
- * reals whose merge policy says how hosts combine: rates and CPU seconds add up, windows and
- * the busiest thread take the largest, sizes and completeness the smallest. Merging records
- * and reporting gives the figures one run over all their connections would have given: counts
- * added, percentiles from the merged buckets. The per-interval series is not in the record.
+ * A record holds every histogram whole (latency, uncorrected latency, connect, send lag, slot
+ * wait, wake-up lateness, the LOAD_CI_BLOCKS time blocks, messages per connection), every
+ * counter, and the run's shape as reals whose merge policy says how hosts combine: rates and
+ * CPU seconds add up, windows and the busiest thread take the largest, sizes and completeness
+ * the smallest; the engine goes by name. Merging records and reporting gives the figures one
+ * run over all their connections would have given: counts added, percentiles from the merged
+ * buckets. The per-interval series is not in the record.
  */
 #include <errno.h>
 #include <math.h>
@@ -42,13 +43,15 @@ static int put_hist(struct histio_record *rec, const char *name, const struct hi
 static int build(struct histio_record *rec, const struct load_result *r)
 {
 	const struct load_config *cfg = r->cfg;
-	char name[16];
+	char name[HISTIO_NAME_MAX];
 	int err = 0;
 
 	err = put_hist(rec, "latency", r->lat, err);
 	err = put_hist(rec, "latency_uncorrected", r->lat_unc, err);
 	err = put_hist(rec, "connect", r->connect, err);
 	err = put_hist(rec, "send_lag", r->lag, err);
+	err = put_hist(rec, "slot_wait", r->slot_wait, err);
+	err = put_hist(rec, "wake_late", r->wake_late, err);
 	err = put_hist(rec, "msgs_per_conn", r->per_conn, err);
 	for (unsigned b = 0; b < LOAD_CI_BLOCKS; b++) {
 		snprintf(name, sizeof(name), "block%u", b);
@@ -76,14 +79,22 @@ static int build(struct histio_record *rec, const struct load_result *r)
 		{ "busiest_thread", r->busiest, HISTIO_MAX },
 		{ "start_lag_us", r->start_lag_us, HISTIO_MAX },
 		{ "complete", r->complete, HISTIO_MIN },
-		/* 0 epoll, 1 uring: records of different engines merge to the larger. */
-		{ "engine", cfg->engine == &engine_uring, HISTIO_MAX },
+		{ "spin_s", r->spin_s, HISTIO_SUM },
+		{ "cpu_wait_s", r->cpu_wait_s, HISTIO_SUM },
+		{ "wake_early_us", r->wake_early_us, HISTIO_MAX },
+		{ "inflight_max", (double)r->inflight_max, HISTIO_MAX },
 		{ "processes", (double)cfg->processes, HISTIO_SUM },
 		{ "source_first", (double)cfg->src_first, HISTIO_MIN },
 		{ "source_count", (double)cfg->src_count, HISTIO_MAX },
 	};
 	for (unsigned i = 0; !err && i < sizeof(reals) / sizeof(reals[0]); i++)
 		err = histio_put_real(rec, reals[i].name, reals[i].v, reals[i].p);
+	/* The engine by name: a counter `engine.NAME` of the records that ran it, so that
+	 * merged records say whether they all ran the same one. */
+	if (!err && cfg->engine) {
+		snprintf(name, sizeof(name), "engine.%s", cfg->engine->name);
+		err = histio_put_counter(rec, name, 1);
+	}
 	return err;
 }
 
@@ -144,6 +155,8 @@ static const struct { const char *name; double lo, hi; bool time; } shape[] = {
 	{ "sys_s", 0, 1e9, true }, { "start_lag_us", -1e15, 1e15, false },
 	{ "rate_target", 0, 1e15, false }, { "busiest_thread", 0, 1e3, false },
 	{ "complete", 0, 1, false }, { "engine", 0, 1, false }, { "processes", 0, 1e9, false },
+	{ "spin_s", 0, 1e9, true }, { "cpu_wait_s", 0, 1e9, true },
+	{ "wake_early_us", 0, 1e15, false }, { "inflight_max", 0, TWO_64, false },
 	{ "source_first", 0, 4294967295.0, false }, { "source_count", 0, LOAD_MAX_SOURCES, false },
 };
 
@@ -167,6 +180,34 @@ static int check_shape(const struct histio_record *rec, char *why, size_t n)
 	return 0;
 }
 
+/* The engine every merged record ran, by name; NULL when they differ or none says. Records
+ * written before engines went by name carry a real `engine`: 0 epoll, 1 uring. */
+static const struct engine *recorded_engine(const struct histio_record *rec)
+{
+	static const char *const before_names[] = { "epoll", "uring" };
+	const struct engine *found = NULL, *e;
+	char name[HISTIO_NAME_MAX];
+	double old;
+	uint64_t n;
+
+	for (unsigned i = 0; (e = engine_at(i)); i++) {
+		snprintf(name, sizeof(name), "engine.%s", e->name);
+		if (histio_counter(rec, name, &n) < 0 || !n)
+			continue;
+		if (found)
+			return NULL;
+		found = e;
+	}
+	if (histio_real(rec, "engine", &old) == 0) {
+		e = old == 0 || old == 1 ? engine_find(before_names[(int)old]) : NULL;
+		if (found && found != e)
+			return NULL;
+		found = e;
+	}
+	return found;
+}
+
+/* The merged record -> the configuration a report needs, and the result. */
 int record_unpack(struct load_result *r, struct load_config *cfg, const struct histio_record *rec,
 		  unsigned nfiles)
 {
@@ -184,10 +225,7 @@ int record_unpack(struct load_result *r, struct load_config *cfg, const struct h
 	cfg->warmup_ns = (uint64_t)(real_or(rec, "warmup_s", 0) * 1e9);
 	cfg->duration_ns = (uint64_t)(real_or(rec, "duration_asked_s", 0) * 1e9);
 	cfg->rate = real_or(rec, "rate_target", 0);
-	/* 0 epoll, 1 uring (merged: the larger); none in a record from before engines were
-	 * recorded. */
-	double engine = real_or(rec, "engine", -1);
-	cfg->engine = engine < 0 ? NULL : engine > 0 ? &engine_uring : &engine_epoll;
+	cfg->engine = recorded_engine(rec);
 	cfg->processes = u64_or(rec, "processes", 1);
 	cfg->src_first = (uint32_t)u64_or(rec, "source_first", 0);
 	cfg->src_count = (uint32_t)u64_or(rec, "source_count", 0);
@@ -197,6 +235,8 @@ int record_unpack(struct load_result *r, struct load_config *cfg, const struct h
 	take_hist(r->lat_unc, rec, "latency_uncorrected");
 	take_hist(r->connect, rec, "connect");
 	take_hist(r->lag, rec, "send_lag");
+	take_hist(r->slot_wait, rec, "slot_wait");
+	take_hist(r->wake_late, rec, "wake_late");
 	take_hist(r->per_conn, rec, "msgs_per_conn");
 	for (unsigned b = 0; b < LOAD_CI_BLOCKS; b++) {
 		snprintf(name, sizeof(name), "block%u", b);
@@ -212,12 +252,24 @@ int record_unpack(struct load_result *r, struct load_config *cfg, const struct h
 	r->user_s = real_or(rec, "user_s", 0);
 	r->sys_s = real_or(rec, "sys_s", 0);
 	r->busiest = real_or(rec, "busiest_thread", 0);
+	r->spin_s = real_or(rec, "spin_s", 0);
+	r->cpu_wait_s = real_or(rec, "cpu_wait_s", 0);
+	r->wake_early_us = real_or(rec, "wake_early_us", 0);
+	r->inflight_max = (uint64_t)real_or(rec, "inflight_max", 0);
 	r->start_lag_us = real_or(rec, "start_lag_us", -1);
 	r->complete = real_or(rec, "complete", 0) > 0;
 	if (!r->complete)
 		snprintf(r->error, sizeof(r->error), "at least one of the merged runs was "
 			 "incomplete");
 	return 0;
+}
+
+/* Before the split, send_lag held both the client's lateness and the wait for a slot: such a
+ * record cannot be merged with today's, nor its send_lag check evaluated as today's is. */
+static bool old_open_loop(const struct histio_record *rec)
+{
+	return real_or(rec, "mode", MODE_CLOSED) == MODE_OPEN && histio_hist(rec, "send_lag") &&
+		!histio_hist(rec, "slot_wait");
 }
 
 int record_merge_stream(struct histio_record *all, struct histio_record *one, FILE *f,
@@ -227,6 +279,11 @@ int record_merge_stream(struct histio_record *all, struct histio_record *one, FI
 
 	if (!err && (err = check_shape(one, why, n)) < 0)
 		return err;
+	if (!err && old_open_loop(one)) {
+		snprintf(why, n, "an open-loop record from before send_lag and slot_wait were "
+			 "split (it has no slot_wait): record it again");
+		return -EINVAL;
+	}
 	if (!err)
 		err = histio_merge(all, one);
 	if (err)

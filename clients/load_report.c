@@ -44,6 +44,14 @@ static double us(uint64_t ns) { return (double)ns / 1000.0; }
 
 static double per_sec(uint64_t n, double s) { return s > 0 ? (double)n / s : 0.0; }
 
+/* Open loop: the share of the window the load threads spent runnable, waiting for a CPU. */
+static double cpu_wait_share(const struct load_result *r)
+{
+	double span = (double)r->threads * r->duration_s;
+
+	return span > 0 ? r->cpu_wait_s / span : NAN;
+}
+
 static int finish(FILE *f)
 {
 	return fflush(f) != 0 || ferror(f) ? -EIO : 0;
@@ -94,7 +102,9 @@ static void human_header(FILE *f, const struct load_result *r)
 		(unsigned long long)r->connections);
 	if (cfg->processes > 1)
 		fprintf(f, "in %llu processes, ", (unsigned long long)cfg->processes);
-	if (cfg->mode == MODE_OPEN)
+	if (cfg->mode == MODE_OPEN && !r->pipeline)
+		fprintf(f, "%.0f msgs/s scheduled, in flight unbounded, ", r->rate_target);
+	else if (cfg->mode == MODE_OPEN)
 		fprintf(f, "%.0f msgs/s scheduled, at most %llu in flight each, ", r->rate_target,
 			(unsigned long long)r->pipeline);
 	else
@@ -117,10 +127,19 @@ static void human_health(FILE *f, const struct load_result *r)
 	if (cfg->mode == MODE_OPEN)
 		fprintf(f, "  Rate (msgs/s): target %.2f, sent %.2f, answered %.2f\n",
 			r->rate_target, result_rate_sent(r), result_rate_achieved(r));
-	if (r->lag && hist_count(r->lag))
-		fprintf(f, "  Send lag (us): p50 %.2f, p99 %.2f, max %.2f\n",
+	if (r->lag && hist_count(r->lag)) {
+		fprintf(f, "  Send lag, the client's own (us): p50 %.2f, p99 %.2f, max %.2f; "
+			"waits for a slot (us): p50 %.2f, p99 %.2f, max %.2f, %.1f %% of messages\n",
 			us(hist_percentile(r->lag, 50)), us(hist_percentile(r->lag, 99)),
-			us(hist_max(r->lag)));
+			us(hist_max(r->lag)), us(hist_percentile(r->slot_wait, 50)),
+			us(hist_percentile(r->slot_wait, 99)), us(hist_max(r->slot_wait)),
+			result_slot_wait_share(r) * 100);
+		fprintf(f, "  Pacing: woke up to %.0f us early and polled %.3fs; waited for a CPU "
+			"%.1f %% of the time; timer wake-ups late (us) p50 %.2f, p99 %.2f, max "
+			"%.2f\n", r->wake_early_us, r->spin_s, cpu_wait_share(r) * 100,
+			us(hist_percentile(r->wake_late, 50)), us(hist_percentile(r->wake_late, 99)),
+			us(hist_max(r->wake_late)));
+	}
 	fprintf(f, "  Client CPU: user %.2fs, sys %.2fs, busiest thread %.0f %%\n", r->user_s,
 		r->sys_s, r->busiest * 100);
 	fprintf(f, "  Wall %.2fs; answered after the window %llu", r->wall_s,
@@ -248,6 +267,45 @@ static void json_checks(FILE *f, const struct load_result *r)
 	fputc(']', f);
 }
 
+/* {p50, p99, max} in microseconds, or null. */
+static void json_short(FILE *f, const struct hist *h)
+{
+	if (h && hist_count(h))
+		fprintf(f, "{\"p50\": %.3f, \"p99\": %.3f, \"max\": %.3f}",
+			us(hist_percentile(h, 50)), us(hist_percentile(h, 99)), us(hist_max(h)));
+	else
+		fputs("null", f);
+}
+
+/* Open loop: how late sends went, whose lateness it was, and what punctuality cost. */
+static void json_lateness(FILE *f, const struct load_result *r)
+{
+	bool open = r->lag && hist_count(r->lag);
+
+	fputs(", \"send_lag_us\": ", f);
+	json_short(f, open ? r->lag : NULL);
+	fputs(", \"slot_wait_us\": ", f);
+	json_short(f, open ? r->slot_wait : NULL);
+	fputs(", \"slot_wait_share\": ", f);
+	if (open)
+		fprintf(f, "%.6f", result_slot_wait_share(r));
+	else
+		fputs("null", f);
+	fputs(", \"pacing\": ", f);
+	if (r->cfg->mode == MODE_OPEN) {
+		fprintf(f, "{\"wake_early_us\": %.3f, \"spin_s\": %.6f, \"cpu_wait_share\": ",
+			r->wake_early_us, r->spin_s);
+		jnum(f, cpu_wait_share(r));
+		fputs(", \"wake_late_us\": ", f);
+		json_short(f, r->wake_late);
+		fputc('}', f);
+	} else {
+		fputs("null", f);
+	}
+	fputs(", \"inflight_max\": ", f);
+	jnum(f, r->cfg->mode == MODE_OPEN ? (double)r->inflight_max : NAN);
+}
+
 static void json_health(FILE *f, const struct load_result *r)
 {
 	const struct load_config *cfg = r->cfg;
@@ -255,14 +313,9 @@ static void json_health(FILE *f, const struct load_result *r)
 	fputs(", \"rate_target\": ", f);
 	jnum(f, cfg->mode == MODE_OPEN ? r->rate_target : NAN);
 	fprintf(f, ", \"rate_sent\": %.3f, \"rate_achieved\": %.3f, \"wall_s\": %.6f, "
-		"\"drained_after_window\": %llu, \"send_lag_us\": ", result_rate_sent(r),
+		"\"drained_after_window\": %llu", result_rate_sent(r),
 		result_rate_achieved(r), r->wall_s, (unsigned long long)r->c.drained);
-	if (r->lag && hist_count(r->lag))
-		fprintf(f, "{\"p50\": %.3f, \"p99\": %.3f, \"max\": %.3f}",
-			us(hist_percentile(r->lag, 50)), us(hist_percentile(r->lag, 99)),
-			us(hist_max(r->lag)));
-	else
-		fputs("null", f);
+	json_lateness(f, r);
 	fprintf(f, ", \"client_cpu\": {\"user_s\": %.3f, \"sys_s\": %.3f, "
 		"\"busiest_thread\": %.4f}", r->user_s, r->sys_s, r->busiest);
 	fputs(", \"latency_ci_us\": ", f);
@@ -302,9 +355,13 @@ int report_json(FILE *f, const struct load_result *r)
 	}
 	fprintf(f, ", \"source_auto\": %s", cfg->src_auto ? "true" : "false");
 	fprintf(f, ", \"connections\": %llu, \"connected\": %llu, \"threads\": %llu, "
-		"\"pipeline\": %llu",
+		"\"pipeline\": ",
 		(unsigned long long)r->connections, (unsigned long long)r->connected,
-		(unsigned long long)r->threads, (unsigned long long)r->pipeline);
+		(unsigned long long)r->threads);
+	if (r->pipeline)
+		fprintf(f, "%llu", (unsigned long long)r->pipeline);
+	else
+		fputs("\"unbounded\"", f);
 	if (cfg->size_lo == cfg->size_hi)
 		fprintf(f, ", \"size\": %llu", (unsigned long long)cfg->size_lo);
 	else
@@ -389,8 +446,9 @@ static void csv_header(FILE *f)
 		fprintf(f, ",errors_%s", err_kind_name[k]);
 	fputs(",mismatches,short_bytes,extra_bytes,lost,unanswered,rate_target,rate_sent,"
 	      "rate_achieved,wall_s,drained_after_window,send_lag_p50_us,send_lag_p99_us,"
-	      "send_lag_max_us,client_user_s,client_sys_s,busiest_thread,starved_connections,"
-	      "valid,complete,error\n", f);
+	      "send_lag_max_us,slot_wait_p50_us,slot_wait_p99_us,slot_wait_max_us,"
+	      "slot_wait_share,spin_s,client_user_s,client_sys_s,busiest_thread,"
+	      "starved_connections,valid,complete,error\n", f);
 }
 
 int report_csv(FILE *f, const struct load_result *r, bool header)
@@ -401,9 +459,13 @@ int report_csv(FILE *f, const struct load_result *r, bool header)
 	if (header)
 		csv_header(f);
 	csv_text(f, cfg->target.text);
-	fprintf(f, ",%s,%s,%llu,%llu,%llu,%llu,%llu", transport_name(cfg), mode_name(cfg->mode),
-		(unsigned long long)r->connections, (unsigned long long)r->threads,
-		(unsigned long long)r->pipeline, (unsigned long long)cfg->size_lo,
+	fprintf(f, ",%s,%s,%llu,%llu,", transport_name(cfg), mode_name(cfg->mode),
+		(unsigned long long)r->connections, (unsigned long long)r->threads);
+	if (r->pipeline)
+		fprintf(f, "%llu", (unsigned long long)r->pipeline);
+	else
+		fputs("unbounded", f);
+	fprintf(f, ",%llu,%llu", (unsigned long long)cfg->size_lo,
 		(unsigned long long)cfg->size_hi);
 	cnum(f, open ? r->rate_target : NAN);
 	fprintf(f, ",%.6f,%llu,%llu,%.3f,%.3f", r->duration_s,
@@ -423,6 +485,11 @@ int report_csv(FILE *f, const struct load_result *r, bool header)
 	cnum(f, lag ? us(hist_percentile(r->lag, 50)) : NAN);
 	cnum(f, lag ? us(hist_percentile(r->lag, 99)) : NAN);
 	cnum(f, lag ? us(hist_max(r->lag)) : NAN);
+	cnum(f, lag ? us(hist_percentile(r->slot_wait, 50)) : NAN);
+	cnum(f, lag ? us(hist_percentile(r->slot_wait, 99)) : NAN);
+	cnum(f, lag ? us(hist_max(r->slot_wait)) : NAN);
+	cnum(f, lag ? result_slot_wait_share(r) : NAN);
+	cnum(f, open ? r->spin_s : NAN);
 	fprintf(f, ",%.3f,%.3f,%.4f,%llu,%s,%s,", r->user_s, r->sys_s, r->busiest,
 		(unsigned long long)r->starved, r->valid ? "true" : "false",
 		r->complete ? "true" : "false");

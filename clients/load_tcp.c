@@ -3,7 +3,6 @@
  * offset) (common/stream.h), so a partial write is finished by generating its rest again, and
  * what comes back is checked as it arrives, in whatever pieces it arrives. */
 #include <errno.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include "clock.h"
@@ -142,7 +141,6 @@ static bool tcp_shutdown(struct loader *w, struct lconn *c)
 const struct transport transport_stream = {
 	.name = "tcp",
 	.socktype = SOCK_STREAM,
-	.events = EPOLLRDHUP,
 	.buffers = tcp_buffers,
 	.flush = tcp_flush,
 	.readable = tcp_readable,

@@ -79,7 +79,7 @@ static void udp_consume(struct loader *w, struct lconn *c, const uint8_t *p, siz
 		if (echo_matches(w, c, lconn_at(c, j), p, n)) {
 			w->c.lost += j;
 			while (j--)
-				lconn_pop(w, c);
+				lconn_pop(w, c, now);
 			lconn_done(w, c, now);
 			return;
 		}
@@ -141,7 +141,7 @@ static bool udp_unsent(const struct lconn *c)
 static bool udp_expire(struct loader *w, struct lconn *c)
 {
 	w->c.lost++;
-	lconn_pop(w, c);
+	lconn_pop(w, c, now_ns());
 	return true;
 }
 
@@ -155,7 +155,6 @@ static bool udp_shutdown(struct loader *w, struct lconn *c)
 const struct transport transport_dgram = {
 	.name = "udp",
 	.socktype = SOCK_DGRAM,
-	.events = 0,
 	.buffers = udp_buffers,
 	.flush = udp_flush,
 	.readable = udp_readable,

@@ -217,7 +217,6 @@ static bool ur_shutdown(struct loader *w, struct lconn *c)
 static const struct transport transport_stream_uring = {
 	.name = "tcp",
 	.socktype = SOCK_STREAM,
-	.events = 0,
 	.buffers = NULL,
 	.flush = ur_flush,
 	.readable = ur_readable,

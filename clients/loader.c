@@ -1,14 +1,16 @@
-/* One load thread: a level-triggered epoll loop over its share of the connections, in three
- * phases. The window: messages go out (closed loop: as answers come; open loop: on schedule).
- * The drain: nothing new is started, what is owed for the window gets --timeout to come back.
- * The close: our side is shut down and the server's EOF awaited (bounded by --timeout), so
- * that a clean run leaves no reset on either side.
+/* One load thread: an event loop over its share of the connections (its engine says how it
+ * learns that they can move bytes), in three phases. The window: messages go out (closed
+ * loop: as answers come; open loop: on schedule, paced by pacing.h). The drain: nothing new
+ * is started, what is owed for the window gets --timeout to come back. The close: our side is
+ * shut down and the server's EOF awaited (bounded by --timeout), so that a clean run leaves no
+ * reset on either side.
  *
  * Per message nothing is allocated: the in-flight ring of each connection and the buffers are
- * sized once here.
+ * sized once here (--pipeline unbounded: a ring doubles when full, lconn.c).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -25,9 +27,23 @@
 #define STREAM_WINDOW (256u << 10)   /* --stream: bytes in flight per connection, at least */
 #define STREAM_MAX_MSGS 4096u        /* ...in at most this many messages (tiny sizes) */
 #define SCAN_NS (100 * UINT64_C(1000000))   /* reply timeouts are checked this often */
-/* Open loop: the last stretch before a due time is spent polling, not sleeping. A timer
- * wake-up on a busy virtual machine comes 60-100 us late; a poll is on time. */
-#define SPIN_NS (80 * UINT64_C(1000))
+
+#define UNBOUNDED_FIRST 8u           /* --pipeline unbounded: a ring's first size */
+
+/* --pipeline unbounded: what one connection may have in flight. A stream message unanswered
+ * for --timeout fails its connection (a datagram is lost) at the next scan, so no more than
+ * (--timeout + one scan) of its share of the rate is ever in flight; rings grow in powers of
+ * two up to that. */
+uint32_t loader_ring_limit(const struct load_config *cfg)
+{
+	double most = cfg->rate / (double)cfg->connections *
+		((double)(cfg->timeout_ns + SCAN_NS) / 1e9) + UNBOUNDED_FIRST;
+	uint64_t lim = UNBOUNDED_FIRST;
+
+	while ((double)lim < most && lim < (UINT64_C(1) << 31))
+		lim *= 2;
+	return (uint32_t)lim;
+}
 
 /* Messages in flight per connection: --pipeline, or in --stream enough of them to keep
  * STREAM_WINDOW bytes on the way. In the open loop --pipeline is the most that may be in
@@ -35,7 +51,7 @@
  * their latency still counts from their due time. */
 static uint64_t ring_need(const struct load_config *cfg)
 {
-	uint64_t k = cfg->pipeline;
+	uint64_t k = cfg->pipeline ? cfg->pipeline : UNBOUNDED_FIRST;
 
 	if (cfg->mode == MODE_STREAM) {
 		uint64_t w = (STREAM_WINDOW + cfg->size_hi - 1) / cfg->size_hi;
@@ -55,8 +71,11 @@ static int alloc_hists(struct loader *w, const struct load_config *cfg)
 	if (cfg->mode == MODE_OPEN) {
 		w->lat_unc = hist_new();
 		w->lag = hist_new();
-		if (!w->lat_unc || !w->lag)
+		w->slot_wait = hist_new();
+		w->wake_late = hist_new();
+		if (!w->lat_unc || !w->lag || !w->slot_wait || !w->wake_late)
 			return -ENOMEM;
+		pacing_init(&w->pacing);
 	}
 	for (unsigned b = 0; b < LOAD_CI_BLOCKS; b++)
 		if (!(w->block[b] = hist_new()))
@@ -75,9 +94,11 @@ int loader_setup(struct loader *w, const struct load_config *cfg, int index, con
 	w->tp = cfg->tp;
 	w->eng = cfg->engine;
 	w->index = index;
-	w->ep = w->stop_fd = -1;
+	w->stop_fd = w->schedstat_fd = -1;
 	w->nconns = w->live = n;
 	w->pipeline = cap;
+	w->unbounded = cfg->mode == MODE_OPEN && !cfg->pipeline;
+	w->ring_limit = w->unbounded ? loader_ring_limit(cfg) : cap;
 	w->conns = calloc(n, sizeof(*w->conns));
 	for (uint32_t i = 0; w->conns && i < n; i++)
 		w->conns[i].fd = fds[i];   /* owned from here on: loader_free closes them */
@@ -119,11 +140,15 @@ void loader_free(struct loader *w)
 	hist_free(w->lat);
 	hist_free(w->lat_unc);
 	hist_free(w->lag);
+	hist_free(w->slot_wait);
+	hist_free(w->wake_late);
 	for (unsigned b = 0; b < LOAD_CI_BLOCKS; b++)
 		hist_free(w->block[b]);
 	series_free(w->series);
 	if (w->stop_fd >= 0)
 		close(w->stop_fd);
+	if (w->schedstat_fd >= 0)
+		close(w->schedstat_fd);
 }
 
 void loader_start_clock(struct loader *w, uint64_t t0)
@@ -269,6 +294,71 @@ static uint64_t next_sendable_due(const struct loader *w)
 	return k >= w->rs.limit ? UINT64_MAX : ratesched_due(&w->rs, k);
 }
 
+/* How long this thread has waited, runnable, for a CPU (the second field of
+ * /proc/thread-self/schedstat, ns); 0 when unknown. */
+static uint64_t run_delay(const struct loader *w)
+{
+	char buf[96];
+	unsigned long long run = 0, delay = 0;
+	ssize_t n;
+
+	if (w->schedstat_fd < 0 || (n = pread(w->schedstat_fd, buf, sizeof(buf) - 1, 0)) <= 0)
+		return 0;
+	buf[n] = '\0';
+	return sscanf(buf, "%llu %llu", &run, &delay) == 2 ? delay : 0;
+}
+
+/* A timed wait (deadline) returned with nothing to do: how late, for the report, and for the
+ * margin the part that polling cures. Time spent runnable but not running (the run delay
+ * accrued meanwhile, `delay`) is a busy machine: a polling thread waits for a CPU just the
+ * same, so it is left out of the margin. */
+static void woke(struct loader *w, uint64_t deadline, uint64_t delay0)
+{
+	uint64_t t = now_ns(), late = t > deadline ? t - deadline : 0, delay1 = run_delay(w);
+	uint64_t queued = delay0 && delay1 > delay0 ? delay1 - delay0 : 0;
+
+	pacing_woke(&w->pacing, late > queued ? late - queued : 0);
+	if (t >= w->t_measure && t < w->t_end)
+		hist_record(w->wake_late, late);
+}
+
+/* Every PACING_WINDOW_NS: how much of it the thread waited, runnable, for a CPU. */
+static void sample_cpu_wait(struct loader *w, uint64_t now)
+{
+	uint64_t delay = run_delay(w);
+
+	if (w->cpu_t && delay >= w->cpu_delay) {
+		pacing_cpu_wait(&w->pacing, delay - w->cpu_delay, now - w->cpu_t);
+		if (w->cpu_t >= w->t_measure && w->cpu_t < w->t_end)
+			w->cpu_wait_ns += delay - w->cpu_delay;
+	}
+	w->cpu_t = now;
+	w->cpu_delay = delay;
+}
+
+/* Open loop, nothing to do before the next due time of a connection with room: sleep until
+ * the margin before it (or `deadline`), or poll when that is near. */
+static void pace(struct loader *w, uint64_t now, uint64_t deadline)
+{
+	uint64_t due = next_sendable_due(w), early = pacing_margin(&w->pacing), delay0, t;
+
+	if (now - w->cpu_t >= PACING_WINDOW_NS)
+		sample_cpu_wait(w, now);
+	if (due <= now + early) {
+		/* Poll without sleeping; the time found idle is spin, not load. */
+		if (now >= w->t_measure && early > w->wake_early_max)
+			w->wake_early_max = early;
+		t = now_ns();
+		if (wait_events(w, t, t) == 0)
+			w->spin_ns += now_ns() - t;
+		return;
+	}
+	deadline = min_u64(deadline, due - early);
+	delay0 = run_delay(w);
+	if (wait_events(w, now, deadline) == 0)
+		woke(w, deadline, delay0);
+}
+
 /* The window (warmup included): until t_end, or until stopped or every connection is gone. */
 static void run_window(struct loader *w)
 {
@@ -294,20 +384,10 @@ static void run_window(struct loader *w)
 			continue;
 		}
 		deadline = min_u64(w->t_end, next_scan);
-		if (cfg->mode == MODE_OPEN) {
-			uint64_t due = next_sendable_due(w);
-
-			if (due <= now + SPIN_NS) {
-				/* Poll without sleeping; the time found idle is spin, not load. */
-				uint64_t t = now_ns();
-
-				if (wait_events(w, t, t) == 0)
-					w->spin_ns += now_ns() - t;
-				continue;
-			}
-			deadline = min_u64(deadline, due - SPIN_NS);
-		}
-		wait_events(w, now, deadline);
+		if (cfg->mode == MODE_OPEN)
+			pace(w, now, deadline);
+		else
+			wait_events(w, now, deadline);
 	}
 }
 
@@ -372,6 +452,8 @@ void *loader_main(void *arg)
 
 	/* The default 50 us timer slack would make every scheduled send late by up to that. */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+	if (w->cfg->mode == MODE_OPEN)
+		w->schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
 	/* The engine is set up here, in the thread that uses it: an io_uring ring with
 	 * SINGLE_ISSUER|DEFER_TASKRUN belongs to the task that created it. */
 	int err = w->eng->setup(w);

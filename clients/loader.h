@@ -8,11 +8,13 @@
  *   load_epoll.c engine_epoll: readiness from epoll; the transports do the I/O
  *   load_uring.c engine_uring: completions from io_uring; its own stream transport submits
  *                sends and receives and shares the checking with load_tcp.c (tcp_consume)
+ *   load_engines.c  the table of engines (--engine, --version, the record, the fallbacks)
  *   loader.c     the thread: schedule, timeouts, drain and close at the end, over an engine
  *
  * Dependencies go one way: loader.c -> engines -> transports -> lconn.c. A transport never
- * calls the loop, and lconn.c never calls a transport (only the engine's `forget` hook, through
- * the table, before it closes a socket).
+ * calls the loop, and lconn.c never calls a transport; the only calls back up go through the
+ * engine's hooks in w->eng (`want_out` when a write must wait for room, `forget` before a
+ * socket is closed), so nothing below the engines names one.
  */
 #ifndef ECHOBENCH_LOADER_H
 #define ECHOBENCH_LOADER_H
@@ -21,12 +23,15 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "hist.h"
 #include "load.h"
+#include "pacing.h"
 #include "ratesched.h"
 
-/* One message in flight, or queued to go (open loop, partial writes). */
+/* One message in flight, or queued to go (open loop, partial writes). 32 bytes: the memory of
+ * a message in flight (clients/README.md, "--pipeline unbounded"). */
 struct msg {
 	uint64_t start_off;         /* offset of its first byte in the connection's stream */
 	uint64_t t_sched;           /* due time: latency counts from here */
@@ -35,11 +40,13 @@ struct msg {
 	uint32_t bad;               /* a mismatch has been counted for it */
 };
 
+#define LCONN_GATES 2               /* late-fired batches of owed messages kept apart */
+
 struct lconn {
 	int fd;
 	bool dead;                  /* closed: failed, or closed cleanly at the end */
 	bool closing;               /* our side is shut down; waiting for the server's EOF */
-	bool want_out;              /* EPOLLOUT is armed */
+	bool want_out;              /* the engine was asked to report room to write */
 	uint32_t slot;              /* index in its loader's array: picks its open-loop ticks */
 	uint64_t id;                /* global connection number: the key of its payload stream */
 	uint64_t send_off;          /* bytes handed to the socket (streams) */
@@ -50,6 +57,10 @@ struct lconn {
 	uint32_t nsent;             /* datagrams: ring entries from head already sent */
 	uint64_t next_idx;          /* open loop: the connection's next message number */
 	uint64_t owed;              /* open loop: messages due but not yet queued (ring full) */
+	uint64_t t_change;          /* open loop: when the ring last became full or not full, */
+	uint64_t t_before;          /* and the change before that */
+	struct { uint64_t last, t_full; } gate[LCONN_GATES];   /* lconn.c: owe_gate() */
+	uint8_t ngates;
 	uint64_t rng;               /* size draws */
 	uint64_t answered;          /* messages answered inside the measured window */
 };
@@ -60,10 +71,10 @@ struct loader;
 struct transport {
 	const char *name;           /* "tcp" (streams, also unix sockets) or "udp" */
 	int socktype;               /* SOCK_STREAM or SOCK_DGRAM */
-	uint32_t events;            /* epoll events asked besides EPOLLIN/EPOLLOUT */
 	/* Read buffer and write buffer sizes for this configuration. */
 	void (*buffers)(const struct load_config *cfg, size_t *rbuf, size_t *wbuf);
-	/* Sends what is queued, as far as the socket takes it; arms EPOLLOUT for the rest. */
+	/* Sends what is queued, as far as the socket takes it; for the rest it asks to be told
+	 * when the socket has room (lconn_set_want_out). */
 	void (*flush)(struct loader *w, struct lconn *c);
 	/* Reads what has arrived (bounded rounds), matches it to the ring, refills. */
 	void (*readable)(struct loader *w, struct lconn *c);
@@ -86,10 +97,10 @@ bool tcp_unsent(const struct lconn *c);
 bool tcp_expire(struct loader *w, struct lconn *c);
 
 /* How a load thread learns that a socket can move bytes (readiness or completion) and how the
- * I/O is submitted. Scheduling, recording and checks stay in loader.c and lconn.c. Chosen once
- * (--engine, load_options.c). */
+ * I/O is submitted. Scheduling, recording and checks stay in loader.c and lconn.c. One row per
+ * engine in load_engines.c; chosen once (--engine). */
 struct engine {
-	const char *name;           /* "epoll" or "uring" */
+	const char *name;           /* what --engine, --version, the JSON and the record say */
 	bool blocking_ok;           /* one connection, -p 1: blocking send/recv may replace it */
 	/* Can it run here? 0, or -errno with *why set (not compiled in, kernel too old...). */
 	int (*probe)(const char **why);
@@ -104,14 +115,23 @@ struct engine {
 	int (*wait)(struct loader *w, uint64_t now, uint64_t deadline);
 	/* c's socket is about to be closed: nothing may refer to it afterwards. */
 	void (*forget)(struct loader *w, struct lconn *c);
+	/* A write waits for room (on) or no longer does (off): report c writable meanwhile.
+	 * 0 or -errno. NULL: the engine learns that by itself (a completion). */
+	int (*want_out)(struct loader *w, struct lconn *c, bool on);
 };
 
-extern const struct engine engine_epoll, engine_uring;
-
-/* The default --engine (README.md says how it was chosen). Where it cannot run (UDP, or no
- * io_uring here) the run falls back to epoll; the JSON's `engine` says which one ran. */
-#define LOAD_DEFAULT_ENGINE engine_epoll
-#define LOAD_DEFAULT_ENGINE_TEXT "epoll"
+/* load_engines.c: the table. Row 0 is the default (README.md says how it was chosen); where
+ * the engine run would not carry the transport or cannot run here, the first row that can
+ * replaces it unless --engine asked for it. */
+const struct engine *engine_at(unsigned i);        /* row i, NULL past the end */
+const char *engine_summary(unsigned i);
+const struct engine *engine_default(void);
+const struct engine *engine_find(const char *name);   /* NULL when there is none */
+const struct engine *engine_arg(const char *s);        /* --engine: exits 2 when unknown */
+void engine_usage(FILE *f);                           /* the --engine lines of --help */
+void engine_version(FILE *f);                         /* `engine NAME: usable|unavailable` */
+void engine_check_transport(const struct load_config *cfg);   /* asked for, cannot: exit 2 */
+void engine_choose(struct load_config *cfg);   /* at run time: probes, falls back, or exit 1 */
 
 /* The time series of --intervals: per interval, answers and a coarse latency histogram. */
 struct series;
@@ -123,11 +143,15 @@ struct loader {
 	void *eng_state;            /* the engine's own (uring: the ring, buffers) */
 	int index;
 	pthread_t thread;
-	int ep;
 	int stop_fd;                /* eventfd: readable when main asks every loader to stop */
 	struct lconn *conns;
 	uint32_t nconns, live;
-	uint32_t pipeline;          /* closed loop and stream: messages kept in flight */
+	uint32_t pipeline;          /* closed loop and stream: messages kept in flight; open
+				     * loop: the most (the ring's size), or its first size when
+				     * unbounded */
+	bool unbounded;             /* open loop, --pipeline unbounded: rings grow, up to... */
+	uint32_t ring_limit;        /* ...this many messages (what --timeout lets pile up) */
+	uint32_t inflight_max;      /* the most messages one connection had in flight */
 	bool blocking;              /* one connection, -p 1, closed loop: no event loop */
 	uint64_t pending;           /* messages queued or in flight on live connections */
 	uint8_t *rbuf, *wbuf;
@@ -137,7 +161,8 @@ struct loader {
 	struct ratesched rs;
 	struct hist *lat;           /* from due time (closed loop: send time) */
 	struct hist *lat_unc;       /* open loop: from the actual send */
-	struct hist *lag;           /* open loop: send time - due time */
+	struct hist *lag;           /* open loop: the client's own lateness (send_lag) */
+	struct hist *slot_wait;     /* open loop: the wait for a free slot (the server's) */
 	struct hist *block[LOAD_CI_BLOCKS];   /* lat, split into equal time blocks of the window */
 	struct series *series;
 	struct load_counts c;
@@ -145,6 +170,12 @@ struct loader {
 	uint64_t t_stopped;
 	bool stopped_early;         /* its connections all failed before t_end */
 	uint64_t spin_ns;           /* time spent polling for a due time: not load work */
+	struct pacing pacing;       /* open loop: how early to stop sleeping before a due time */
+	struct hist *wake_late;     /* open loop: how late timed waits returned (in the window) */
+	uint64_t wake_early_max;    /* the largest margin used in the window */
+	int schedstat_fd;           /* open loop: /proc/thread-self/schedstat, or -1 */
+	uint64_t cpu_t, cpu_delay;  /* the last sample of the time waiting for a CPU */
+	uint64_t cpu_wait_ns;       /* time waiting for a CPU in the window */
 	double busy;                /* fraction of its time on CPU, spin excluded */
 	int error;                  /* 0 or -errno of an internal failure (epoll) */
 	char error_text[160];
@@ -166,7 +197,8 @@ void lconn_fail(struct loader *w, struct lconn *c, enum err_kind kind);
 void lconn_close(struct loader *w, struct lconn *c);     /* clean: no error counted */
 struct msg *lconn_at(const struct lconn *c, uint32_t i);  /* i-th oldest in flight */
 void lconn_queue(struct loader *w, struct lconn *c, uint64_t t_sched, uint64_t now);
-void lconn_pop(struct loader *w, struct lconn *c);        /* drops the oldest, unanswered */
+/* Drops the oldest (answered, or given up at `now`) and hands its slot back. */
+void lconn_pop(struct loader *w, struct lconn *c, uint64_t now);
 void lconn_done(struct loader *w, struct lconn *c, uint64_t now);   /* oldest answered */
 /* After answers: closed loop tops up to the pipeline depth, open loop queues what is due. */
 void lconn_replenish(struct loader *w, struct lconn *c, uint64_t now);
@@ -179,5 +211,7 @@ int loader_setup(struct loader *w, const struct load_config *cfg, int index, con
 void loader_free(struct loader *w);
 void *loader_main(void *arg);
 void loader_start_clock(struct loader *w, uint64_t t0);
+/* --pipeline unbounded: the most messages one connection may hold in flight. */
+uint32_t loader_ring_limit(const struct load_config *cfg);
 
 #endif

@@ -292,3 +292,29 @@ def test_incomplete_run_and_until_ci_are_said_at_the_top(tmp_path):
     assert "--until-ci 1 % was not reached for 1 cell(s) within 3 repetitions" in html
     md = (d / "summary.md").read_text()
     assert md.splitlines()[2].startswith("**This run is incomplete (SIGTERM")
+
+
+def test_trends_from_the_history_with_the_change_marked(tmp_path):
+    """Twelve past runs, the last six 20 % slower, then this run: `report --history` shows the
+    trend of each cell's deciding metric with the change point it finds (named in the summary),
+    and without a history there is no trends section."""
+    import math
+    past = tmp_path / "past"
+    for i in range(12):
+        synthetic.make_run(past / f"r{i:02d}", backends=("epoll",), connections=(16,),
+                           modes=("closed",), repetitions=3, noise=0.01, seed=100 + i,
+                           factor=(0.8 if i >= 6 else 1.0) * math.exp(0.005 * (i % 3)),
+                           utc_start=f"2025-01-{i + 1:02d}T00:00:00+00:00")
+    db = tmp_path / "h.sqlite"
+    assert echobench("history", "--db", db, "import", past).returncode == 0
+    run = synthetic.make_run(tmp_path / "now", backends=("epoll",), connections=(16,),
+                             modes=("closed",), repetitions=3, noise=0.01, seed=200,
+                             factor=0.8)
+    assert echobench("report", run).returncode == 0
+    assert 'id="trends"' not in (run / "report.html").read_text()
+    r = echobench("report", run, "--history", db)
+    assert r.returncode == 0, r.stderr
+    html = (run / "report.html").read_text()
+    assert 'id="trends"' in html and html.count("<svg") > 4
+    md = (run / "summary.md").read_text()
+    assert "### Trends" in md and "regression of -20" in md, md[-800:]

@@ -376,3 +376,16 @@ def test_client_bound_cells_are_ranked_by_server_cpu(build, tmp_path):
     assert data["context"]["invalid_cells"] == []
     md = (run_dir / "summary.md").read_text()
     assert "| c=1 s=64 closed | client-bound | server_cpu_ns_per_msg (ns/msg) |" in md
+
+
+def test_run_adds_itself_to_the_history(build, tmp_path):
+    db = tmp_path / "h.sqlite"
+    for out in ("a", "b"):
+        r = echobench(*RUN, "--build", build, "--out", tmp_path / out, "--backends", "epoll",
+                      "--history", db)
+        assert r.returncode == 0, r.stderr
+    r = echobench("history", "--db", db, "show", "--json", "-")
+    assert r.returncode == 0, r.stderr
+    series = json.loads(r.stdout)
+    tput = [s for s in series if s["metric"] == "msgs_per_sec"]
+    assert tput and len(tput[0]["points"]) == 2, series

@@ -114,6 +114,8 @@ def make_parser():
                          help="rebuild report.html and summary.md of a results directory")
     rep.add_argument("dir", metavar="DIR", nargs="?", default=str(ROOT / "results" / "latest"),
                      help="results directory (default: results/latest)")
+    rep.add_argument("--history", metavar="DB|URL",
+                     help="a results history: the report shows the trends of the run's cells")
     return p
 
 
@@ -199,7 +201,7 @@ def main(argv=None):
             if not d.exists():
                 raise UsageError(f"no results directory '{a.dir}'")
             from . import report
-            report.write(d)
+            report.write(d, a.history)
             print(f"report: {d.resolve() / 'report.html'}")
             return 0
     except UsageError as e:

@@ -42,6 +42,7 @@ class RunOptions:
     sweep_connections: int = None  # default: the largest connection count
     sweep_duration: float = 1.0
     sweep_warmup: float = 0.25
+    history: str = None            # a results history (path or URL) the run is added to
     load_hosts: list = None        # ssh destinations (remote.LoadHosts)
     ssh_options: list = field(default_factory=list)
 
@@ -137,6 +138,10 @@ def add_run_arguments(p):
                    help="take the open-loop rates from this run's closed-loop peaks instead of "
                         "measuring them (for compare: the same offered load in both runs)")
     p.add_argument("--out", metavar="DIR", help="results root (default: <repo>/results)")
+    p.add_argument("--history", metavar="DB|URL",
+                   help="add the run to this results history (an SQLite file, e.g. "
+                        "results/history.sqlite, or postgresql://...) and show its cells' "
+                        "trends in the report")
     p.add_argument("--conform", choices=("must", "quick", "all", "none"),
                    help="echo-conform per entry after the matrix: must (--must-only, the "
                         "default), quick (must without the long cases; the default of "
@@ -213,6 +218,7 @@ def run_options(a, preset=None):
         sweep_duration=min(preset["sweep_duration"], a.duration or preset["sweep_duration"]),
         sweep_warmup=min(preset["sweep_warmup"],
                          a.warmup if a.warmup is not None else preset["sweep_warmup"]),
+        history=a.history,
         load_hosts=[d.strip() for d in a.load_hosts.split(",") if d.strip()]
         if a.load_hosts else None,
         ssh_options=list(a.ssh_option))

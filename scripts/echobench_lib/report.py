@@ -5,12 +5,17 @@ from .report_md import summary_markdown
 from .rundata import RunData
 
 
-def write(run_dir):
-    """Writes summary.md and report.html into run_dir; returns the summary text."""
+def write(run_dir, history=None):
+    """Writes summary.md and report.html into run_dir; returns the summary text. history: a
+    results history (path or URL) whose trends of this run's cells the report shows."""
     d = RunData(run_dir)
-    summary = summary_markdown(d)
+    found = []
+    if history:
+        from .report_trends import trends
+        found = trends(d, history)
+    summary = summary_markdown(d, found)
     (d.dir / "summary.md").write_text(summary + "\n")
-    (d.dir / "report.html").write_text(html_report(d))
+    (d.dir / "report.html").write_text(html_report(d, found))
     return summary
 
 

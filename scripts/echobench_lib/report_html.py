@@ -262,7 +262,7 @@ def problems_table(d):
     return table("table-problems", ["cell", "repetition", "kind", "what happened"], rows)
 
 
-def html_report(d):
+def html_report(d, trends=()):
     ctx = d.context
     now = datetime.datetime.now().isoformat(timespec="seconds")
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -307,6 +307,13 @@ def html_report(d):
                   'figures merge their histograms exactly (counts added). Per host: its share '
                   'of the connections and rate, its schedule phase, whether it finished, its '
                   'own figures; the start spread is how far apart the hosts began.</p>', hosts]
+    if trends:
+        from .trend import CAPTION
+        parts += ['<h2 id="trends">Trends (results history)</h2>',
+                  f'<p class="note">This machine class, every branch; {_e(CAPTION)}</p>']
+        for title, svg, lines in trends:
+            parts += [f"<h3>{_e(title)}</h3><figure>{svg}<figcaption>"
+                      f"{_e('; '.join(lines) or 'no change point')}</figcaption></figure>"]
     parts += [f"<h2>Ratios vs {_e(d.reference)}</h2>",
               '<p class="note">Entry / reference [95 % interval]. Shaded when the whole '
               'interval is more than 5 % better (green) or worse (red), whichever way is '

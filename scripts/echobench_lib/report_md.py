@@ -34,7 +34,7 @@ def entry_text(d, cell, metric, with_ratio):
     return txt
 
 
-def summary_markdown(d):
+def summary_markdown(d, trends=()):
     """Per kind of cell a table: each entry's median [95 % CI] and ratio to the reference
     [CI], the verdict with its margin; then knees, invalid cells, conformance."""
     ctx = d.context
@@ -108,6 +108,12 @@ def summary_markdown(d):
     if unusable:
         lines += ["Not measured (unusable here): " +
                   "; ".join(f"{k}: {v}" for k, v in unusable.items()), ""]
+    changed = [(title, lines) for title, _, lines in trends if lines]
+    if trends:
+        lines += ["### Trends (results history, this machine class)", ""]
+        lines += [f"- {title}: {'; '.join(ls)}" for title, ls in changed] or \
+            [f"- no change point in the {len(trends)} series shown"]
+        lines.append("")
     verdicts = [f"{b}: {conform_mod.verdict_text(d.conform.get(b))}" for b in d.backends]
     lines += ["Conformance: " + "; ".join(verdicts)]
     return "\n".join(lines)

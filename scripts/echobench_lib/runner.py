@@ -424,6 +424,18 @@ class Run:
                                    must_only=o.conform in ("must", "quick"),
                                    timeout=o.conform_timeout, skip=skip)
 
+    def _add_to_history(self):
+        """Adds this run to --history; its path, or None (said) when it could not be."""
+        from . import history
+        try:
+            with history.Store(self.opts.history, create=True) as store:
+                store.add_run(self.run_dir)
+            return self.opts.history
+        except (UsageError, RunError) as e:
+            self.progress.note(f"echobench: --history {self.opts.history}: {e}; the run is "
+                               f"not in the history")
+            return None
+
     def context(self, names):
         return runinfo.context(self.opts, self.build, self.entries, self.ref, self.skipped,
                                self.cpus, client_engine(self.measurer.load_exe,
@@ -441,8 +453,11 @@ class Run:
         writers.write_run_json(self.run_dir / "run.json", ctx, self.samples,
                                self.opts.repetitions)
         writers.write_cells_csv(self.run_dir / "cells.csv", self.samples)
+        history = None
+        if self.opts.history and self.samples and interrupted is None:
+            history = self._add_to_history()
         if self.samples:
-            summary = report.write(self.run_dir)
+            summary = report.write(self.run_dir, history)
         else:
             summary = report.write_empty(self.run_dir, eb["incomplete"] or "every cell failed")
         if interrupted is None and any(s.valid for s in self.samples):

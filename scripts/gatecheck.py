@@ -12,9 +12,7 @@ figures; it asserts nothing (speed and error rates are properties of the machine
 
 scripts/aa-check.sh, power-check.sh and gate-check.sh call it.
 """
-import argparse
 import json
-import math
 import os
 import pathlib
 import statistics
@@ -119,7 +117,7 @@ class Checker:
     def power(self):
         cpu = self.calibrate()
         ref = statistics.median(cpu.values())
-        print(f"minimal server's CPU per message: " +
+        print("minimal server's CPU per message: " +
               ", ".join(f"{k} {v:.0f} ns" for k, v in cpu.items()), flush=True)
         for pct in SLOWDOWNS:
             right = wrong = cells = 0

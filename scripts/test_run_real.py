@@ -81,13 +81,14 @@ def test_run_two_backends_one_cell(tmp_path):
     conf = json.loads((run_dir / "conform.json").read_text())
     if conform == "quick":
         assert all(conf[b]["verdict"] == "pass" for b in backends), conf
-    # A run compared with itself: nothing changed.
-    # A cell whose echo-load self-checks failed (client thread saturated on a busy machine) is
-    # "not comparable", which makes the verdict inconclusive (3), never a regression.
-    c = echobench("compare", run_dir, run_dir)
-    invalid = [e for e in data["benchmarks"] if e.get("echobench", {}).get("valid") is False]
-    assert c.returncode == (3 if invalid else 0), c.stdout + c.stderr
-    assert "0 regression(s)" in c.stdout
+    # A run compared with itself: never a regression. One run a side cannot separate a change
+    # from a run-to-run shift, so compare says it cannot tell (3); assuming the shift away, two
+    # repetitions a side still cannot reach significance (untestable, 3), and an invalid cell
+    # is not comparable (3).
+    for extra in ([], ["--assume-no-run-shift"]):
+        c = echobench("compare", *extra, run_dir, run_dir)
+        assert c.returncode == 3, c.stdout + c.stderr
+    assert "regression" not in c.stdout.splitlines()[0]
     gb = "/usr/share/benchmark/compare.py"
     if os.path.exists(gb):
         g = subprocess.run(["/usr/bin/python3", gb, "--no-color", "benchmarks",

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """100,000 concurrent connections against echo-server --processes N, each echoing a distinct message.
 
-Issue 12: one process is capped at 20,000 descriptors here (hard RLIMIT_NOFILE, which root cannot
+One process is capped at 20,000 descriptors here (hard RLIMIT_NOFILE, which root cannot
 raise), so the server runs as N prefork workers with SO_REUSEPORT listeners, and the clients are
 several processes of this script, each under its own descriptor limit, spreading their
 connections over loopback source addresses (127.0.0.2, 127.0.0.3, ...: one source address has

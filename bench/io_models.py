@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """I/O models side by side: uring/epoll, epoll/minimal, the load engines, RSS per idle connection.
 
-The figures of issue 12's table, in one run, with the minimal non-measuring client
+The I/O-model figures, in one run, with the minimal non-measuring client
 (echo-minclient) at 256 connections x 128 B closed loop:
   - uring/epoll with server and client on different CPUs, and unpinned;
   - epoll/minimal: echo-server's epoll backend against echo-minserver (bench/minserver/);
@@ -33,7 +33,7 @@ from echobench_lib.server import Server  # noqa: E402
 from echobench_lib.util import (Parser, RunError, UsageError, duration_arg,  # noqa: E402
                                 parse_duration)
 
-# Goals from issue 12's table, printed next to the figures (never checked).
+# The goals the project set for these figures, printed next to them (never checked).
 GOAL_URING_EPOLL = ">= 1.10"
 GOAL_EPOLL_MINIMAL = ">= 0.97"
 GOAL_ENGINE_CPU = "<= 0.85 (uring engine CPU/msg at least 15 % below epoll's)"
@@ -349,7 +349,7 @@ def main():
           f"{a.rounds} rounds x {a.duration:g} s, sides alternating A B A B")
     print(f"machine: {ncpu} CPUs usable, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at the start")
-    print("These are figures, not pass/fail: the goals from issue 12 are printed beside them, "
+    print("These are figures, not pass/fail: the goals are printed beside them, "
           "and the exit status is 0 unless a program failed to run.")
 
     epoll_argv = [a.server, "--backend", a.epoll, "--listen", "127.0.0.1:0"]

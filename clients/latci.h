@@ -61,7 +61,7 @@
  * slow stretch spanning neighbouring blocks). Measured (test_latci.c, a 5 ms stall at a random
  * moment of a 1 s window at 100k msgs/s, exponential latencies of mean 50 us, 200 runs): p99 is
  * unresolved (bursty) in 181, and the 19 intervals given all cover the long-run p99; before
- * these rules the interval covered it in 56 % of such runs (issue 22's simulation). The cost
+ * these rules the interval covered it in 56 % of such runs (a simulation of the same setup). The cost
  * on steady runs: 0.4-1.1 % of runs of independent samples, 0.2-1.2 % of AR(1) ones, are
  * refused by the dependence rule.
  *

@@ -5,7 +5,7 @@ pass/fail).
 
 Each history is one figure per run, as the history keeps it: the median of 4 repetitions
 (3 % noise within a run) times a shift of the whole run (the run-to-run spread: log-normal
-with sd 3, 5 or 10 %, the spreads issue 19 measured on this VM's kind of machine, and a
+with sd 3, 5 or 10 %, the run-to-run spreads measured on this VM's kind of machine, and a
 heavy-tailed one: Student t with 3 degrees of freedom scaled to 5 %). A slowdown of 2, 5 or 10
 % is injected at a point drawn uniformly from runs 5..25 (at least 5 runs on each side).
 

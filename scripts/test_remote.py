@@ -99,16 +99,6 @@ def _skip_reason():
     for exe in (LOAD, SERVER):
         if not exe.exists():
             return f"{exe} is not built"
-    help_text = subprocess.run([LOAD, "--help"], capture_output=True, text=True,
-                               timeout=10).stdout
-    missing = [o for o in ("--hist-out", "--merge", "--start-at", "--phase")
-               if o not in help_text]
-    if missing:
-        return f"this echo-load has no {', '.join(missing)}"
-    probe = subprocess.run([LOAD, "--merge", "/nonexistent", "--json", "-"], capture_output=True,
-                           text=True, timeout=10).stderr
-    if "not built" in probe:
-        return f"this echo-load's --merge/--hist-out are placeholders: {probe.strip()}"
     return None
 
 
@@ -257,10 +247,6 @@ ECHOBENCH = ROOT / "scripts" / "echobench"
 def driver_run(tmp_path_factory):
     """`echobench run --target mine=SERVER --load-hosts L0,L1`: one closed-loop cell, run from
     the control namespace (the driver checks the target's echo itself, so it must reach it)."""
-    help_text = subprocess.run(["/usr/bin/python3", ECHOBENCH, "run", "--help"],
-                               capture_output=True, text=True, timeout=30).stdout
-    if "--load-hosts" not in help_text:
-        pytest.skip("echobench run has no --load-hosts yet")
     out = tmp_path_factory.mktemp("results")
     with load_net() as (net, srv):
         argv = ["/usr/bin/python3", ECHOBENCH, "run", "--backends", "none",

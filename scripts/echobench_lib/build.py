@@ -45,17 +45,12 @@ def parse_backend_list(text):
 
 
 def list_backends(server):
-    """[(name, usable, reason)] in the order `echo-server --list` prints them (builds from
-    before `--list` existed answer to its alias `--list-backends`)."""
-    res = None
-    for opt in ("--list", "--list-backends"):
-        try:
-            res = subprocess.run([str(server), opt], capture_output=True, text=True,
-                                 timeout=10, stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise RunError(f"{server} {opt} failed: {e}") from e
-        if res.returncode != 2:
-            break
+    """[(name, usable, reason)] in the order `echo-server --list` prints them."""
+    try:
+        res = subprocess.run([str(server), "--list"], capture_output=True, text=True,
+                             timeout=10, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise RunError(f"{server} --list failed: {e}") from e
     if res.returncode != 0:
         raise RunError(f"{server} --list exited {res.returncode}: {res.stderr.strip()[:200]}")
     found = parse_backend_list(res.stdout)

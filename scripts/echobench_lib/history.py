@@ -15,8 +15,8 @@ for both (historydb.py). docs/RESULTS.md "History" describes the tables and the 
 - Branch: given (`--branch`), else read from git in this checkout when the run's commit is in
   it: the checked-out branch when the commit is reachable from it, else the only local branch
   containing it; else none (shown as `-`).
-- Cell: entry, connections, size, mode, placement (null placement, runs before issue 9, is
-  `split`, as run.json names without `/p:` are). Name: run.json's without `echo/` and the
+- Cell: entry, connections, size, mode, placement (a null placement is `split`, as run.json
+  names without `/p:` are). Name: run.json's without `echo/` and the
   metric, e.g. `epoll/c:16/s:64/closed` or `epoll/c:16/s:64/closed/p:shared`.
 - A point of a series is one run: the median of its valid repetitions (invalid ones, where
   echo-load's self-checks failed, are kept and shown but not counted).

@@ -108,3 +108,19 @@ def test_default_placement_separates_server_and_client():
     with pytest.raises(util.UsageError):
         placement.cpus_for("split", [10 ** 6], None)
     assert placement.client_threads([0, 1]) == 2 and placement.client_threads(None, 3) == 3
+
+
+def test_cells_beside_the_cross_product():
+    extra = matrix.parse_cells("churn:c=16:s=64, stream:c=4:s=64k,churn:c=16:s=64")
+    assert extra == [("churn", 16, 64), ("stream", 4, 65536)]
+    cells = matrix.build_matrix(["epoll", "poll"], [1], [64], ["closed"], extra=extra)
+    assert [(c.entry, c.mode, c.connections, c.size) for c in cells] == [
+        ("epoll", "closed", 1, 64), ("poll", "closed", 1, 64),
+        ("epoll", "churn", 16, 64), ("poll", "churn", 16, 64),
+        ("epoll", "stream", 4, 65536), ("poll", "stream", 4, 65536)]
+    # a cell already in the cross product is not measured twice
+    assert len(matrix.build_matrix(["e"], [1], [64], ["closed"],
+                                   extra=[("closed", 1, 64)])) == 1
+    for bad in ("churn", "churn:c=1", "churn:s=64:c=1", "sweep:c=1:s=64", ""):
+        with pytest.raises(util.UsageError):
+            matrix.parse_cells(bad)

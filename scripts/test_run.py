@@ -389,3 +389,25 @@ def test_run_adds_itself_to_the_history(build, tmp_path):
     series = json.loads(r.stdout)
     tput = [s for s in series if s["metric"] == "msgs_per_sec"]
     assert tput and len(tput[0]["points"]) == 2, series
+
+
+def test_cells_beside_the_matrix_and_churn(build, tmp_path):
+    """--cells adds cells beside the cross product (the quick preset's churn and 64 KiB
+    streaming cells): a churn cell is measured with echo-load --churn and ranked by
+    transactions/s (or, client-bound, by server CPU per transaction)."""
+    r = echobench(*RUN, "--build", build, "--out", tmp_path, "--backends", "epoll,poll",
+                  "--cells", "churn:c=2:s=64,stream:c=1:s=4k", "--repetitions", "2")
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "latest" / "run.json").read_text())
+    names = {b["name"] for b in data["benchmarks"]}
+    for e in ("epoll", "poll"):
+        assert f"echo/{e}/c:1/s:64/closed/msgs_per_sec" in names
+        assert f"echo/{e}/c:2/s:64/churn/transactions_per_sec" in names
+        assert f"echo/{e}/c:2/s:64/churn/server_cpu_ns_per_tx" in names
+        assert f"echo/{e}/c:1/s:4096/stream/bytes_per_sec" in names
+    assert not [n for n in names if "/c:2/" in n and "/closed/" in n]     # not a cross product
+    raw = json.loads(next((tmp_path / "latest" / "raw").glob("epoll_c2_s64_churn_r0.json"))
+                     .read_text())
+    assert raw["mode"] == "churn" and raw["transactions"] > 0
+    md = (tmp_path / "latest" / "summary.md").read_text()
+    assert "### Connection churn" in md and "| c=2 s=64 churn |" in md

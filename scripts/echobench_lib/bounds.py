@@ -26,17 +26,19 @@ def _fmt_size(n):
 
 def check(opts, local_load=True):
     """UsageError naming the first option value outside what the programs accept."""
-    for size in opts.sizes:
+    sizes = list(opts.sizes) + [s for _, _, s in opts.cells]
+    conns = list(opts.connections) + [c for _, c, _ in opts.cells]
+    for size in sizes:
         if size > MAX_SIZE:
             raise UsageError(f"--sizes {_fmt_size(size)}: echo-load takes messages of at most "
                              f"64M")
-    for c in opts.connections:
+    for c in conns:
         if c > MAX_CONNECTIONS:
             raise UsageError(f"--connections {c}: echo-load opens at most {MAX_CONNECTIONS}")
     if local_load:
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         threads = opts.client_threads or 1
-        for c in opts.connections:
+        for c in conns:
             need = c + 2 * threads + 16
             if hard != resource.RLIM_INFINITY and need > hard:
                 raise UsageError(f"--connections {c}: needs {need} open files but the hard "
@@ -46,7 +48,7 @@ def check(opts, local_load=True):
     slots = 1
     while slots < opts.pipeline:
         slots <<= 1
-    for c in opts.connections:
+    for c in conns:
         if c * slots * 32 > INFLIGHT_BYTES:
             raise UsageError(f"--connections {c} x --pipeline {opts.pipeline}: echo-load "
                              f"needs more than 1 GiB of in-flight records")

@@ -29,7 +29,7 @@ _TO_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
 
 def encode(metric, value):
     """(real_time, time_unit) for a metric value, or None when it cannot be a time (rate 0)."""
-    if metric == "msgs_per_sec":
+    if metric in ("msgs_per_sec", "transactions_per_sec"):
         return (1e9 / value, "ns") if value > 0 else None
     if metric == "bytes_per_sec":
         return ((1 << 20) / value * 1e6, "us") if value > 0 else None

@@ -200,8 +200,11 @@ class LoadResult:
         if server_cpu_s is not None and cpu_window_s and cpu_window_s > 0:
             cpu_per_s = server_cpu_s / cpu_window_s
             mps, bps = out.get("msgs_per_sec"), out.get("bytes_per_sec")
+            tps = out.get("transactions_per_sec") if self.mode == "churn" else None
             if mps:
                 out["server_cpu_ns_per_msg"] = cpu_per_s / mps * 1e9
+            if tps:
+                out["server_cpu_ns_per_tx"] = cpu_per_s / tps * 1e9
             if bps:
                 out["server_cpu_ns_per_kib"] = cpu_per_s / bps * 1024 * 1e9
         return out

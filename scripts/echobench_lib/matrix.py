@@ -166,15 +166,15 @@ def parse_name(name):
 def parse_mode(text, what="mode"):
     """One --modes item -> list of canonical modes. 'open' means open25, open50, open75."""
     t = text.strip().lower()
-    if t in ("closed", "stream", "sweep"):
+    if t in ("closed", "stream", "churn", "sweep"):
         return [t]
     if t == "open":
         return ["open25", "open50", "open75"]
     m = re.fullmatch(r"open[:@]?(\d+)%?", t)
     if m and 1 <= int(m.group(1)) <= 100:
         return [f"open{int(m.group(1))}"]
-    raise UsageError(f"bad {what} '{text}': expected closed, stream, sweep, open or openNN "
-                     f"(NN = percent of the reference's closed-loop peak, 1-100)")
+    raise UsageError(f"bad {what} '{text}': expected closed, stream, churn, sweep, open or "
+                     f"openNN (NN = percent of the reference's closed-loop peak, 1-100)")
 
 
 def parse_modes(text):
@@ -223,16 +223,45 @@ def mode_order(mode):
     return (rank, _mode_number(mode) or 0, "" if kind else str(mode))
 
 
+def parse_cells(text):
+    """--cells 'churn:c=16:s=64,stream:c=4:s=64k' -> [(mode, connections, size)]: cells beside
+    the cross product of --connections, --sizes and --modes (the open-loop modes need a closed
+    cell of the same connections and size)."""
+    out = []
+    for item in (t.strip() for t in str(text).split(",") if t.strip()):
+        parts = item.split(":")
+        m = re.fullmatch(r"c=([^:]+)", parts[1]) if len(parts) == 3 else None
+        z = re.fullmatch(r"s=([^:]+)", parts[2]) if len(parts) == 3 else None
+        if not (m and z):
+            raise UsageError(f"bad --cells item '{item}': expected MODE:c=N:s=SIZE, e.g. "
+                             f"churn:c=16:s=64")
+        modes = parse_mode(parts[0], "--cells mode")
+        if "sweep" in modes:
+            raise UsageError(f"bad --cells item '{item}': the sweep is not a cell")
+        for mode in modes:
+            cell = (mode, parse_count(m.group(1), "--cells connections"),
+                    parse_size(z.group(1), "--cells size"))
+            if cell not in out:
+                out.append(cell)
+    if not out:
+        raise UsageError(f"empty --cells list '{text}'")
+    return out
+
+
 def build_matrix(backends, connections, sizes, modes, placements=(DEFAULT_PLACEMENT,),
-                 kinds=None):
+                 kinds=None, extra=()):
     """Every cell, ordered placement -> size -> connections -> entry -> mode so that each
     entry's closed-loop cell runs just before the open-loop cells that depend on it. The first
     entry must be the reference (its peak sets every entry's open-loop rates). kinds maps an
-    entry to its kind (backend, server, target)."""
+    entry to its kind (backend, server, target); extra: [(mode, connections, size)] cells
+    beside the cross product (parse_cells)."""
     kinds = kinds or {}
     cells = [Cell(b, c, s, m, p, entry_kind=kinds.get(b, "backend"))
              for p in placements for s in sizes for c in connections for b in backends
              for m in sorted(modes, key=mode_order) if m != "sweep"]
+    for m, c, s in extra:
+        cells += [x for x in (Cell(b, c, s, m, p, entry_kind=kinds.get(b, "backend"))
+                              for p in placements for b in backends) if x not in cells]
     if not cells and "sweep" not in modes:
         raise UsageError("empty matrix: no backend, connection count, size or mode selected")
     return cells

@@ -151,6 +151,8 @@ class Measurer:
             base += ["--engine", self.opts.client_engine]
         if cell.kind == "stream":
             base.append("--stream")
+        if cell.kind == "churn":
+            base.append("--churn")
         return base
 
     def measure(self, cell, rep, rate=None, duration=None, warmup=None, tag=None, server=None):

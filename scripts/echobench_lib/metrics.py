@@ -18,6 +18,8 @@ METRICS = {
     "connect_p99_us": ("us", False, "99th percentile connect latency"),
     "server_cpu_ns_per_msg": ("ns", False, "server CPU time (user+system) per message"),
     "server_cpu_ns_per_kib": ("ns", False, "server CPU time (user+system) per KiB echoed"),
+    "server_cpu_ns_per_tx": ("ns", False, "churn: server CPU time per transaction (accept, "
+                                          "echo, close)"),
     "offered_rate": ("msgs/s", None, "open loop: the rate asked of echo-load"),
     "rate_achieved": ("msgs/s", None, "open loop: msgs/s answered in the window (self-check)"),
     "send_lag_p99_us": ("us", False, "open loop: p99 of how late messages went out"),
@@ -42,6 +44,8 @@ GATED_LATENCY = ("p50_us", "p90_us", "p99_us", "p999_us", "p9999_us")
 def gated_metrics(mode):
     if mode == "stream":
         return ("bytes_per_sec", "server_cpu_ns_per_kib") + GATED_LATENCY
+    if mode == "churn":
+        return ("transactions_per_sec",) + GATED_LATENCY + ("server_cpu_ns_per_tx",)
     return ("msgs_per_sec",) + GATED_LATENCY + ("server_cpu_ns_per_msg",)
 
 

@@ -16,6 +16,7 @@ class RunOptions:
     connections: list = field(default_factory=list)
     sizes: list = field(default_factory=list)
     modes: list = field(default_factory=list)
+    cells: list = field(default_factory=list)     # [(mode, connections, size)] beside them
     duration: float = 3.0
     warmup: float = 1.0
     repetitions: int = 3           # paired: rounds (pairs); unpaired: fresh-server repetitions
@@ -95,6 +96,10 @@ def add_run_arguments(p):
     p.add_argument("--modes", help="comma list: closed, open (= open25,open50,open75), openNN "
                                    "(NN %% of the reference entry's closed-loop peak: epoll, or "
                                    "the first entry), stream, sweep (the knee)")
+    p.add_argument("--cells", metavar="LIST",
+                   help="cells beside the matrix: MODE:c=N:s=SIZE, comma separated (e.g. "
+                        "churn:c=16:s=64,stream:c=4:s=64k); 'none' for none (the quick preset "
+                        "has these two)")
     p.add_argument("--rates", help="comma list of absolute open-loop rates in msgs/s (5k, "
                                    "20000): cells rateN beside --modes")
     p.add_argument("--placement", default=None, metavar="LIST",
@@ -200,6 +205,9 @@ def run_options(a, preset=None):
         else list(preset["connections"]),
         sizes=matrix.parse_sizes(a.sizes) if a.sizes is not None else list(preset["sizes"]),
         modes=modes,
+        cells=[] if a.cells is not None and a.cells.strip().lower() == "none" else
+        matrix.parse_cells(a.cells) if a.cells is not None else
+        matrix.parse_cells(preset["cells"]) if preset.get("cells") else [],
         duration=a.duration or preset["duration"],
         warmup=a.warmup if a.warmup is not None else preset["warmup"],
         repetitions=reps, design="unpaired" if a.unpaired else "paired", seed=a.seed,

@@ -11,6 +11,7 @@ UNITS = {"msgs_per_sec": ("msgs/s", 1.0), "bytes_per_sec": ("MB/s", 1e-6),
          "transactions_per_sec": ("tx/s", 1.0),
          "offered_rate": ("msgs/s", 1.0), "rate_achieved": ("msgs/s", 1.0),
          "server_cpu_ns_per_msg": ("ns/msg", 1.0), "server_cpu_ns_per_kib": ("ns/KiB", 1.0),
+         "server_cpu_ns_per_tx": ("ns/tx", 1.0),
          "errors": ("count", 1.0), "client_cpu_busiest": ("%", 100.0),
          "server_cpu_busiest": ("%", 100.0)}
 

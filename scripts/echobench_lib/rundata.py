@@ -23,6 +23,8 @@ def primary_metric(cell):
     streaming, p99 for open loop (where every entry of the cell is offered the same rate)."""
     if cell.kind == "stream":
         return "bytes_per_sec"
+    if cell.kind == "churn":
+        return "transactions_per_sec"
     if cell.is_open:
         return "p99_us"
     return "msgs_per_sec"
@@ -30,7 +32,8 @@ def primary_metric(cell):
 
 def efficiency_metric(cell):
     """The server's CPU per unit of work: what ranks servers when the client is the limit."""
-    return "server_cpu_ns_per_kib" if cell.kind == "stream" else "server_cpu_ns_per_msg"
+    return {"stream": "server_cpu_ns_per_kib", "churn": "server_cpu_ns_per_tx"}.get(
+        cell.kind, "server_cpu_ns_per_msg")
 
 
 class RunData:

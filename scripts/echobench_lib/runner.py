@@ -52,7 +52,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def headline(cell):
-    return "bytes_per_sec" if cell.kind == "stream" else "msgs_per_sec"
+    return {"stream": "bytes_per_sec", "churn": "transactions_per_sec"}.get(cell.kind,
+                                                                          "msgs_per_sec")
 
 
 def ci_reached(values, pct):
@@ -128,7 +129,7 @@ def plan(opts, build, entries=None):
     order = [ref] + [e.name for e in entries if e.name != ref]
     kinds = {e.name: e.kind for e in entries}
     cells = build_matrix(order, opts.connections, opts.sizes, opts.modes, opts.placements,
-                         kinds)
+                         kinds, opts.cells)
     for p in opts.placements:
         cpus_for(p, opts.server_cpus, opts.client_cpus)     # bad CPUs: usage error, now
     return entries, skipped, ref, cells

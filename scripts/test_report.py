@@ -30,7 +30,7 @@ def run_dir(tmp_path_factory):
                                                                            "uring"),
                            connections=(1, 16, 64), modes=("closed", "open25", "open75",
                                                            "stream"),
-                           repetitions=6, noise=0.01, seed=42, conform=CONFORM)
+                           repetitions=8, noise=0.01, seed=42, conform=CONFORM)
     r = echobench("report", d)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"report: {d.resolve() / 'report.html'}"
@@ -99,7 +99,7 @@ def test_ratios_vs_epoll_carry_their_interval(run_dir):
     assert "1 (reference)" in row
     triples = [tuple(map(float, m)) for m in
                re.findall(r">([0-9.]+) \[([0-9.]+), ([0-9.]+)\]<", row)]
-    assert len(triples) == 2, row     # 6 pairs: a real 95 % interval, no level label
+    assert len(triples) == 2, row     # 8 pairs: a real 95 % interval, no level label
     # Synthetic speeds: epoll 1, poll 0.9, uring 1.15 (1 % noise).
     (poll, plo, phi), (uring, ulo, uhi) = triples
     assert poll == pytest.approx(0.9, abs=0.05) and plo <= poll <= phi
@@ -112,7 +112,7 @@ def test_every_figure_is_a_median_with_an_interval(run_dir):
     line = md_row(md, "| c=16 s=64 closed |")
     figs = re.findall(r"([0-9.]+k?) \[([0-9.]+k?), ([0-9.]+k?)\]", line)
     assert len(figs) == 5, line     # 3 medians and 2 ratios, each with its interval
-    assert "%)" not in line         # 6 repetitions reach 95 %: no lower level to label
+    assert "%)" not in line         # 8 repetitions reach 95 %: no lower level to label
     assert "order statistics" in md and "Hodges-Lehmann" in md and "MB/s = 10⁶ B/s" in md
     html = (run_dir / "report.html").read_text()
     legend = re.search(r'<p class="note" id="legend">(.*?)</p>', html, re.S).group(1)
@@ -143,7 +143,7 @@ def test_units_said_once_per_row_not_in_each_figure(run_dir):
         assert not any("/s" in c for c in cells[3:]), cells
     assert "bytes_per_sec (MB/s)" in table(html, "table-winners-stream")
     openh = table(html, "table-winners-open")
-    assert "offered (msgs/s)" in openh and "p99_us (µs)" in openh
+    assert "offered (msgs/s)" in openh and "server_cpu_ns_per_msg (ns/msg)" in openh
 
 
 def test_summary_names_winner_with_margin_and_its_interval(run_dir):

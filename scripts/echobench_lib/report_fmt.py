@@ -109,7 +109,8 @@ def stats_legend(d):
             f"±{EQUIVALENCE:.0%} of the reference; otherwise 'inconclusive', with about how "
             "many pairs would decide. Client-bound cells (the client's busiest thread at least "
             "as busy as the server's) are ranked by the server's CPU per message, since their "
-            "throughput measures the client. ✗ marks an entry whose measurement failed a "
+            "throughput measures the client; open-loop cells by the server's CPU per message "
+            "at the same offered rate. ✗ marks an entry whose measurement failed a "
             "self-check: it takes part in no verdict.")
 
 
@@ -242,8 +243,7 @@ def kind_groups(d):
     unit (a spot's deciding metric may differ: it says so in its row)."""
     groups = []
     for title, pred in (("Closed loop", lambda s: s.kind == "closed"),
-                        ("Open loop: p99 latency at the same offered rate",
-                         lambda s: s.is_open),
+                        ("Open loop at the same offered rate", lambda s: s.is_open),
                         ("Streaming", lambda s: s.kind == "stream"),
                         ("Connection churn", lambda s: s.kind == "churn")):
         spots = [s for s in d.spots() if pred(s)]

@@ -67,15 +67,16 @@ def winners_table(d):
         for spot in spots:
             dec = d.decide(spot)
             row = lead(d, spot, is_open)
+            best = {dec["winner"]} if dec["verdict"] == "winner" else \
+                set([dec["leader"]] + dec.get("tied", [])) if dec["verdict"] == "leaders" else set()
             for b in d.backends:
                 cell = d.cell(spot, b)
                 ok, reasons = d.validity(cell)
-                cls = "invalid" if not ok else ("win" if b == dec["winner"] else "")
+                cls = "invalid" if not ok else ("win" if b in best else "")
                 row.append((fig_text(dec["metric"], d.fig(cell, dec["metric"])) +
                             ("" if ok else " ✗"), cls, reasons_text(reasons)))
-            row.append((verdict_text(dec), "win" if dec["winner"] else "tie",
-                        dec.get("reason") or ""))
-            row.append(margin_text(dec) if dec["winner"] else "-")
+            row.append((verdict_text(dec), "win" if best else "tie", dec.get("reason") or ""))
+            row.append(margin_text(dec) if best else "-")
             row.append(p_text(dec))
             rows.append(row)
         head = lead_head(is_open) + [entry_name(d, b) for b in d.backends] + \
@@ -282,9 +283,12 @@ def html_report(d, trends=()):
     for note in notes(d):
         parts.append(f'<p class="note"><b>Note:</b> {_e(note)}</p>')
     parts += ["<h2>Verdict per cell</h2>",
-              '<p class="note">Closed loop and streaming: highest throughput, or, where the '
-              'client was the limit, lowest server CPU per message; open loop: lowest p99 at '
-              'the same offered rate for every entry.</p>', winners_table(d)]
+              '<p class="note">Closed loop, streaming and churn: highest throughput, or, where '
+              'the client was the limit, lowest server CPU per message (KiB, transaction); '
+              'open loop: lowest server CPU per message at the same offered rate for every '
+              'entry (p99 is in the ratio and cell tables: on a shared machine its spread '
+              'between short slices is far wider than the differences between servers).</p>',
+              winners_table(d)]
     knee = knee_table(d)
     if knee:
         parts += ["<h2>Knee: highest rate that meets the SLO</h2>",

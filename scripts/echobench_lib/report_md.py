@@ -64,14 +64,16 @@ def summary_markdown(d, trends=()):
             row += [entry_text(d, d.cell(spot, b), dec["metric"], b != d.reference)
                     for b in d.backends]
             row += [f"**{dec['winner']}**" if dec["winner"] else verdict_text(dec),
-                    margin_text(dec) if dec["winner"] else "-", p_text(dec)]
+                    margin_text(dec) if dec["verdict"] in ("winner", "leaders") else "-",
+                    p_text(dec)]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
-    decided = counts.get("winner", 0) + counts.get("equivalent", 0)
+    decided = counts.get("winner", 0) + counts.get("leaders", 0) + counts.get("equivalent", 0)
     total = sum(v for k, v in counts.items() if k != "-")
     if total:
         lines += [f"Conclusive: {decided} of {total} cells ({counts.get('winner', 0)} with a "
-                  f"winner, {counts.get('equivalent', 0)} equivalent); "
+                  f"winner, {counts.get('leaders', 0)} with leaders tied within ±5 %, "
+                  f"{counts.get('equivalent', 0)} equivalent); "
                   f"{counts.get('inconclusive', 0)} inconclusive.", ""]
     knees = d.knees()
     if knees:

@@ -248,11 +248,14 @@ class RunData:
         return None
 
     def deciding_metric(self, spot):
-        """The metric that ranks a spot's entries: its primary metric, or the server's CPU per
-        message when the client was the limit in a closed loop, stream or churn cell (and
-        every entry has a CPU figure)."""
-        if not spot.is_open and self.bound(spot) == "client-bound" and \
-                all(self.has_cpu(b) for b in self.backends):
+        """The metric that ranks a spot's entries (when every entry has a server CPU figure):
+        in open loop the server's CPU per message at the same offered rate (p99's spread
+        between short slices on a shared machine is far wider than the differences between
+        servers: measured, README "How far to trust a figure"); in a closed loop, stream or
+        churn cell its throughput, or the server's CPU per unit when the client was the
+        limit. Without CPU figures (a --target): the primary metric."""
+        if all(self.has_cpu(b) for b in self.backends) and \
+                (spot.is_open or self.bound(spot) == "client-bound"):
             return efficiency_metric(spot)
         return primary_metric(spot)
 

@@ -49,10 +49,15 @@ static void internal(struct loader *w, const char *what, int err)
 	snprintf(w->error_text, sizeof(w->error_text), "%s: %s", what, strerror(err));
 }
 
-/* Starts a transaction due at `due` (0: now, the closed loop) on the free slot on top of the
- * pool. False when nothing started: no local port was left (counted; the slot stays free), or
- * an internal failure (w->error). A connect refused at once is a transaction that failed. */
-static bool start(struct loader *w, uint64_t due, uint64_t now)
+enum start_result {
+	STARTED,     /* a transaction is in progress, or has failed already (refused at once) */
+	NO_PORT,     /* no local port was left: counted, the slot stays free */
+	NOT_STARTED, /* the closed loop's window closed before the connect, or w->error */
+};
+
+/* Starts a transaction due at `due` (0: at its connect(), the closed loop) on the free slot on
+ * top of the pool. */
+static enum start_result start(struct loader *w, uint64_t due, uint64_t now)
 {
 	const struct load_config *cfg = w->cfg;
 	struct churn_pool *p = &w->pool;
@@ -64,19 +69,25 @@ static bool start(struct loader *w, uint64_t due, uint64_t now)
 
 	if (fd == -EADDRNOTAVAIL || fd == -EADDRINUSE) {
 		w->c.no_port++;
-		return false;
+		return NO_PORT;
 	}
 	if (fd < 0) {
 		internal(w, "socket", -fd);
-		return false;
+		return NOT_STARTED;
 	}
 	t = now_ns();
+	if (!due && t >= w->t_end) {
+		/* Closed loop: a transaction counts when its connect() is in the window; this
+		 * one would not, yet the server would serve it. */
+		close(fd);
+		return NOT_STARTED;
+	}
 	if (connect(fd, (const struct sockaddr *)&cfg->target.sa, cfg->target.len) < 0)
 		err = errno;
 	if (err == EADDRNOTAVAIL) {
 		close(fd);
 		w->c.no_port++;
-		return false;
+		return NO_PORT;
 	}
 	p->nfree--;
 	latesplit_track(&p->split, false, p->nfree == 0, now);
@@ -98,18 +109,18 @@ static bool start(struct loader *w, uint64_t due, uint64_t now)
 	w->c.sent += loader_in_window(w, c->txn.due);
 	if (err && err != EINPROGRESS) {
 		lconn_fail(w, c, err_kind_of(err));
-		return true;
+		return STARTED;
 	}
 	w->connects += !err && loader_in_window(w, c->txn.due);
 	if ((err = w->eng->adopt(w, c)) < 0) {
 		internal(w, "adding a socket to the engine", -err);
 		lconn_close(w, c);
-		return false;
+		return NOT_STARTED;
 	}
 	lconn_replenish(w, c, now);
 	if (!c->connecting)
 		w->tp->flush(w, c);   /* connected at once (a unix socket) */
-	return true;
+	return STARTED;
 }
 
 /* Open loop: the transaction due at d starts now, `late` of its delay the client's own; the
@@ -117,13 +128,12 @@ static bool start(struct loader *w, uint64_t due, uint64_t now)
 static void start_due(struct loader *w, uint64_t d, uint64_t late, uint64_t now)
 {
 	bool in = loader_in_window(w, d);
+	enum start_result r = start(w, d, now);
 
-	if (start(w, d, now)) {
-		if (in)
-			hist_record(w->slot_wait, now - d > late ? now - d - late : 0);
-	} else if (!w->error) {
-		w->c.unanswered += in;   /* no local port: it never starts */
-	}
+	if (r == STARTED && in)
+		hist_record(w->slot_wait, now - d > late ? now - d - late : 0);
+	else if (r == NO_PORT)
+		w->c.unanswered += in;   /* it never starts */
 }
 
 void churn_refill(struct loader *w, uint64_t now)
@@ -147,10 +157,12 @@ void churn_refill(struct loader *w, uint64_t now)
 	if (now < p->retry_at)
 		return;
 	for (; n && p->nfree && now < w->t_end && !w->error; n--) {
-		if (!start(w, 0, now)) {
+		enum start_result r = start(w, 0, now);
+
+		if (r == NO_PORT)
 			p->retry_at = now + RETRY_NS;
+		if (r != STARTED)
 			return;
-		}
 	}
 }
 

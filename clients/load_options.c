@@ -228,6 +228,9 @@ static void churn_checks(const struct load_config *cfg, bool stream, bool udp, b
 	if (!cfg->pipeline)
 		die(2, "--pipeline unbounded is for the open loop's messages; --churn keeps -p of a "
 		    "transaction's messages in flight (1 to %u)", MAX_PIPELINE);
+	if (cfg->connect_rate > 0)
+		die(2, "--connect-rate paces the connections opened before the run; --churn opens "
+		    "one per transaction: pace them with --rate");
 }
 
 /* At most one output may be stdout: two would interleave there. */

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include "clock.h"
-
 #include "loader.h"
 #include "prng.h"
 #include "series.h"
@@ -23,11 +22,6 @@ enum err_kind err_kind_of(int err)
 	case ETIMEDOUT: return ERR_TIMEOUT;
 	default: return ERR_OTHER;
 	}
-}
-
-static bool in_window(const struct loader *w, uint64_t t)
-{
-	return loader_in_window(w, t);
 }
 
 struct msg *lconn_at(const struct lconn *c, uint32_t i)
@@ -97,7 +91,7 @@ static void txn_done(struct loader *w, struct lconn *c, uint64_t now)
 	uint64_t d = c->txn.due;
 
 	w->done_total++;
-	if (in_window(w, d)) {
+	if (loader_in_window(w, d)) {
 		uint64_t lat = record_latency(w, d, now);
 
 		if (w->lat_unc)
@@ -120,7 +114,7 @@ static void txn_done(struct loader *w, struct lconn *c, uint64_t now)
 /* Churn: a failed transaction counts by cause (those due in the window) and is not done. */
 static void txn_fail(struct loader *w, struct lconn *c, enum err_kind kind)
 {
-	if (in_window(w, c->txn.due)) {
+	if (loader_in_window(w, c->txn.due)) {
 		w->c.errors[kind]++;
 		w->c.conns_failed++;
 		if (c->send_off > c->recv_off)
@@ -143,7 +137,7 @@ void lconn_fail(struct loader *w, struct lconn *c, enum err_kind kind)
 		w->c.short_bytes += c->send_off - c->recv_off;
 	/* What it owed from the window will never come. */
 	for (uint32_t i = 0; i < c->count; i++)
-		w->c.unanswered += in_window(w, lconn_at(c, i)->t_sched);
+		w->c.unanswered += loader_in_window(w, lconn_at(c, i)->t_sched);
 	w->c.unanswered += c->owed;
 	drop(w, c);
 }
@@ -186,7 +180,7 @@ void lconn_queue(struct loader *w, struct lconn *c, uint64_t t_sched, uint64_t n
 	if (c->count > w->inflight_max)
 		w->inflight_max = c->count;
 	w->pending++;
-	if (in_window(w, now) && !w->churn)   /* churn counts transactions (load_churn.c) */
+	if (loader_in_window(w, now) && !w->churn)   /* churn counts transactions (load_churn.c) */
 		w->c.sent++;
 }
 
@@ -216,7 +210,7 @@ void lconn_done(struct loader *w, struct lconn *c, uint64_t now)
 		return;
 	}
 	w->done_total++;
-	if (in_window(w, m->t_sched)) {
+	if (loader_in_window(w, m->t_sched)) {
 		uint64_t lat = record_latency(w, m->t_sched, now);
 
 		if (w->lat_unc)
@@ -259,7 +253,7 @@ static bool grow(struct loader *w, struct lconn *c)
 static void queue_open(struct loader *w, struct lconn *c, uint64_t idx, uint64_t d,
 		       uint64_t late, uint64_t now)
 {
-	if (in_window(w, d))
+	if (loader_in_window(w, d))
 		hist_record(w->slot_wait, now - d > late ? now - d - late : 0);
 	lconn_queue(w, c, d, now);
 	c->next_idx = idx + 1;
@@ -296,7 +290,7 @@ void lconn_owe(struct loader *w, struct lconn *c, uint64_t n, uint64_t now)
 		uint64_t idx = c->next_idx + c->owed, d = due_of(w, c, idx);
 		uint64_t late = latesplit_free_time(&c->split, ring_full(w, c), d, now);
 
-		if (in_window(w, d))
+		if (loader_in_window(w, d))
 			hist_record(w->lag, late);
 		if (!c->owed && has_room(w, c)) {
 			queue_open(w, c, idx, d, late, now);

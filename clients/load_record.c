@@ -163,7 +163,8 @@ static const struct { const char *name; double lo, hi; bool time; } shape[] = {
 	{ "spin_s", 0, 1e9, true }, { "cpu_wait_s", 0, 1e9, true },
 	{ "wake_early_us", 0, 1e15, false }, { "inflight_max", 0, TWO_64, false },
 	{ "source_first", 0, 4294967295.0, false }, { "source_count", 0, LOAD_MAX_SOURCES, false },
-	{ "churn", 0, 1, false }, { "churn_messages", 0, LOAD_MAX_CHURN_MESSAGES, false }, { "close_rst", 0, 1, false },
+	{ "churn", 0, 1, false }, { "churn_messages", 0, LOAD_MAX_CHURN_MESSAGES, false },
+	{ "close_rst", 0, 1, false },
 };
 
 static int check_shape(const struct histio_record *rec, char *why, size_t n)

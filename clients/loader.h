@@ -12,10 +12,12 @@
  *   load_churn.c --churn: starts transactions on free slots (closed loop, or the schedule's)
  *   loader.c     the thread: schedule, timeouts, drain and close at the end, over an engine
  *
- * Dependencies go one way: loader.c -> load_churn.c -> engines -> transports -> lconn.c. A transport never
- * calls the loop, and lconn.c never calls a transport; the only calls back up go through the
- * engine's hooks in w->eng (`want_out` when a write must wait for room, `forget` before a
- * socket is closed), so nothing below the engines names one.
+ * Dependencies go one way: loader.c -> load_churn.c -> engines -> transports -> lconn.c. A
+ * transport never calls the loop, and lconn.c never calls a transport; the only calls back up
+ * go through the engine's hooks in w->eng (`want_out` when a write must wait for room, `forget`
+ * before a socket is closed; load_churn.c's `adopt` for a transaction's new socket), so nothing
+ * below the engines names one. lconn.c hands a churn slot back to the pool (a free list the
+ * loop reads): the loop, not lconn.c, starts its next transaction.
  */
 #ifndef ECHOBENCH_LOADER_H
 #define ECHOBENCH_LOADER_H

@@ -78,9 +78,9 @@ static void progress_line(struct loader *ws, uint64_t n, uint64_t t0, uint64_t *
 		done += atomic_load_explicit(&ws[i].progress_done, memory_order_relaxed);
 		errs += atomic_load_explicit(&ws[i].progress_errors, memory_order_relaxed);
 	}
-	fprintf(stderr, "echo-load: %6.1fs %12.0f msgs/s  errors %llu\n", (now - t0) / 1e9,
+	fprintf(stderr, "echo-load: %6.1fs %12.0f %s/s  errors %llu\n", (now - t0) / 1e9,
 		(double)(done - *last_done) * 1e9 / (double)(now - *last_t),
-		(unsigned long long)errs);
+		ws[0].churn ? "transactions" : "msgs", (unsigned long long)errs);
 	*last_done = done;
 	*last_t = now;
 }
@@ -179,12 +179,14 @@ static int finish_run(struct load_result *r, struct outs *o)
 	const struct load_config *cfg = r->cfg;
 	char verdict[600] = "";
 
-	if (r->complete && !r->c.messages) {
-		r->complete = false;
-		snprintf(r->error, sizeof(r->error), "no message was answered inside the measured "
-			 "window");
-	}
+	result_require_answers(r);
 	result_evaluate(r);
+	if (cfg->churn && r->c.no_port)
+		fprintf(stderr, "echo-load: %llu transactions could not start, no local port left "
+			"(the client's limit, not the server's): a closed connection holds its port "
+			"60 s in TIME_WAIT and one source address has %llu (ip_local_port_range); give "
+			"--source A-B or --close rst\n", (unsigned long long)r->c.no_port,
+			(unsigned long long)load_ephemeral_ports());
 	if (!r->complete)
 		snprintf(verdict, sizeof(verdict), "%s", r->error);
 	else if (cfg->verify && (r->c.mismatches || r->c.extra_bytes))
@@ -259,7 +261,9 @@ static struct loader *start_loaders(const struct load_config *cfg, struct load_r
 	int err = 0;
 
 	for (uint64_t i = 0; i < cfg->connections; i++) {
-		if (fds[i] >= 0) {
+		if (cfg->churn)
+			fds[i] = -1;
+		if (fds[i] >= 0 || cfg->churn) {
 			fds[n] = fds[i];
 			ids[n++] = cfg->id_base + i;
 		}
@@ -347,7 +351,9 @@ static void run_here(struct load_config *cfg, struct load_result *res, struct lo
 	if (!fds || !ids)
 		die(1, "out of memory");
 	res->rate_target = cfg->mode == MODE_OPEN ? cfg->rate : 0;
-	connected = load_connect_all(cfg, fds, res->connect, &res->c);
+	/* Churn: slots, not connections; each transaction connects on its own (load_churn.c). */
+	connected = cfg->churn ? (long)cfg->connections :
+		load_connect_all(cfg, fds, res->connect, &res->c);
 	res->connected = connected > 0 ? (uint64_t)connected : 0;
 	res->complete = true;
 	if (connected > 0 && res->c.errors[ERR_OTHER] && res->c.first_errno == EADDRNOTAVAIL)

@@ -1,10 +1,13 @@
 /* What every transport shares about a connection: the ring of messages in flight, what
  * happens when one is answered (latency, counters, the refill rule of the mode), failure and
- * clean close. Called by the transports and the loop; calls neither. */
+ * clean close; with --churn, the end of a transaction (its figures, its close, its slot handed
+ * back to the pool). Called by the transports and the loop; calls neither. */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "loader.h"
 #include "prng.h"
 #include "series.h"
@@ -19,11 +22,6 @@ enum err_kind err_kind_of(int err)
 	case ETIMEDOUT: return ERR_TIMEOUT;
 	default: return ERR_OTHER;
 	}
-}
-
-static bool in_window(const struct loader *w, uint64_t t)
-{
-	return t >= w->t_measure && t < w->t_end;
 }
 
 struct msg *lconn_at(const struct lconn *c, uint32_t i)
@@ -54,17 +52,92 @@ static void drop(struct loader *w, struct lconn *c)
 	w->live--;
 }
 
+/* Churn: the transaction is over. Its socket closes as --close says: a FIN (our side then
+ * holds the port in TIME_WAIT for 60 s, as any client that closes first does) or, with rst, a
+ * reset through SO_LINGER 0 (no TIME_WAIT: a deviation from a normal client, for long runs).
+ * The slot goes back to the pool; the loop gives it its next transaction (load_churn.c). */
+static void txn_end(struct loader *w, struct lconn *c, uint64_t now)
+{
+	struct churn_pool *p = &w->pool;
+
+	if (w->cfg->close_rst) {
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
+	drop(w, c);
+	c->connecting = false;
+	p->free[p->nfree++] = c->slot;
+	latesplit_track(&p->split, p->nfree == 1, false, now);
+}
+
+/* The latency of something due at t_sched (a message; in churn a transaction), in the
+ * histogram and its time block. */
+static uint64_t record_latency(struct loader *w, uint64_t t_sched, uint64_t now)
+{
+	uint64_t lat = now - t_sched;
+	uint64_t b = (t_sched - w->t_measure) * LOAD_CI_BLOCKS / w->cfg->duration_ns;
+
+	hist_record(w->lat, lat);
+	hist_record(w->block[b < LOAD_CI_BLOCKS ? b : LOAD_CI_BLOCKS - 1], lat);
+	return lat;
+}
+
+/* Churn: the last message of the transaction is answered. Its latency (from its due time; the
+ * uncorrected one from its connect), connect and first-reply times go in together, so the three
+ * histograms count the same transactions. */
+static void txn_done(struct loader *w, struct lconn *c, uint64_t now)
+{
+	uint64_t d = c->txn.due;
+
+	w->done_total++;
+	if (loader_in_window(w, d)) {
+		uint64_t lat = record_latency(w, d, now);
+
+		if (w->lat_unc)
+			hist_record(w->lat_unc, now - c->txn.start);
+		hist_record(w->connect, c->txn.connected - c->txn.start);
+		hist_record(w->first_reply, c->txn.first - c->txn.connected);
+		if (now < w->t_end) {
+			w->c.transactions++;
+			w->c.messages += w->cfg->churn_messages;
+			w->c.bytes += c->queued_off;   /* each transaction's stream starts at 0 */
+			c->answered += w->cfg->churn_messages;
+			series_record(w->series, now - w->t_measure, lat);
+		} else {
+			w->c.drained++;
+		}
+	}
+	txn_end(w, c, now);
+}
+
+/* Churn: a failed transaction counts by cause (those due in the window) and is not done. */
+static void txn_fail(struct loader *w, struct lconn *c, enum err_kind kind)
+{
+	if (loader_in_window(w, c->txn.due)) {
+		w->c.errors[kind]++;
+		w->c.conns_failed++;
+		if (c->send_off > c->recv_off)
+			w->c.short_bytes += c->send_off - c->recv_off;
+	}
+	txn_end(w, c, now_ns());
+}
+
 void lconn_fail(struct loader *w, struct lconn *c, enum err_kind kind)
 {
 	if (c->dead)
 		return;
+	if (w->churn) {
+		txn_fail(w, c, kind);
+		return;
+	}
 	w->c.errors[kind]++;
 	w->c.conns_failed++;
 	if (c->send_off > c->recv_off)
 		w->c.short_bytes += c->send_off - c->recv_off;
 	/* What it owed from the window will never come. */
 	for (uint32_t i = 0; i < c->count; i++)
-		w->c.unanswered += in_window(w, lconn_at(c, i)->t_sched);
+		w->c.unanswered += loader_in_window(w, lconn_at(c, i)->t_sched);
 	w->c.unanswered += c->owed;
 	drop(w, c);
 }
@@ -91,21 +164,6 @@ static bool ring_full(const struct loader *w, const struct lconn *c)
 	return c->count >= c->cap && (!w->unbounded || c->cap >= w->ring_limit);
 }
 
-/* Open loop: c->t_change is when ring_full() last changed; that one step of history splits
- * the time since a due time into free and full. An answer that frees a slot which an owed
- * message takes at once (the same `now`) changes nothing: the ring stays full. */
-static void track(const struct loader *w, struct lconn *c, bool was_full, uint64_t now)
-{
-	if (ring_full(w, c) == was_full)
-		return;
-	if (c->t_change == now) {
-		c->t_change = c->t_before;
-	} else {
-		c->t_before = c->t_change;
-		c->t_change = now;
-	}
-}
-
 void lconn_queue(struct loader *w, struct lconn *c, uint64_t t_sched, uint64_t now)
 {
 	struct msg *m = lconn_at(c, c->count);
@@ -118,11 +176,11 @@ void lconn_queue(struct loader *w, struct lconn *c, uint64_t t_sched, uint64_t n
 	m->bad = 0;
 	c->queued_off += m->size;
 	c->count++;
-	track(w, c, was_full, now);
+	latesplit_track(&c->split, was_full, ring_full(w, c), now);
 	if (c->count > w->inflight_max)
 		w->inflight_max = c->count;
 	w->pending++;
-	if (in_window(w, now))
+	if (loader_in_window(w, now) && !w->churn)   /* churn counts transactions (load_churn.c) */
 		w->c.sent++;
 }
 
@@ -135,7 +193,7 @@ void lconn_pop(struct loader *w, struct lconn *c, uint64_t now)
 	if (c->nsent)
 		c->nsent--;
 	w->pending--;
-	track(w, c, was_full, now);
+	latesplit_track(&c->split, was_full, ring_full(w, c), now);
 }
 
 /* Messages due (closed loop: sent) inside the window count however late their answer: the
@@ -145,13 +203,16 @@ void lconn_done(struct loader *w, struct lconn *c, uint64_t now)
 {
 	const struct msg *m = lconn_at(c, 0);
 
+	if (w->churn) {
+		lconn_pop(w, c, now);
+		if (!c->count && !c->txn.left)
+			txn_done(w, c, now);
+		return;
+	}
 	w->done_total++;
-	if (in_window(w, m->t_sched)) {
-		uint64_t lat = now - m->t_sched;
-		uint64_t b = (m->t_sched - w->t_measure) * LOAD_CI_BLOCKS / w->cfg->duration_ns;
+	if (loader_in_window(w, m->t_sched)) {
+		uint64_t lat = record_latency(w, m->t_sched, now);
 
-		hist_record(w->lat, lat);
-		hist_record(w->block[b < LOAD_CI_BLOCKS ? b : LOAD_CI_BLOCKS - 1], lat);
 		if (w->lat_unc)
 			hist_record(w->lat_unc, now - m->t_sent);
 		if (now < w->t_end) {
@@ -184,63 +245,15 @@ static bool grow(struct loader *w, struct lconn *c)
 	return true;
 }
 
-/* The open loop's lateness, split. Between a message's due time and its send, at each moment
- * either its connection had a slot free, and the message was late by the client's own doing
- * (the tick fired late, or an older message of the connection was still to send: send_lag),
- * or every slot held a message waiting for the server's answer (slot_wait: the server's, and
- * inside the corrected latency already). A message due while the ring is full waits only for
- * the server; a burst the client fires late is its own lateness up to the moment its first
- * message fills the ring, the server's after.
- *
- * free_time(): how long, between due time d and now, the connection had a slot free. Exact
- * when the ring changed at most once since d, that is unless the client took longer than a
- * round trip to fire the tick (its lateness is then large whichever way it is split). */
-static uint64_t free_time(const struct loader *w, const struct lconn *c, uint64_t d,
-			  uint64_t now)
-{
-	bool full = ring_full(w, c);
-	uint64_t t = c->t_change < now ? c->t_change : now;
-
-	if (now <= d)
-		return 0;
-	if (t <= d)
-		return full ? 0 : now - d;
-	return full ? t - d : now - t;
-}
-
-/* A message owed behind a full ring was late by the client's doing only when the ring filled
- * after its due time: owed messages up to c->gate[i].last take their lateness from
- * c->gate[i].t_full. Consecutive ones share a gate; with more gates pending than fit, the
- * last one is stretched (the waits of the messages it then covers come out shorter). */
-static void owe_gate(struct lconn *c, uint64_t idx)
-{
-	unsigned n = c->ngates;
-
-	if (n && c->gate[n - 1].t_full == c->t_change) {
-		c->gate[n - 1].last = idx;
-	} else if (n < LCONN_GATES) {
-		c->gate[n].last = idx;
-		c->gate[n].t_full = c->t_change;
-		c->ngates++;
-	} else {
-		c->gate[n - 1].last = idx;
-	}
-}
-
-static uint64_t owed_lateness(struct lconn *c, uint64_t idx, uint64_t d)
-{
-	while (c->ngates && c->gate[0].last < idx) {
-		c->gate[0] = c->gate[1];
-		c->ngates--;
-	}
-	return c->ngates && c->gate[0].t_full > d ? c->gate[0].t_full - d : 0;
-}
+/* The open loop's lateness, split (latesplit.h): the connection's slots are its ring. A
+ * message due while the ring is full waits only for the server; a burst the client fires late
+ * is its own lateness up to the moment its first message fills the ring, the server's after. */
 
 /* Message idx of the connection (due at d) goes out now, `late` of its lateness the client's. */
 static void queue_open(struct loader *w, struct lconn *c, uint64_t idx, uint64_t d,
 		       uint64_t late, uint64_t now)
 {
-	if (in_window(w, d))
+	if (loader_in_window(w, d))
 		hist_record(w->slot_wait, now - d > late ? now - d - late : 0);
 	lconn_queue(w, c, d, now);
 	c->next_idx = idx + 1;
@@ -266,7 +279,7 @@ static void open_pump(struct loader *w, struct lconn *c, uint64_t now)
 
 		c->owed--;
 		w->pending--;   /* lconn_queue counts it again */
-		queue_open(w, c, idx, d, owed_lateness(c, idx, d), now);
+		queue_open(w, c, idx, d, latesplit_owed_lateness(&c->split, idx, d), now);
 	}
 }
 
@@ -275,9 +288,9 @@ void lconn_owe(struct loader *w, struct lconn *c, uint64_t n, uint64_t now)
 	open_pump(w, c, now);   /* owed messages only while the ring is full */
 	for (; n; n--) {
 		uint64_t idx = c->next_idx + c->owed, d = due_of(w, c, idx);
-		uint64_t late = free_time(w, c, d, now);
+		uint64_t late = latesplit_free_time(&c->split, ring_full(w, c), d, now);
 
-		if (in_window(w, d))
+		if (loader_in_window(w, d))
 			hist_record(w->lag, late);
 		if (!c->owed && has_room(w, c)) {
 			queue_open(w, c, idx, d, late, now);
@@ -287,7 +300,7 @@ void lconn_owe(struct loader *w, struct lconn *c, uint64_t n, uint64_t now)
 		c->owed++;
 		w->pending++;
 		if (late)
-			owe_gate(c, idx);
+			latesplit_owe(&c->split, idx);
 	}
 }
 
@@ -295,6 +308,13 @@ void lconn_replenish(struct loader *w, struct lconn *c, uint64_t now)
 {
 	if (c->closing || c->dead)
 		return;
+	if (w->churn) {
+		/* The transaction's messages, -p at a time, whether the window has closed or not:
+		 * a transaction started is finished. */
+		for (; c->txn.left && c->count < w->pipeline; c->txn.left--)
+			lconn_queue(w, c, now, now);
+		return;
+	}
 	if (w->cfg->mode == MODE_OPEN) {
 		open_pump(w, c, now);
 		return;

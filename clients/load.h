@@ -34,6 +34,7 @@ struct transport;
 struct engine;
 
 #define LOAD_MAX_SOURCES 256     /* --source: addresses in the range, at most */
+#define LOAD_MAX_CHURN_MESSAGES 1000000   /* --churn-messages, at most */
 
 struct load_config {
 	struct endpoint target;
@@ -50,6 +51,10 @@ struct load_config {
 	uint64_t connections_total; /* over every process (== connections without --processes) */
 	int ready_fd, go_fd;        /* a --processes child: says "connected", awaits the start */
 	enum load_mode mode;
+	bool churn;                 /* --churn: connect, K messages, close per transaction; mode
+				     * is MODE_CLOSED (-c at once) or MODE_OPEN (-R per second) */
+	uint64_t churn_messages;    /* --churn-messages K */
+	bool close_rst;             /* --close rst: SO_LINGER 0, no TIME_WAIT on our side */
 	uint64_t connections;
 	uint64_t pipeline;          /* messages in flight per connection (open loop: at most) */
 	uint64_t threads;
@@ -70,6 +75,11 @@ struct load_config {
 
 /* Everything a thread counts; summed over threads at the end. */
 struct load_counts {
+	/* --churn: a transaction counts where a message does (due or started in the window, done
+	 * in it: transactions; after it: drained; never: unanswered); `sent` counts transactions
+	 * started, `errors` and conns_failed transactions that failed. messages = K x those done. */
+	uint64_t transactions;
+	uint64_t no_port;           /* churn: starts that found no local port (the client's) */
 	uint64_t messages;          /* due (closed loop: sent) and answered inside the window */
 	uint64_t bytes;             /* echoed bytes of those messages */
 	uint64_t drained;           /* due inside the window, answered after it (within timeout) */
@@ -91,12 +101,13 @@ struct check {
 	const char *name;
 	bool ok;
 	double value, limit;        /* NAN: does not apply (null in JSON) */
-	char reason[200];           /* one line when not ok */
+	char reason[320];           /* one line when not ok */
 };
 
 struct load_result {
 	const struct load_config *cfg;
 	struct hist *lat, *lat_unc, *connect;
+	struct hist *first_reply;   /* churn: connect done to the first echoed byte */
 	struct hist *lag;           /* open loop: the client's own lateness per message */
 	struct hist *slot_wait;     /* open loop: the wait for a free slot per message (0: none) */
 	struct hist *wake_late;     /* open loop: how late the threads' timed waits returned */
@@ -105,7 +116,7 @@ struct load_result {
 	struct series *series;
 	struct load_counts c;
 	uint64_t connections;       /* asked for */
-	uint64_t connected;         /* connections that were established */
+	uint64_t connected;         /* connections that were established (churn: transactions) */
 	uint64_t threads;
 	uint64_t pipeline;          /* in flight per connection as run; 0: unbounded */
 	uint64_t inflight_max;      /* open loop: the most one connection had in flight */
@@ -142,6 +153,9 @@ long load_connect_all(const struct load_config *cfg, int *fds, struct hist *lat,
  * ports than one address has. Exits 1 (naming the limit) when the ports cannot suffice. */
 void load_plan_sources(struct load_config *cfg);
 uint64_t load_ephemeral_ports(void);   /* ports one source address has (ip_local_port_range) */
+/* A non-blocking socket for the target, bound to source address number `src` of --source
+ * (mod their count), if any. The fd, or -errno (-EADDRNOTAVAIL, -EADDRINUSE: no local port). */
+int load_open_socket(const struct load_config *cfg, uint64_t src);
 
 /* load_procs.c: --processes: forks them, each with its share of the connections and threads,
  * and merges their records (the --merge path) into r. Returns in the parent only. */
@@ -158,7 +172,10 @@ void result_no_connection(struct load_result *r, long connected);
 void result_merge_loaders(struct load_result *r, const struct loader *ws, uint64_t n,
 			  bool interrupted);
 void result_evaluate(struct load_result *r);   /* fills checks and valid */
-double result_rate_achieved(const struct load_result *r);   /* answered in the window, /s */
+/* A complete run in which nothing was answered in the window becomes incomplete, saying so. */
+void result_require_answers(struct load_result *r);
+/* Answered in the window, per second (churn: transactions). */
+double result_rate_achieved(const struct load_result *r);
 double result_rate_sent(const struct load_result *r);
 /* Open loop: the fraction of the window's messages that waited for a slot; NAN otherwise. */
 double result_slot_wait_share(const struct load_result *r);
@@ -186,7 +203,7 @@ int record_unpack(struct load_result *r, struct load_config *cfg, const struct h
 void report_ci_json(FILE *f, const struct load_result *r);   /* "unresolved" or [lo, hi] */
 void report_ci_human(FILE *f, const struct load_result *r);
 
-const char *mode_name(enum load_mode m);
+const char *mode_name(const struct load_config *cfg);   /* closed, open, stream, churn */
 const char *transport_name(const struct load_config *cfg);
 /* "127.0.0.2-127.0.0.9", or "" without --source. */
 void source_text(const struct load_config *cfg, char *buf, size_t len);

@@ -85,13 +85,13 @@ void load_plan_sources(struct load_config *cfg)
 	cfg->src_auto = true;
 }
 
-/* Connection `id` (global) binds to its source address, the port left to connect(). */
-static int bind_source(const struct load_config *cfg, int fd, uint64_t id)
+/* Binds to source address number `src` (mod their count), the port left to connect(). */
+static int bind_source(const struct load_config *cfg, int fd, uint64_t src)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	int one = 1;
 
-	sa.sin_addr.s_addr = htonl(cfg->src_first + (uint32_t)(id % cfg->src_count));
+	sa.sin_addr.s_addr = htonl(cfg->src_first + (uint32_t)(src % cfg->src_count));
 	/* The port is picked at connect() against the 4-tuple, not reserved at bind(): otherwise
 	 * each address could hold one connection per port over every destination. */
 	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
@@ -100,7 +100,7 @@ static int bind_source(const struct load_config *cfg, int fd, uint64_t id)
 	return 0;
 }
 
-static int open_socket(const struct load_config *cfg, uint64_t id)
+int load_open_socket(const struct load_config *cfg, uint64_t src)
 {
 	int type = cfg->tp->socktype;
 	int fd = socket(cfg->target.family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -110,7 +110,7 @@ static int open_socket(const struct load_config *cfg, uint64_t id)
 	if (type == SOCK_STREAM && cfg->target.family != AF_UNIX)
 		sock_set_nodelay(fd);
 	if (cfg->src_count) {
-		int err = bind_source(cfg, fd, id);
+		int err = bind_source(cfg, fd, src);
 
 		if (err < 0) {
 			close(fd);
@@ -167,7 +167,8 @@ long load_connect_all(const struct load_config *cfg, int *fds, struct hist *lat,
 			}
 			if (!a->t_first)
 				a->t_first = now;
-			a->fd = open_socket(cfg, cfg->id_base + next);
+			/* Connection id i takes source address i. */
+			a->fd = load_open_socket(cfg, cfg->id_base + next);
 			if (a->fd == -EADDRNOTAVAIL || a->fd == -EADDRINUSE) {
 				/* This source address has no port left (or is not local). */
 				a->fd = -1;

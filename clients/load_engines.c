@@ -44,17 +44,24 @@ const struct engine *engine_find(const char *name)
 	return NULL;
 }
 
-/* "epoll or uring", "a, b or c": the rows that carry tp (every row when tp is NULL). */
-static void names(char *buf, size_t len, const struct transport *tp)
+/* Whether row e runs this configuration: its transport, and --churn (an engine without the
+ * adopt hook does not open sockets during the run). */
+static bool carries(const struct engine *e, const struct load_config *cfg)
+{
+	return e->supports(cfg->tp) && (!cfg->churn || e->adopt);
+}
+
+/* "epoll or uring", "a, b or c": the rows that run cfg (every row when cfg is NULL). */
+static void names(char *buf, size_t len, const struct load_config *cfg)
 {
 	unsigned n = 0, k = 0;
 	size_t used = 0;
 
 	for (unsigned i = 0; i < NTABLE; i++)
-		n += !tp || table[i].e->supports(tp);
+		n += !cfg || carries(table[i].e, cfg);
 	buf[0] = '\0';
 	for (unsigned i = 0; i < NTABLE && used < len; i++) {
-		if (tp && !table[i].e->supports(tp))
+		if (cfg && !carries(table[i].e, cfg))
 			continue;
 		k++;
 		used += (size_t)snprintf(buf + used, len - used, "%s%s",
@@ -98,9 +105,12 @@ void engine_check_transport(const struct load_config *cfg)
 {
 	char can[128];
 
-	if (!cfg->engine_set || cfg->engine->supports(cfg->tp))
+	if (!cfg->engine_set || carries(cfg->engine, cfg))
 		return;
-	names(can, sizeof(can), cfg->tp);
+	names(can, sizeof(can), cfg);
+	if (cfg->engine->supports(cfg->tp))
+		die(EXIT_USAGE, "--engine %s does not run --churn (it sets up its sockets once, "
+		    "before the run); --churn runs on --engine %s", cfg->engine->name, can);
 	die(EXIT_USAGE, "--engine %s does not carry %s; %s runs on --engine %s", cfg->engine->name,
 	    cfg->tp->socktype == SOCK_DGRAM ? "datagrams" : "streams",
 	    cfg->tp->socktype == SOCK_DGRAM ? "--udp" : "a stream target", can);
@@ -110,14 +120,14 @@ void engine_choose(struct load_config *cfg)
 {
 	const char *why = "";
 
-	if (cfg->engine->supports(cfg->tp) && cfg->engine->probe(&why) == 0)
+	if (carries(cfg->engine, cfg) && cfg->engine->probe(&why) == 0)
 		return;
 	if (cfg->engine_set)
 		die(1, "--engine %s cannot run here: %s", cfg->engine->name, why);
 	/* Not asked for: the first row that carries this transport and runs here (the JSON's
 	 * `engine` says which one ran). */
 	for (unsigned i = 0; i < NTABLE; i++) {
-		if (table[i].e->supports(cfg->tp) && table[i].e->probe(&why) == 0) {
+		if (carries(table[i].e, cfg) && table[i].e->probe(&why) == 0) {
 			cfg->engine = table[i].e;
 			return;
 		}

@@ -53,6 +53,8 @@ static int ep_setup(struct loader *w)
 	for (uint32_t i = 0; i < w->nconns; i++) {
 		struct lconn *c = &w->conns[i];
 
+		if (c->fd < 0)
+			continue;   /* a churn slot: its transactions' sockets come later (adopt) */
 		ev.events = base_events(w);
 		ev.data.ptr = c;
 		if (epoll_ctl(*ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
@@ -112,6 +114,10 @@ static int ep_wait(struct loader *w, uint64_t now, uint64_t deadline)
 
 static void ep_forget(struct loader *w, struct lconn *c)
 {
+	/* A churn socket is closed next and no other fd refers to it: the close takes it out of
+	 * the set, one system call fewer per transaction. */
+	if (w->churn)
+		return;
 	if (ep_of(w) && *ep_of(w) >= 0)
 		epoll_ctl(*ep_of(w), EPOLL_CTL_DEL, c->fd, NULL);
 }
@@ -125,6 +131,15 @@ static int ep_want_out(struct loader *w, struct lconn *c, bool on)
 	return epoll_ctl(*ep_of(w), EPOLL_CTL_MOD, c->fd, &ev) < 0 ? -errno : 0;
 }
 
+/* Churn: a transaction's socket, its connect usually in progress: EPOLLOUT reports the end. */
+static int ep_adopt(struct loader *w, struct lconn *c)
+{
+	struct epoll_event ev = { .events = base_events(w) | (c->want_out ? EPOLLOUT : 0),
+		.data.ptr = c };
+
+	return epoll_ctl(*ep_of(w), EPOLL_CTL_ADD, c->fd, &ev) < 0 ? -errno : 0;
+}
+
 const struct engine engine_epoll = {
 	.name = "epoll",
 	.blocking_ok = true,
@@ -135,4 +150,5 @@ const struct engine engine_epoll = {
 	.wait = ep_wait,
 	.forget = ep_forget,
 	.want_out = ep_want_out,
+	.adopt = ep_adopt,
 };

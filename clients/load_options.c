@@ -36,6 +36,13 @@ static const char usage_head[] =
 "                          omission corrected), the uncorrected figure from the actual send.\n"
 "                          Suffixes k, M (x1000), fractions allowed (1.5k)\n"
 "      --stream            each connection writes continuously and reads back (bytes/s)\n"
+"      --churn             each transaction connects, sends --churn-messages messages, checks\n"
+"                          their echo and closes; -c transactions at once, or with --rate\n"
+"                          N transactions/s on a schedule (at most -c in progress; one due\n"
+"                          when all -c are busy waits, its latency counted from its due time)\n"
+"      --churn-messages K  messages per transaction (default 1), -p of them in flight\n"
+"      --close fin|rst     how a transaction closes: fin (default; our side keeps TIME_WAIT)\n"
+"                          or rst (SO_LINGER 0: a reset, no TIME_WAIT; not what clients do)\n"
 "  -u, --udp               datagrams to TARGET's UDP port\n"
 "  -s, --size B|LO-HI      message size, or a range drawn per message (default 64;\n"
 "                          --stream: 16k). Suffixes k, M (x1024)\n"
@@ -80,7 +87,7 @@ enum {
 	OPT_STREAM = 256, OPT_WARMUP, OPT_CONNECT_RATE, OPT_SEED, OPT_NO_VERIFY,
 	OPT_JSON, OPT_HGRM, OPT_CSV, OPT_CSV_HEADER, OPT_PROGRESS, OPT_TIMEOUT, OPT_INTERVALS,
 	OPT_START_AT, OPT_PHASE, OPT_STRICT, OPT_HIST_OUT, OPT_MERGE, OPT_ENGINE, OPT_PROCESSES,
-	OPT_SOURCE,
+	OPT_SOURCE, OPT_CHURN, OPT_CHURN_MESSAGES, OPT_CLOSE,
 };
 
 static const struct option long_opts[] = {
@@ -88,6 +95,9 @@ static const struct option long_opts[] = {
 	{ "pipeline",     required_argument, NULL, 'p' },
 	{ "rate",         required_argument, NULL, 'R' },
 	{ "stream",       no_argument,       NULL, OPT_STREAM },
+	{ "churn",        no_argument,       NULL, OPT_CHURN },
+	{ "churn-messages", required_argument, NULL, OPT_CHURN_MESSAGES },
+	{ "close",        required_argument, NULL, OPT_CLOSE },
 	{ "udp",          no_argument,       NULL, 'u' },
 	{ "size",         required_argument, NULL, 's' },
 	{ "duration",     required_argument, NULL, 'd' },
@@ -192,6 +202,38 @@ static void source_arg(const char *s, struct load_config *cfg)
 	cfg->src_count = last - first + 1;
 }
 
+/* --close fin|rst. */
+static bool close_arg(const char *s)
+{
+	if (strcmp(s, "fin") == 0)
+		return false;
+	if (strcmp(s, "rst") == 0)
+		return true;
+	die(2, "bad --close '%s': expected fin or rst", s);
+}
+
+/* --churn and what only it takes. */
+static void churn_checks(const struct load_config *cfg, bool stream, bool udp, bool k_set,
+			 bool close_set)
+{
+	if (!cfg->churn) {
+		if (k_set || close_set)
+			die(2, "%s shapes --churn's transactions: it needs --churn",
+			    k_set ? "--churn-messages" : "--close");
+		return;
+	}
+	if (stream)
+		die(2, "--churn and --stream exclude each other");
+	if (udp || cfg->target.udp)
+		die(2, "--churn connects per transaction: it needs a stream target, not --udp");
+	if (!cfg->pipeline)
+		die(2, "--pipeline unbounded is for the open loop's messages; --churn keeps -p of a "
+		    "transaction's messages in flight (1 to %u)", MAX_PIPELINE);
+	if (cfg->connect_rate > 0)
+		die(2, "--connect-rate paces the connections opened before the run; --churn opens "
+		    "one per transaction: pace them with --rate");
+}
+
 /* At most one output may be stdout: two would interleave there. */
 static void one_stdout(const struct load_config *cfg)
 {
@@ -247,6 +289,7 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 {
 	const char *size_arg = NULL;
 	bool threads_set = false, stream = false, udp = false, merge = false, intervals_set = false;
+	bool k_set = false, close_set = false;
 	int opt;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -263,6 +306,7 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 	cfg->engine = engine_default();
 	cfg->processes = 1;
 	cfg->ready_fd = cfg->go_fd = -1;
+	cfg->churn_messages = 1;
 
 	opterr = 0;   /* our own one-line messages, with exit 2 */
 	while ((opt = getopt_long(argc, argv, ":c:p:R:s:d:t:uhV", long_opts, NULL)) != -1) {
@@ -276,6 +320,16 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 			cfg->mode = MODE_OPEN;
 			break;
 		case OPT_STREAM: stream = true; break;
+		case OPT_CHURN: cfg->churn = true; break;
+		case OPT_CHURN_MESSAGES:
+			cfg->churn_messages = opt_count("--churn-messages", optarg, 1,
+							  LOAD_MAX_CHURN_MESSAGES);
+			k_set = true;
+			break;
+		case OPT_CLOSE:
+			cfg->close_rst = close_arg(optarg);
+			close_set = true;
+			break;
 		case 'u': udp = true; break;
 		case 's':
 			size_arg = optarg;
@@ -336,6 +390,9 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 	if (cfg->csv_header && !cfg->csv_path)
 		die(2, "--csv-header needs --csv FILE");
 	if (merge) {
+		if (cfg->churn || k_set || close_set)
+			die(2, "--merge reads histogram files; --churn, --churn-messages and --close "
+			    "do not apply");
 		if (cfg->engine_set || cfg->processes > 1 || cfg->src_count)
 			die(2, "--merge reads histogram files; --engine, --processes and --source "
 			    "do not apply");
@@ -359,6 +416,7 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 	if (!size_arg)
 		cfg->size_lo = cfg->size_hi = cfg->mode == MODE_STREAM ? 16384 : 64;
 	target_checks(cfg, udp, size_arg);
+	churn_checks(cfg, stream, udp, k_set, close_set);
 	engine_check_transport(cfg);
 	if (cfg->src_count && cfg->target.family != AF_INET)
 		die(2, "--source binds IPv4 addresses: the target '%s' is not an IPv4 address",
@@ -367,7 +425,8 @@ void load_parse_options(int argc, char **argv, struct load_config *cfg)
 		die(2, "--processes %llu is more than --connections %llu: each process needs one",
 		    (unsigned long long)cfg->processes, (unsigned long long)cfg->connections);
 	cfg->connections_total = cfg->connections;
-	if (cfg->mode == MODE_OPEN && cfg->rate < (double)cfg->connections / 3600.0)
+	if (cfg->mode == MODE_OPEN && !cfg->churn &&
+	    cfg->rate < (double)cfg->connections / 3600.0)
 		die(2, "--rate %.0f is too low for %llu connections (at least one message per "
 			    "connection per hour)", cfg->rate, (unsigned long long)cfg->connections);
 	if (cfg->phase_k && cfg->mode != MODE_OPEN)

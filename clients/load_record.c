@@ -33,7 +33,8 @@ static const struct { const char *key; double pct; } ci_pcts[] = {
 	X("errors_timeout", c.errors[ERR_TIMEOUT]) X("errors_eof", c.errors[ERR_EOF]) \
 	X("errors_other", c.errors[ERR_OTHER]) X("connections_lost", c.conns_failed) \
 	X("connections", connections) X("connected", connected) X("threads", threads) \
-	X("starved_connections", starved)
+	X("starved_connections", starved) X("transactions", c.transactions) \
+	X("no_local_port", c.no_port)
 
 static int put_hist(struct histio_record *rec, const char *name, const struct hist *h, int err)
 {
@@ -49,6 +50,7 @@ static int build(struct histio_record *rec, const struct load_result *r)
 	err = put_hist(rec, "latency", r->lat, err);
 	err = put_hist(rec, "latency_uncorrected", r->lat_unc, err);
 	err = put_hist(rec, "connect", r->connect, err);
+	err = put_hist(rec, "first_reply", r->first_reply, err);
 	err = put_hist(rec, "send_lag", r->lag, err);
 	err = put_hist(rec, "slot_wait", r->slot_wait, err);
 	err = put_hist(rec, "wake_late", r->wake_late, err);
@@ -86,6 +88,9 @@ static int build(struct histio_record *rec, const struct load_result *r)
 		{ "processes", (double)cfg->processes, HISTIO_SUM },
 		{ "source_first", (double)cfg->src_first, HISTIO_MIN },
 		{ "source_count", (double)cfg->src_count, HISTIO_MAX },
+		{ "churn", cfg->churn, HISTIO_MAX },
+		{ "churn_messages", cfg->churn ? (double)cfg->churn_messages : 0, HISTIO_MAX },
+		{ "close_rst", cfg->close_rst, HISTIO_MAX },
 	};
 	for (unsigned i = 0; !err && i < sizeof(reals) / sizeof(reals[0]); i++)
 		err = histio_put_real(rec, reals[i].name, reals[i].v, reals[i].p);
@@ -158,6 +163,8 @@ static const struct { const char *name; double lo, hi; bool time; } shape[] = {
 	{ "spin_s", 0, 1e9, true }, { "cpu_wait_s", 0, 1e9, true },
 	{ "wake_early_us", 0, 1e15, false }, { "inflight_max", 0, TWO_64, false },
 	{ "source_first", 0, 4294967295.0, false }, { "source_count", 0, LOAD_MAX_SOURCES, false },
+	{ "churn", 0, 1, false }, { "churn_messages", 0, LOAD_MAX_CHURN_MESSAGES, false },
+	{ "close_rst", 0, 1, false },
 };
 
 static int check_shape(const struct histio_record *rec, char *why, size_t n)
@@ -229,11 +236,15 @@ int record_unpack(struct load_result *r, struct load_config *cfg, const struct h
 	cfg->processes = u64_or(rec, "processes", 1);
 	cfg->src_first = (uint32_t)u64_or(rec, "source_first", 0);
 	cfg->src_count = (uint32_t)u64_or(rec, "source_count", 0);
+	cfg->churn = real_or(rec, "churn", 0) > 0;
+	cfg->churn_messages = u64_or(rec, "churn_messages", 0);
+	cfg->close_rst = real_or(rec, "close_rst", 0) > 0;
 	if ((err = result_init(r, cfg)) < 0)
 		return err;
 	take_hist(r->lat, rec, "latency");
 	take_hist(r->lat_unc, rec, "latency_uncorrected");
 	take_hist(r->connect, rec, "connect");
+	take_hist(r->first_reply, rec, "first_reply");
 	take_hist(r->lag, rec, "send_lag");
 	take_hist(r->slot_wait, rec, "slot_wait");
 	take_hist(r->wake_late, rec, "wake_late");
@@ -282,6 +293,14 @@ int record_merge_stream(struct histio_record *all, struct histio_record *one, FI
 	if (!err && old_open_loop(one)) {
 		snprintf(why, n, "an open-loop record from before send_lag and slot_wait were "
 			 "split (it has no slot_wait): record it again");
+		return -EINVAL;
+	}
+	if (!err && all->n && (real_or(all, "churn", 0) != real_or(one, "churn", 0) ||
+			       real_or(all, "churn_messages", 0) != real_or(one, "churn_messages", 0))) {
+		/* Transactions of K messages and anything else are not one unit: their counts
+		 * would not add up. */
+		snprintf(why, n, "a --churn record merges only with --churn records of the same "
+			 "--churn-messages");
 		return -EINVAL;
 	}
 	if (!err)

@@ -16,9 +16,11 @@ static const struct { const char *key; const char *label; double pct; } pcts[] =
 };
 #define NPCTS (sizeof(pcts) / sizeof(pcts[0]))
 
-const char *mode_name(enum load_mode m)
+const char *mode_name(const struct load_config *cfg)
 {
-	switch (m) {
+	if (cfg->churn)
+		return "churn";
+	switch (cfg->mode) {
 	case MODE_OPEN: return "open";
 	case MODE_STREAM: return "stream";
 	default: return "closed";
@@ -94,10 +96,15 @@ static void human_header(FILE *f, const struct load_result *r)
 	else
 		snprintf(size, sizeof(size), "%llu-%llu B", (unsigned long long)cfg->size_lo,
 			 (unsigned long long)cfg->size_hi);
-	fprintf(f, "Running %.2fs test @ %s (%s, %s engine, %s%s)\n", cfg->duration_ns / 1e9,
+	fprintf(f, "Running %.2fs test @ %s (%s, %s engine, %s%s%s)\n", cfg->duration_ns / 1e9,
 		cfg->target.text, transport_name(cfg), cfg->engine ? cfg->engine->name : "unknown",
-		cfg->mode == MODE_OPEN ? "open loop" : cfg->mode == MODE_STREAM ? "stream" :
-		"closed loop", cfg->warmup_ns ? ", after warmup" : "");
+		cfg->churn ? "churn, " : "", cfg->mode == MODE_OPEN ? "open loop" :
+		cfg->mode == MODE_STREAM ? "stream" : "closed loop",
+		cfg->warmup_ns ? ", after warmup" : "");
+	if (cfg->churn)
+		fprintf(f, "  Transactions: connect, %llu message%s, close (%s)\n",
+			(unsigned long long)cfg->churn_messages, cfg->churn_messages == 1 ? "" : "s",
+			cfg->close_rst ? "rst: SO_LINGER 0" : "fin");
 	fprintf(f, "  %llu threads and %llu connections, ", (unsigned long long)r->threads,
 		(unsigned long long)r->connections);
 	if (cfg->processes > 1)
@@ -117,16 +124,24 @@ static void human_health(FILE *f, const struct load_result *r)
 {
 	const struct load_config *cfg = r->cfg;
 
-	fprintf(f, "  Connections: %llu of %llu connected, %llu lost, %llu without a reply in "
-		"the window; msgs per connection min %llu, median %llu, max %llu\n",
-		(unsigned long long)r->connected, (unsigned long long)r->connections,
-		(unsigned long long)r->c.conns_failed, (unsigned long long)r->starved,
-		(unsigned long long)hist_min(r->per_conn),
+	if (cfg->churn)
+		fprintf(f, "  Slots: %llu; transactions: %llu connected, %llu failed; %llu slots "
+			"finished none in the window", (unsigned long long)r->connections,
+			(unsigned long long)r->connected, (unsigned long long)r->c.conns_failed,
+			(unsigned long long)r->starved);
+	else
+		fprintf(f, "  Connections: %llu of %llu connected, %llu lost, %llu without a reply "
+			"in the window", (unsigned long long)r->connected,
+			(unsigned long long)r->connections, (unsigned long long)r->c.conns_failed,
+			(unsigned long long)r->starved);
+	fprintf(f, "; msgs per %s min %llu, median %llu, max %llu\n",
+		cfg->churn ? "slot" : "connection", (unsigned long long)hist_min(r->per_conn),
 		(unsigned long long)hist_percentile(r->per_conn, 50),
 		(unsigned long long)hist_max(r->per_conn));
 	if (cfg->mode == MODE_OPEN)
-		fprintf(f, "  Rate (msgs/s): target %.2f, sent %.2f, answered %.2f\n",
-			r->rate_target, result_rate_sent(r), result_rate_achieved(r));
+		fprintf(f, "  Rate (%s/s): target %.2f, %s %.2f, answered %.2f\n",
+			cfg->churn ? "transactions" : "msgs", r->rate_target,
+			cfg->churn ? "started" : "sent", result_rate_sent(r), result_rate_achieved(r));
 	if (r->lag && hist_count(r->lag)) {
 		fprintf(f, "  Send lag, the client's own (us): p50 %.2f, p99 %.2f, max %.2f; "
 			"waits for a slot (us): p50 %.2f, p99 %.2f, max %.2f, %.1f %% of messages\n",
@@ -163,13 +178,19 @@ int report_human(FILE *f, const struct load_result *r)
 	for (unsigned i = 0; i < NPCTS; i++)
 		fprintf(f, " %9s", pcts[i].label);
 	fprintf(f, " %9s %9s %9s\n", "max", "mean", "stdev");
-	human_row(f, cfg->mode == MODE_OPEN ? "corrected" : "echo", r->lat);
+	human_row(f, cfg->churn ? "transaction" : cfg->mode == MODE_OPEN ? "corrected" : "echo",
+		  r->lat);
 	if (cfg->mode == MODE_OPEN)
 		human_row(f, "uncorrected", r->lat_unc);
 	human_row(f, "connect", r->connect);
+	if (cfg->churn)
+		human_row(f, "first reply", r->first_reply);
 	if (hist_count(r->lat))
 		report_ci_human(f, r);
-	fprintf(f, "  %llu messages, %s echoed in %.2fs\n", (unsigned long long)r->c.messages,
+	fputs("  ", f);
+	if (cfg->churn)
+		fprintf(f, "%llu transactions, ", (unsigned long long)r->c.transactions);
+	fprintf(f, "%llu messages, %s echoed in %.2fs\n", (unsigned long long)r->c.messages,
 		scaled((double)r->c.bytes, "B", a, sizeof(a)), r->duration_s);
 	fprintf(f, "  Errors: refused %llu, reset %llu, timeout %llu, eof %llu, other %llu",
 		(unsigned long long)r->c.errors[ERR_REFUSED],
@@ -181,9 +202,15 @@ int report_human(FILE *f, const struct load_result *r)
 	if (r->c.short_bytes || r->c.extra_bytes)
 		fprintf(f, ", short %llu B, extra %llu B", (unsigned long long)r->c.short_bytes,
 			(unsigned long long)r->c.extra_bytes);
-	fprintf(f, ", lost %llu, unanswered %llu\n", (unsigned long long)r->c.lost,
+	fprintf(f, ", lost %llu, unanswered %llu", (unsigned long long)r->c.lost,
 		(unsigned long long)r->c.unanswered);
+	if (cfg->churn)
+		fprintf(f, "; transactions: failed %llu, no local port %llu",
+			(unsigned long long)r->c.conns_failed, (unsigned long long)r->c.no_port);
+	fputc('\n', f);
 	human_health(f, r);
+	if (cfg->churn)
+		fprintf(f, "Transactions/sec: %10.2f\n", per_sec(r->c.transactions, r->duration_s));
 	fprintf(f, "Msgs/sec: %10.2f\n", per_sec(r->c.messages, r->duration_s));
 	fprintf(f, "Transfer/sec: %s/s\n",
 		scaled(per_sec(r->c.bytes, r->duration_s), "B", b, sizeof(b)));
@@ -332,6 +359,23 @@ static void json_health(FILE *f, const struct load_result *r)
 	json_checks(f, r);
 }
 
+/* Churn's own fields, null in the other modes. */
+static void json_churn(FILE *f, const struct load_result *r)
+{
+	const struct load_config *cfg = r->cfg;
+
+	if (!cfg->churn) {
+		fputs(", \"transactions\": null, \"transactions_per_sec\": null, "
+		      "\"churn_messages\": null, \"close\": null, \"no_local_port\": null", f);
+		return;
+	}
+	fprintf(f, ", \"transactions\": %llu, \"transactions_per_sec\": %.3f, "
+		"\"churn_messages\": %llu, \"close\": \"%s\", \"no_local_port\": %llu",
+		(unsigned long long)r->c.transactions, per_sec(r->c.transactions, r->duration_s),
+		(unsigned long long)cfg->churn_messages, cfg->close_rst ? "rst" : "fin",
+		(unsigned long long)r->c.no_port);
+}
+
 int report_json(FILE *f, const struct load_result *r)
 {
 	const struct load_config *cfg = r->cfg;
@@ -339,7 +383,7 @@ int report_json(FILE *f, const struct load_result *r)
 	fprintf(f, "{\"tool\": \"echo-load\", \"version\": \"%s\", \"target\": ", ECHOBENCH_VERSION);
 	json_write_string(f, cfg->target.text);
 	fprintf(f, ", \"transport\": \"%s\", \"mode\": \"%s\", \"engine\": ", transport_name(cfg),
-		mode_name(cfg->mode));
+		mode_name(cfg));
 	if (cfg->engine)
 		fprintf(f, "\"%s\"", cfg->engine->name);
 	else
@@ -377,12 +421,15 @@ int report_json(FILE *f, const struct load_result *r)
 		"\"bytes_per_sec\": %.3f",
 		(unsigned long long)r->c.messages, (unsigned long long)r->c.bytes,
 		per_sec(r->c.messages, r->duration_s), per_sec(r->c.bytes, r->duration_s));
+	json_churn(f, r);
 	fputs(", \"latency_us\": ", f);
 	json_latency(f, r->lat);
 	fputs(", \"latency_uncorrected_us\": ", f);
 	json_latency(f, cfg->mode == MODE_OPEN ? r->lat_unc : NULL);
 	fputs(", \"connect_us\": ", f);
 	json_latency(f, r->connect);
+	fputs(", \"first_reply_us\": ", f);
+	json_latency(f, cfg->churn ? r->first_reply : NULL);
 	fputs(", \"errors\": {", f);
 	for (unsigned k = 0; k < ERR_KINDS; k++)
 		fprintf(f, "%s\"%s\": %llu", k ? ", " : "", err_kind_name[k],
@@ -435,13 +482,16 @@ static void csv_header(FILE *f)
 		"mean", "stdev" };
 
 	fputs("target,transport,mode,connections,threads,pipeline,size_min,size_max,rate,"
-	      "duration_s,messages,bytes,msgs_per_sec,bytes_per_sec", f);
+	      "duration_s,messages,bytes,msgs_per_sec,bytes_per_sec,transactions,"
+	      "transactions_per_sec,churn_messages", f);
 	for (unsigned i = 0; i < 8; i++)
 		fprintf(f, ",latency_%s_us", lat_cols[i]);
 	for (unsigned i = 0; i < 8; i++)
 		fprintf(f, ",uncorrected_%s_us", lat_cols[i]);
 	for (unsigned i = 0; i < 8; i++)
 		fprintf(f, ",connect_%s_us", lat_cols[i]);
+	for (unsigned i = 0; i < 8; i++)
+		fprintf(f, ",first_reply_%s_us", lat_cols[i]);
 	for (unsigned k = 0; k < ERR_KINDS; k++)
 		fprintf(f, ",errors_%s", err_kind_name[k]);
 	fputs(",mismatches,short_bytes,extra_bytes,lost,unanswered,rate_target,rate_sent,"
@@ -459,7 +509,7 @@ int report_csv(FILE *f, const struct load_result *r, bool header)
 	if (header)
 		csv_header(f);
 	csv_text(f, cfg->target.text);
-	fprintf(f, ",%s,%s,%llu,%llu,", transport_name(cfg), mode_name(cfg->mode),
+	fprintf(f, ",%s,%s,%llu,%llu,", transport_name(cfg), mode_name(cfg),
 		(unsigned long long)r->connections, (unsigned long long)r->threads);
 	if (r->pipeline)
 		fprintf(f, "%llu", (unsigned long long)r->pipeline);
@@ -471,9 +521,16 @@ int report_csv(FILE *f, const struct load_result *r, bool header)
 	fprintf(f, ",%.6f,%llu,%llu,%.3f,%.3f", r->duration_s,
 		(unsigned long long)r->c.messages, (unsigned long long)r->c.bytes,
 		per_sec(r->c.messages, r->duration_s), per_sec(r->c.bytes, r->duration_s));
+	if (cfg->churn)
+		fprintf(f, ",%llu,%.3f,%llu", (unsigned long long)r->c.transactions,
+			per_sec(r->c.transactions, r->duration_s),
+			(unsigned long long)cfg->churn_messages);
+	else
+		fputs(",,,", f);
 	csv_latency(f, r->lat);
 	csv_latency(f, open ? r->lat_unc : NULL);
 	csv_latency(f, r->connect);
+	csv_latency(f, cfg->churn ? r->first_reply : NULL);
 	for (unsigned k = 0; k < ERR_KINDS; k++)
 		fprintf(f, ",%llu", (unsigned long long)r->c.errors[k]);
 	fprintf(f, ",%llu,%llu,%llu,%llu,%llu", (unsigned long long)r->c.mismatches,

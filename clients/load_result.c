@@ -22,6 +22,8 @@ int result_init(struct load_result *r, const struct load_config *cfg)
 	r->per_conn = hist_new();
 	if (!r->connect || !r->lat || !r->per_conn)
 		return -ENOMEM;
+	if (cfg->churn && !(r->first_reply = hist_new()))
+		return -ENOMEM;
 	if (cfg->mode == MODE_OPEN && (!(r->lat_unc = hist_new()) || !(r->lag = hist_new()) ||
 				       !(r->slot_wait = hist_new()) || !(r->wake_late = hist_new())))
 		return -ENOMEM;
@@ -36,6 +38,7 @@ int result_init(struct load_result *r, const struct load_config *cfg)
 void result_free(struct load_result *r)
 {
 	hist_free(r->connect);
+	hist_free(r->first_reply);
 	hist_free(r->lat);
 	hist_free(r->lat_unc);
 	hist_free(r->lag);
@@ -49,6 +52,8 @@ void result_free(struct load_result *r)
 
 static void add_counts(struct load_counts *d, const struct load_counts *s)
 {
+	d->transactions += s->transactions;
+	d->no_port += s->no_port;
 	d->messages += s->messages;
 	d->bytes += s->bytes;
 	d->drained += s->drained;
@@ -109,11 +114,18 @@ void result_merge_loaders(struct load_result *r, const struct loader *ws, uint64
 	uint64_t measured_end = 0, early = 0, answered = 0;
 	char why[160];
 
+	if (r->cfg->churn)
+		r->connected = 0;   /* counted per transaction below */
 	for (uint64_t t = 0; t < n; t++) {
 		const struct loader *w = &ws[t];
 		uint64_t end = w->t_stopped < w->t_end ? w->t_stopped : w->t_end;
 
 		hist_merge(r->lat, w->lat);
+		if (r->first_reply && w->first_reply) {
+			hist_merge(r->connect, w->connect);
+			hist_merge(r->first_reply, w->first_reply);
+			r->connected += w->connects;
+		}
 		if (r->lat_unc && w->lat_unc) {
 			hist_merge(r->lat_unc, w->lat_unc);
 			hist_merge(r->lag, w->lag);
@@ -168,7 +180,33 @@ void result_merge_loaders(struct load_result *r, const struct loader *ws, uint64
 
 double result_rate_achieved(const struct load_result *r)
 {
-	return r->duration_s > 0 ? (double)r->c.messages / r->duration_s : 0.0;
+	uint64_t n = r->cfg->churn ? r->c.transactions : r->c.messages;
+
+	return r->duration_s > 0 ? (double)n / r->duration_s : 0.0;
+}
+
+/* What the rates count. */
+static const char *unit(const struct load_result *r)
+{
+	return r->cfg->churn ? "transactions" : "msgs";
+}
+
+void result_require_answers(struct load_result *r)
+{
+	char why[160];
+
+	if (!r->complete || r->c.messages)
+		return;
+	r->complete = false;
+	if (!r->cfg->churn) {
+		snprintf(r->error, sizeof(r->error), "no message was answered inside the measured "
+			 "window");
+		return;
+	}
+	describe_errors(why, sizeof(why), &r->c);
+	snprintf(r->error, sizeof(r->error), "no transaction with %s completed inside the "
+		 "measured window (failed: %s; no local port: %llu)", r->cfg->target.text,
+		 why[0] ? why : "none", (unsigned long long)r->c.no_port);
 }
 
 double result_rate_sent(const struct load_result *r)
@@ -202,8 +240,8 @@ static void check_rate(struct load_result *r)
 	}
 	k = set(r, CHECK_RATE, "rate", fabs(got - want) <= 0.05 * want && !missing, got, want);
 	if (!k->ok)
-		snprintf(k->reason, sizeof(k->reason), "rate: %.0f msgs/s answered in the window "
-			 "of %.0f asked (%+.1f %%), %llu unanswered", got, want,
+		snprintf(k->reason, sizeof(k->reason), "rate: %.0f %s/s answered in the window "
+			 "of %.0f asked (%+.1f %%), %llu unanswered", got, unit(r), want,
 			 want > 0 ? (got - want) / want * 100 : 0.0, (unsigned long long)missing);
 }
 
@@ -226,9 +264,10 @@ static void check_send_lag(struct load_result *r)
 		limit = 1000;
 	k = set(r, CHECK_SEND_LAG, "send_lag", p99 <= limit, p99, limit);
 	if (!k->ok)
-		snprintf(k->reason, sizeof(k->reason), "send_lag: the client itself sent late, p99 "
+		snprintf(k->reason, sizeof(k->reason), "send_lag: the client itself %s late, p99 "
 			 "%.0f us after the due time with a slot free (limit %.0f us); waits for "
-			 "the server's answers are not counted", p99, limit);
+			 "the server's answers are not counted",
+			 r->cfg->churn ? "started transactions" : "sent", p99, limit);
 }
 
 double result_slot_wait_share(const struct load_result *r)
@@ -265,6 +304,37 @@ static void check_verify(struct load_result *r)
 			 (unsigned long long)r->c.extra_bytes);
 }
 
+/* Churn: every transaction succeeded, every slot finished one in the window (closed loop: in
+ * the open loop a slot has work only when the schedule needs it), and no start found the
+ * client's own local ports exhausted. The reason names what went wrong. */
+static void check_transactions(struct load_result *r)
+{
+	uint64_t starved = r->cfg->mode == MODE_OPEN ? 0 : r->starved;
+	uint64_t bad = r->c.conns_failed + starved + r->c.no_port;
+	struct check *k = set(r, CHECK_CONNECTIONS, "connections", !bad,
+			      (double)r->c.conns_failed, 0);
+	char why[128];
+	size_t n = sizeof(k->reason), used;
+
+	if (k->ok)
+		return;
+	describe_errors(why, sizeof(why), &r->c);
+	used = (size_t)snprintf(k->reason, n, "connections:");
+	if (r->c.conns_failed && used < n)
+		used += (size_t)snprintf(k->reason + used, n - used, " %llu transactions failed "
+					 "(%s);", (unsigned long long)r->c.conns_failed, why);
+	if (starved && used < n)
+		used += (size_t)snprintf(k->reason + used, n - used, " %llu of %llu slots finished "
+					 "none in the window;", (unsigned long long)starved,
+					 (unsigned long long)r->connections);
+	if (r->c.no_port && used < n)
+		used += (size_t)snprintf(k->reason + used, n - used, " %llu starts found no local "
+					 "port (the client's limit, not the server's);",
+					 (unsigned long long)r->c.no_port);
+	if (used < n)
+		k->reason[used - 1] = '\0';   /* the last ';' */
+}
+
 static void check_connections(struct load_result *r)
 {
 	uint64_t bad = (r->connections - r->connected) + r->c.conns_failed + r->starved;
@@ -285,7 +355,10 @@ void result_evaluate(struct load_result *r)
 	check_send_lag(r);
 	check_cpu(r);
 	check_verify(r);
-	check_connections(r);
+	if (r->cfg->churn)
+		check_transactions(r);
+	else
+		check_connections(r);
 	r->valid = true;
 	for (unsigned i = 0; i < CHECKS; i++)
 		r->valid &= r->checks[i].ok;

@@ -23,9 +23,31 @@ bool tcp_unsent(const struct lconn *c)
 	return c->send_off < c->queued_off;
 }
 
+/* Churn: the engine reported the connecting socket (writable, or in error): the connect is
+ * over. True when it succeeded; false when the transaction failed (counted by its cause). */
+static bool connect_done(struct loader *w, struct lconn *c)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		lconn_fail(w, c, err_kind_of(err));
+		return false;
+	}
+	c->connecting = false;
+	c->txn.connected = now_ns();
+	w->connects += loader_in_window(w, c->txn.due);
+	return true;
+}
+
 static void tcp_flush(struct loader *w, struct lconn *c)
 {
 	const struct load_config *cfg = w->cfg;
+
+	if (c->connecting && !connect_done(w, c))
+		return;
 
 	while (c->send_off < c->queued_off) {
 		uint64_t left = c->queued_off - c->send_off;
@@ -53,6 +75,8 @@ void tcp_consume(struct loader *w, struct lconn *c, const uint8_t *p, size_t n, 
 {
 	const struct load_config *cfg = w->cfg;
 
+	if (!c->txn.first)
+		c->txn.first = now;   /* churn: the first reply (set once per transaction) */
 	while (n) {
 		struct msg *m;
 		uint64_t end, take;
@@ -83,6 +107,8 @@ void tcp_consume(struct loader *w, struct lconn *c, const uint8_t *p, size_t n, 
 
 static void tcp_readable(struct loader *w, struct lconn *c)
 {
+	if (c->connecting && !connect_done(w, c))
+		return;
 	/* Bounded rounds: one connection with a deep queue must not starve the others. */
 	for (int round = 0; round < 4; round++) {
 		/* Blocking mode waits (bounded by SO_RCVTIMEO) for the first read only. */
@@ -112,6 +138,8 @@ static void tcp_readable(struct loader *w, struct lconn *c)
 			continue;            /* what was no longer awaited: discarded */
 		now = now_ns();
 		tcp_consume(w, c, w->rbuf, (size_t)r, now);
+		if (c->dead)
+			return;              /* churn: the transaction is over, its socket closed */
 		lconn_replenish(w, c, now);
 		if ((size_t)r < w->rbuf_len)
 			break;

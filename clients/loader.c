@@ -68,6 +68,8 @@ static int alloc_hists(struct loader *w, const struct load_config *cfg)
 	w->lat = hist_new();
 	if (!w->lat)
 		return -ENOMEM;
+	if (cfg->churn && (!(w->connect = hist_new()) || !(w->first_reply = hist_new())))
+		return -ENOMEM;
 	if (cfg->mode == MODE_OPEN) {
 		w->lat_unc = hist_new();
 		w->lag = hist_new();
@@ -96,6 +98,7 @@ int loader_setup(struct loader *w, const struct load_config *cfg, int index, con
 	w->index = index;
 	w->stop_fd = w->schedstat_fd = -1;
 	w->nconns = w->live = n;
+	w->churn = cfg->churn;
 	w->pipeline = cap;
 	w->unbounded = cfg->mode == MODE_OPEN && !cfg->pipeline;
 	w->ring_limit = w->unbounded ? loader_ring_limit(cfg) : cap;
@@ -121,6 +124,10 @@ int loader_setup(struct loader *w, const struct load_config *cfg, int index, con
 		if (!c->ring)
 			return -ENOMEM;
 	}
+	if (w->churn) {
+		w->live = 0;   /* churn: sockets open, none until transactions start */
+		return churn_setup(w);
+	}
 	return 0;
 }
 
@@ -135,9 +142,12 @@ void loader_free(struct loader *w)
 		free(w->conns[i].ring);
 	}
 	free(w->conns);
+	free(w->pool.free);
 	free(w->rbuf);
 	free(w->wbuf);
 	hist_free(w->lat);
+	hist_free(w->connect);
+	hist_free(w->first_reply);
 	hist_free(w->lat_unc);
 	hist_free(w->lag);
 	hist_free(w->slot_wait);
@@ -174,8 +184,13 @@ void loader_start_clock(struct loader *w, uint64_t t0)
 
 static void fire_ticks(struct loader *w, uint64_t now)
 {
-	uint64_t first, n = ratesched_take(&w->rs, now, &first);
+	uint64_t first, n;
 
+	if (w->churn) {
+		churn_fire(w, now);
+		return;
+	}
+	n = ratesched_take(&w->rs, now, &first);
 	if (!n)
 		return;
 	if (n >= w->nconns) {
@@ -261,8 +276,8 @@ static bool use_blocking(struct loader *w)
 {
 	const struct load_config *cfg = w->cfg;
 
-	if (!w->eng->blocking_ok || cfg->mode != MODE_CLOSED || w->nconns != 1 || cfg->pipeline != 1 ||
-	    cfg->size_hi > BLOCKING_MAX_SIZE)
+	if (!w->eng->blocking_ok || cfg->mode != MODE_CLOSED || cfg->churn || w->nconns != 1 ||
+	    cfg->pipeline != 1 || cfg->size_hi > BLOCKING_MAX_SIZE)
 		return false;
 	return set_blocking(w->conns[0].fd, true);
 }
@@ -282,6 +297,9 @@ static uint64_t thread_cpu_ns(void)
 static uint64_t next_sendable_due(const struct loader *w)
 {
 	uint64_t k = w->rs.next;
+
+	if (w->churn)
+		return churn_next_due(w);
 
 	for (uint32_t i = 0; i < 64 && i < w->nconns; i++, k++) {
 		const struct lconn *c = &w->conns[k % w->nconns];
@@ -359,13 +377,30 @@ static void pace(struct loader *w, uint64_t now, uint64_t deadline)
 		woke(w, deadline, delay0);
 }
 
-/* The window (warmup included): until t_end, or until stopped or every connection is gone. */
+/* Churn: when the next wait must end. Free slots with a transaction to start (closed loop:
+ * in the window; open loop: one that waits) end it at once, or when the wait for a local port
+ * is over. */
+static uint64_t churn_deadline(const struct loader *w, uint64_t now, uint64_t deadline)
+{
+	const struct churn_pool *p = &w->pool;
+
+	if (!w->churn)
+		return deadline;
+	if (w->cfg->mode == MODE_OPEN)
+		return p->nfree && p->owed ? now : deadline;
+	if (!p->nfree || now >= w->t_end)
+		return deadline;
+	return min_u64(deadline, p->retry_at > now ? p->retry_at : now);
+}
+
+/* The window (warmup included): until t_end, or until stopped or every connection is gone
+ * (churn: slots outlive their transactions' sockets). */
 static void run_window(struct loader *w)
 {
 	const struct load_config *cfg = w->cfg;
 	uint64_t next_scan = now_ns() + SCAN_NS;
 
-	while (!w->error && !load_stop_requested && w->live) {
+	while (!w->error && !load_stop_requested && (w->live || w->churn)) {
 		uint64_t now = now_ns(), deadline;
 
 		publish(w);
@@ -373,6 +408,8 @@ static void run_window(struct loader *w)
 		 * we woke up (the schedule itself never yields ticks at or after t_end). */
 		if (cfg->mode == MODE_OPEN)
 			fire_ticks(w, now);
+		else if (w->churn)
+			churn_refill(w, now);
 		if (now >= w->t_end)
 			break;
 		if (now >= next_scan) {
@@ -383,7 +420,7 @@ static void run_window(struct loader *w)
 			conn_dispatch(w, &w->conns[0], true);
 			continue;
 		}
-		deadline = min_u64(w->t_end, next_scan);
+		deadline = churn_deadline(w, now, min_u64(w->t_end, next_scan));
 		if (cfg->mode == MODE_OPEN)
 			pace(w, now, deadline);
 		else
@@ -397,18 +434,24 @@ static void drain(struct loader *w)
 	uint64_t now = now_ns(), stop_at = (now > w->t_end ? now : w->t_end) + w->cfg->timeout_ns;
 	uint64_t next_scan = now + SCAN_NS;
 
-	while (!w->error && !load_stop_requested && w->live && w->pending) {
+	while (!w->error && !load_stop_requested && (w->live || w->churn) && w->pending) {
 		now = now_ns();
 		publish(w);
 		if (now >= stop_at)
 			break;
+		if (w->churn)
+			churn_refill(w, now);   /* open loop: what was due in the window still starts */
 		if (now >= next_scan) {
 			scan_timeouts(w, now);
 			next_scan = now + SCAN_NS;
 		}
-		wait_events(w, now, min_u64(stop_at, next_scan));
+		wait_events(w, now, churn_deadline(w, now, min_u64(stop_at, next_scan)));
 	}
 	/* What was due in the window and never answered. */
+	if (w->churn) {
+		churn_give_up(w);
+		return;
+	}
 	for (uint32_t i = 0; i < w->nconns; i++) {
 		struct lconn *c = &w->conns[i];
 
@@ -465,7 +508,7 @@ void *loader_main(void *arg)
 		return NULL;
 	}
 	w->blocking = use_blocking(w);
-	if (w->cfg->mode != MODE_OPEN) {
+	if (w->cfg->mode != MODE_OPEN && !w->churn) {
 		for (uint32_t i = 0; i < w->nconns; i++) {
 			lconn_replenish(w, &w->conns[i], now);
 			conn_dispatch(w, &w->conns[i], false);
@@ -479,7 +522,7 @@ void *loader_main(void *arg)
 		uint64_t cpu = thread_cpu_ns() - cpu0;
 		w->busy = (double)(cpu > w->spin_ns ? cpu - w->spin_ns : 0) / (double)wall;
 	}
-	if (!w->live && now < w->t_end)
+	if (!w->live && !w->churn && now < w->t_end)
 		w->stopped_early = true;
 	if (w->blocking) {
 		w->blocking = false;

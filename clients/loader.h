@@ -9,12 +9,15 @@
  *   load_uring.c engine_uring: completions from io_uring; its own stream transport submits
  *                sends and receives and shares the checking with load_tcp.c (tcp_consume)
  *   load_engines.c  the table of engines (--engine, --version, the record, the fallbacks)
+ *   load_churn.c --churn: starts transactions on free slots (closed loop, or the schedule's)
  *   loader.c     the thread: schedule, timeouts, drain and close at the end, over an engine
  *
- * Dependencies go one way: loader.c -> engines -> transports -> lconn.c. A transport never
- * calls the loop, and lconn.c never calls a transport; the only calls back up go through the
- * engine's hooks in w->eng (`want_out` when a write must wait for room, `forget` before a
- * socket is closed), so nothing below the engines names one.
+ * Dependencies go one way: loader.c -> load_churn.c -> engines -> transports -> lconn.c. A
+ * transport never calls the loop, and lconn.c never calls a transport; the only calls back up
+ * go through the engine's hooks in w->eng (`want_out` when a write must wait for room, `forget`
+ * before a socket is closed; load_churn.c's `adopt` for a transaction's new socket), so nothing
+ * below the engines names one. lconn.c hands a churn slot back to the pool (a free list the
+ * loop reads): the loop, not lconn.c, starts its next transaction.
  */
 #ifndef ECHOBENCH_LOADER_H
 #define ECHOBENCH_LOADER_H
@@ -26,6 +29,7 @@
 #include <stdio.h>
 
 #include "hist.h"
+#include "latesplit.h"
 #include "load.h"
 #include "pacing.h"
 #include "ratesched.h"
@@ -39,8 +43,6 @@ struct msg {
 	uint32_t size;
 	uint32_t bad;               /* a mismatch has been counted for it */
 };
-
-#define LCONN_GATES 2               /* late-fired batches of owed messages kept apart */
 
 struct lconn {
 	int fd;
@@ -57,12 +59,21 @@ struct lconn {
 	uint32_t nsent;             /* datagrams: ring entries from head already sent */
 	uint64_t next_idx;          /* open loop: the connection's next message number */
 	uint64_t owed;              /* open loop: messages due but not yet queued (ring full) */
-	uint64_t t_change;          /* open loop: when the ring last became full or not full, */
-	uint64_t t_before;          /* and the change before that */
-	struct { uint64_t last, t_full; } gate[LCONN_GATES];   /* lconn.c: owe_gate() */
-	uint8_t ngates;
+	struct latesplit split;     /* open loop: the ring's lateness split */
 	uint64_t rng;               /* size draws */
 	uint64_t answered;          /* messages answered inside the measured window */
+	/* --churn: the connection is a slot that transactions take in turn; `id` (the payload's
+	 * key) is the transaction's, slot_id the slot's global number. Idle: dead, fd -1. */
+	bool connecting;            /* connect() in progress */
+	uint64_t slot_id;
+	struct {
+		uint64_t due;       /* latency counts from here (closed loop: the connect start) */
+		uint64_t start;     /* connect() called: connect time, uncorrected latency */
+		uint64_t connected; /* connect completed: first-reply time counts from here */
+		uint64_t first;     /* the first echoed byte arrived */
+		uint64_t left;      /* messages still to queue */
+		uint64_t seq;       /* transactions this slot has started */
+	} txn;
 };
 
 struct loader;
@@ -118,6 +129,9 @@ struct engine {
 	/* A write waits for room (on) or no longer does (off): report c writable meanwhile.
 	 * 0 or -errno. NULL: the engine learns that by itself (a completion). */
 	int (*want_out)(struct loader *w, struct lconn *c, bool on);
+	/* --churn: c's socket was opened after setup (its connect may be in progress, then
+	 * c->want_out is set): watch it. 0 or -errno. NULL: the engine does not run churn. */
+	int (*adopt)(struct loader *w, struct lconn *c);
 };
 
 /* load_engines.c: the table. Row 0 is the default (README.md says how it was chosen); where
@@ -136,6 +150,18 @@ void engine_choose(struct load_config *cfg);   /* at run time: probes, falls bac
 /* The time series of --intervals: per interval, answers and a coarse latency histogram. */
 struct series;
 
+/* --churn: a load thread's slots not running a transaction, and (open loop) the transactions
+ * due while none was free. Full (every slot busy) is the state whose changes the lateness
+ * split follows. */
+struct churn_pool {
+	uint32_t *free;             /* indexes of free slots, a stack */
+	uint32_t nfree;
+	uint64_t owed;              /* open loop: due, waiting for a slot: ticks next.. */
+	uint64_t next;
+	struct latesplit split;
+	uint64_t retry_at;          /* closed loop, no local port was left: no start before */
+};
+
 struct loader {
 	const struct load_config *cfg;
 	const struct transport *tp;
@@ -153,6 +179,11 @@ struct loader {
 	uint32_t ring_limit;        /* ...this many messages (what --timeout lets pile up) */
 	uint32_t inflight_max;      /* the most messages one connection had in flight */
 	bool blocking;              /* one connection, -p 1, closed loop: no event loop */
+	bool churn;                 /* --churn: conns are slots (load_churn.c) */
+	struct churn_pool pool;
+	struct hist *connect;       /* churn: connect time of each transaction */
+	struct hist *first_reply;   /* churn: connect done to first echoed byte */
+	uint64_t connects;          /* churn: transactions (due in the window) that connected */
 	uint64_t pending;           /* messages queued or in flight on live connections */
 	uint8_t *rbuf, *wbuf;
 	size_t rbuf_len, wbuf_len;
@@ -182,6 +213,11 @@ struct loader {
 	_Atomic uint64_t progress_done, progress_errors;
 };
 
+static inline bool loader_in_window(const struct loader *w, uint64_t t)
+{
+	return t >= w->t_measure && t < w->t_end;
+}
+
 /* The one dispatch of an event: read what came (and refill), then send what waits. */
 static inline void conn_dispatch(struct loader *w, struct lconn *c, bool readable)
 {
@@ -204,6 +240,13 @@ void lconn_done(struct loader *w, struct lconn *c, uint64_t now);   /* oldest an
 void lconn_replenish(struct loader *w, struct lconn *c, uint64_t now);
 /* Open loop: `n` more ticks of this connection fell due. */
 void lconn_owe(struct loader *w, struct lconn *c, uint64_t n, uint64_t now);
+
+/* load_churn.c: the loop's side of --churn (transactions started on free slots). */
+int churn_setup(struct loader *w);
+void churn_refill(struct loader *w, uint64_t now);   /* free slots take what may start */
+void churn_fire(struct loader *w, uint64_t now);     /* open loop: what fell due */
+uint64_t churn_next_due(const struct loader *w);     /* pacing: next start that can go */
+void churn_give_up(struct loader *w);   /* after the drain: what is left is unanswered */
 
 /* loader.c */
 int loader_setup(struct loader *w, const struct load_config *cfg, int index, const int *fds,

@@ -83,6 +83,7 @@ def test_bad_input_is_one_line_and_exit_2(build, args, words):
     (["--backends", "nosuch+p2"], "unknown backend 'nosuch'"),
     (["--backends", "epoll+p2,epoll+p2"], "named twice"),
     (["--client-engine", "kqueue"], "--client-engine kqueue"),
+    (["--client-engine", "uring", "--cells", "churn:c=4:s=64"], "churn cells only on its epoll"),
     (["--server", "epoll=true"], "'epoll' is the name of a backend"),
     (["--server", "a=x {port}", "--target", "a=127.0.0.1:9"], "the name 'a' is used twice"),
     (["--server", "quitter=exit 3"], "--server quitter"),

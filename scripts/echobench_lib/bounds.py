@@ -5,6 +5,7 @@ real programs at each edge."""
 import resource
 
 from .util import UsageError
+from .matrix import mode_kind
 
 MAX_SIZE = 64 << 20              # echo-load --size: 1..64M
 MAX_CONNECTIONS = 1000000        # echo-load --connections
@@ -43,6 +44,12 @@ def check(opts, local_load=True):
             if hard != resource.RLIM_INFINITY and need > hard:
                 raise UsageError(f"--connections {c}: needs {need} open files but the hard "
                                  f"limit (ulimit -Hn) is {hard}")
+    churn = any(mode_kind(m) == "churn" for m in opts.modes) or \
+        any(mode_kind(m) == "churn" for m, _, _ in opts.cells)
+    if churn and opts.client_engine == "uring":
+        # echo-load's uring engine sets its sockets up once, before the run.
+        raise UsageError("--client-engine uring: echo-load runs churn cells only on its epoll "
+                         "engine (leave churn out: --cells none, or no churn in --modes)")
     if opts.pipeline > MAX_PIPELINE:
         raise UsageError(f"--pipeline {opts.pipeline}: echo-load allows at most {MAX_PIPELINE}")
     slots = 1

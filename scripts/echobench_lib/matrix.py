@@ -30,9 +30,11 @@ DEFAULT = {
 
 # The main job (scripts/run-main.sh): paired rounds of short slices, so that many pairs fit in
 # its time. Per cell and entry: 8 rounds x (0.25 + 0.05 s + ~0.15 s to start echo-load and
-# connect) = 3.6 s; with six backends and 4 cells about 90 s; the knee of each entry about 9
-# steps of 0.35 s; quick conformance about 25 s; check about 5 s: under 3 minutes on a 2-CPU
-# machine after installation (measured: README, "The two commands").
+# connect) = 3.6 s; with six backends and 6 cells about 130 s; the knee of each entry about 9
+# steps of 0.35 s; quick conformance about 25 s; check about 5 s: about 3 minutes on a 2-CPU
+# machine after installation (measured: README, "The two commands"). Beside the cross product,
+# a connection-churn cell (where the cost is accept and close, and thread per connection
+# pays a thread per transaction) and a 64 KiB streaming cell (where the cost is copying).
 QUICK = {
     "connections": [1, 64],
     "sizes": [64],
@@ -42,12 +44,14 @@ QUICK = {
     "repetitions": 8,
     "sweep_duration": 0.3,
     "sweep_warmup": 0.05,
+    "cells": "churn:c=16:s=64,stream:c=4:s=64k",
 }
 
 # `echobench ab`, the CI gate: two entries (BASE and NEW) per backend, so more rounds fit:
 # 20 rounds x 2 entries x 4 cells x ~0.45 s is about 72 s per backend (measured power and
 # false-alarm rates: docs/RESULTS.md "echobench ab").
-AB = dict(QUICK, modes=["closed", "open50"], repetitions=20)
+# The extra cells are left to --cells: each adds about 18 s per backend.
+AB = dict(QUICK, modes=["closed", "open50"], repetitions=20, cells="")
 
 
 # What a mode is: its kind and, for open loop, its load. One parser of mode names: every other

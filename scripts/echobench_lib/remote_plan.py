@@ -59,7 +59,7 @@ def plan(connections, rate, hosts):
 # Counters that are a part of a total: added over hosts when the merged JSON lacks them.
 _SUMMED = ("connections", "connected", "threads", "messages", "bytes", "msgs_per_sec",
            "bytes_per_sec", "mismatches", "short_bytes", "extra_bytes", "lost", "unanswered",
-           "rate")
+           "rate", "transactions", "transactions_per_sec", "no_local_port")
 # The same on every host: taken from the first.
 _DESCRIPTIVE = ("target", "transport", "mode", "pipeline", "size", "size_min", "size_max",
                 "seed")

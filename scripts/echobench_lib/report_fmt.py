@@ -95,8 +95,10 @@ def stats_legend(d):
             "in a balanced order, against servers that stayed up, so each round is a pair "
             "measured within a second or two. A ratio to the reference is the Hodges-Lehmann "
             "estimate of the per-round ratios with its exact distribution-free interval "
-            "(signed-rank); the winner is named when a two-sided signed-rank test of leader "
-            f"against runner-up gives p ≤ {ALPHA:g}. ")
+            "(signed-rank). The leader is tested against every other entry (two-sided "
+            f"signed-rank, Holm at {ALPHA:g}): it is the winner when every other is "
+            f"significantly worse; entries whose interval against the leader lies within "
+            f"±{EQUIVALENCE:.0%} are tied with it ('leaders', the rest worse). ")
     else:
         method = (
             "Unpaired design: a fresh server per repetition. Ratios are ratios of medians with "
@@ -105,12 +107,12 @@ def stats_legend(d):
     return ("Every figure is the median over repetitions with its 95 % confidence interval "
             "[lo, hi] from order statistics (binomial, distribution-free); ‡ one repetition: "
             "no interval." + cover + " " + method +
-            f"'equivalent (±{EQUIVALENCE:.0%})': every entry's interval lies within "
-            f"±{EQUIVALENCE:.0%} of the reference; otherwise 'inconclusive', with about how "
-            "many pairs would decide. Client-bound cells (the client's busiest thread at least "
+            f"'equivalent (±{EQUIVALENCE:.0%})': every entry tied; otherwise 'inconclusive', "
+            "with about how many pairs would decide. Client-bound cells (the client's busiest thread at least "
             "as busy as the server's) are ranked by the server's CPU per message, since their "
             "throughput measures the client; open-loop cells by the server's CPU per message "
-            "at the same offered rate. ✗ marks an entry whose measurement failed a "
+            "at the same offered rate (p99 beside it: on a shared machine it spreads too widely "
+            "to rank). ✗ marks an entry whose measurement failed a "
             "self-check: it takes part in no verdict.")
 
 

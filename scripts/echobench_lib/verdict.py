@@ -57,7 +57,8 @@ def decide(values, higher_is_better, paired, reference=None):
     g = {k: v for k, v in values.items() if v}
     out = {"verdict": "-", "winner": None, "label": "-", "leader": None, "runner_up": None,
            "margin": None, "margin_lo": None, "margin_hi": None, "p_value": None,
-           "coverage": None, "reason": None, "pairs_needed": None, "testable": False}
+           "coverage": None, "reason": None, "pairs_needed": None, "testable": False,
+           "worse": [], "tied": [], "undecided": []}
     if len(g) < 2:
         out["leader"] = next(iter(g), None)
         out["reason"] = "fewer than two entries to compare"

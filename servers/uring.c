@@ -283,7 +283,7 @@ static void on_accept(struct uring *u, uint32_t li, int res, uint32_t flags)
 	/* Under SQPOLL each re-arm wakes the SQ thread, which then spins for its idle time: a
 	 * 10 ms timer kept it spinning for good (a whole CPU while out of fds). Forty idle times
 	 * apart, it spins about a fortieth of the time. */
-	l->ts.tv_nsec = u->io.sqpoll ? 40 * SQPOLL_IDLE_MS * 1000000L : ACCEPT_BACKOFF_NS;
+	l->ts.tv_nsec = u->io.sqpoll ? 40 * URU_SQPOLL_IDLE_MS * 1000000L : ACCEPT_BACKOFF_NS;
 	io_uring_prep_timeout(sqe, &l->ts, 0, 0);
 	io_uring_sqe_set_data64(sqe, ud(OP_TIMER, li));
 	l->timer = true;

@@ -15,6 +15,7 @@ static int uring_open(struct uring *u, struct worker *w)
 {
 	const struct server_config *cfg = w->cfg;
 	const char *why;
+	unsigned how;
 	int r;
 
 	u->w = w;
@@ -27,10 +28,10 @@ static int uring_open(struct uring *u, struct worker *w)
 	if (u->nudp && !u->udp_buf)
 		return -ENOMEM;
 	u->mshot = !(w->backend->flags & BACKEND_SINGLESHOT);
-	r = uio_setup(&u->io, SQ_ENTRIES, CQ_ENTRIES,
-		      (w->backend->flags & BACKEND_SQPOLL) ? UIO_SQPOLL : 0);
+	how = (w->backend->flags & BACKEND_SQPOLL) ? URU_SQPOLL : 0;
+	r = uio_setup(&u->io, SQ_ENTRIES, CQ_ENTRIES, how);
 	if (r < 0) {
-		svc_log_once(w->svc, "uring-init", "uring: %s", uio_setup_why(r));
+		svc_log_once(w->svc, "uring-init", "uring: %s", uru_setup_why(r, how));
 		return r;
 	}
 	r = ubufs_open(&u->bufs, &u->io.ring, cfg->max_conns ? cfg->max_conns : RING_DEFAULT,

@@ -5,7 +5,7 @@
  * listeners (TCP listeners are per-worker SO_REUSEPORT sockets; a unix listener is shared by all
  * workers). Every backend and variant is one row of the table in backends.c:
  *
- *   blocking.c      thread per connection
+ *   blocking.c      thread per connection; blocking_pool.c a pool of threads (blocking.h)
  *   loop.c          one event loop for select, poll and epoll, over the mux_ops of mux.h
  *   uring*.c        io_uring completions
  *
@@ -83,6 +83,7 @@ struct backend {
 /* The table (backends.c) and the run/probe functions it names. */
 const struct backend *backend_find(const char *name);
 int blocking_run(struct worker *w);
+int blocking_pool_run(struct worker *w);
 int loop_run(struct worker *w);
 int uring_run(struct worker *w);
 int uring_probe(const char **why);

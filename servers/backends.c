@@ -9,6 +9,8 @@
 
 static const struct backend table[] = {
 	{ .name = "blocking", .summary = "thread per connection", .run = blocking_run },
+	{ .name = "blocking:pool", .summary = "blocking, on a pool of threads that accept themselves (grows while all are busy)",
+	  .run = blocking_pool_run },
 	{ .name = "select", .summary = "event loop over select(2)", .run = loop_run,
 	  .mux = &mux_select },
 	{ .name = "poll", .summary = "event loop over poll(2)", .run = loop_run, .mux = &mux_poll },

@@ -89,7 +89,8 @@ static void conn_close(struct loop *l, int fd, int err)
 	struct fd_slot *s = &l->slots[fd];
 	struct conn *c = s->conn;
 
-	l->mux->set(l->mux_state, fd, s->mask, 0);
+	if (!l->mux->close_removes)
+		l->mux->set(l->mux_state, fd, s->mask, 0);
 	if (err)
 		stat_add(&l->w->stats.resets, 1);
 	stat_add(&l->w->stats.bytes_in, c->bytes_in);

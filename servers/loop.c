@@ -245,7 +245,10 @@ static int loop_init(struct loop *l)
 {
 	int rc;
 
-	conn_pool_init(&l->pool, l->w->cfg->bufsize, POOL_KEEP);
+	if (l->w->backend->flags & BACKEND_SPLICE)
+		conn_pool_init_pipes(&l->pool, l->w->cfg->bufsize);
+	else
+		conn_pool_init(&l->pool, l->w->cfg->bufsize, POOL_KEEP);
 	l->udp_buf = l->w->nudp ? malloc(UDP_BUF) : NULL;
 	if (l->w->nudp && !l->udp_buf)
 		return -ENOMEM;

@@ -16,6 +16,11 @@ int uring_probe_sqpoll(const char **why)
 	return uring_probe(why);
 }
 
+int uring_probe_zc(const char **why)
+{
+	return uring_probe(why);
+}
+
 int uring_run(struct worker *w)
 {
 	(void)w;

@@ -37,6 +37,15 @@ int uring_probe_sqpoll(const char **why)
 	return 0;
 }
 
+/* uring:zc's probe: the backend's, then zero-copy send (6.0). */
+int uring_probe_zc(const char **why)
+{
+	static const int ops[] = { IORING_OP_SEND_ZC };
+	int r = uring_probe(why);
+
+	return r < 0 ? r : uru_probe(ops, 1, 0, why);
+}
+
 int uio_setup(struct uring_io *io, unsigned sq, unsigned cq, unsigned how)
 {
 	int r = uru_setup(&io->ring, sq, cq, how);

@@ -15,6 +15,8 @@
  *   IORING_OP_TIMEOUT (accept back-off after EMFILE)               5.4
  *   IORING_OP_ASYNC_CANCEL, IORING_ASYNC_CANCEL_ANY                5.5, 5.19
  *   IORING_FEAT_EXT_ARG (wait with a timeout, no SQE needed)       5.11
+ *   IORING_OP_SEND_ZC (uring:zc only; probed)                      6.0
+ *     IORING_SEND_ZC_REPORT_USAGE                                  6.2 (else not asked)
  *   ring flags, registered ring fd, SQPOLL: uring_util.h
  * So the backend needs Linux 5.19; uring_probe() says which piece is missing on an older kernel.
  */

@@ -28,6 +28,7 @@ static int uring_open(struct uring *u, struct worker *w)
 	if (u->nudp && !u->udp_buf)
 		return -ENOMEM;
 	u->mshot = !(w->backend->flags & BACKEND_SINGLESHOT);
+	u->zc = u->zc_report = w->backend->flags & BACKEND_ZC;
 	how = (w->backend->flags & BACKEND_SQPOLL) ? URU_SQPOLL : 0;
 	r = uio_setup(&u->io, SQ_ENTRIES, CQ_ENTRIES, how);
 	if (r < 0) {

@@ -47,8 +47,8 @@ ssize_t conn_pipe_in(struct conn *c, size_t room)
 	return r;
 }
 
-/* A peer that has gone gives EPIPE (the server ignores SIGPIPE: splice cannot be told
- * MSG_NOSIGNAL). */
+/* A peer that has gone gives EPIPE, and a SIGPIPE that the splice backend's threads block
+ * (loop.c): splice cannot be told MSG_NOSIGNAL. */
 ssize_t conn_pipe_out(struct conn *c)
 {
 	ssize_t w = splice(c->pipe_r, NULL, c->fd, NULL, c->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);

@@ -15,6 +15,8 @@
 #include "sock.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,9 +247,17 @@ static int loop_init(struct loop *l)
 {
 	int rc;
 
-	if (l->w->backend->flags & BACKEND_SPLICE)
+	if (l->w->backend->flags & BACKEND_SPLICE) {
+		sigset_t pipe_sig;
+
+		/* splice(2) cannot be told MSG_NOSIGNAL: with SIGPIPE blocked in this thread a
+		 * vanished peer gives EPIPE, also where the process does not ignore SIGPIPE (the
+		 * library's in-process users); echo-server ignores it anyway. */
+		sigemptyset(&pipe_sig);
+		sigaddset(&pipe_sig, SIGPIPE);
+		pthread_sigmask(SIG_BLOCK, &pipe_sig, NULL);
 		conn_pool_init_pipes(&l->pool, l->w->cfg->bufsize);
-	else
+	} else
 		conn_pool_init(&l->pool, l->w->cfg->bufsize, POOL_KEEP);
 	l->udp_buf = l->w->nudp ? malloc(UDP_BUF) : NULL;
 	if (l->w->nudp && !l->udp_buf)

@@ -141,6 +141,13 @@ void uring_conn_close(struct uring *u, uint32_t i, int err)
 		stat_add(&u->w->stats.resets, 1);
 	while (c->nq)
 		queue_pop(u, c);
+	if (c->zcheld && u->aborting) {
+		/* Past the drain deadline with zero-copy bytes the peer never took: a reset drops
+		 * them, so the kernel lets go of our buffers (their notifications come). */
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
 	close(c->fd);
 	svc_release(u->w);
 	c->fd = -1;

@@ -77,6 +77,13 @@ static void uring_close(struct uring *u)
 	 * and its completion awaited: the kernel must be done with our buffers before they go. */
 	u->stopping = true;
 	u->aborting = true;
+	/* uring:zc: a connection whose sent bytes the kernel still holds (a peer that does not
+	 * read) is reset now (uring_conn_close), which frees them and brings the notifications
+	 * that give our buffers back; one with operations in flight goes when they end. */
+	for (uint32_t i = 0; i < u->nslots; i++)
+		if (u->conns[i].fd >= 0 && u->conns[i].zcheld && !u->conns[i].recv &&
+		    !u->conns[i].send)
+			uring_conn_close(u, i, 0);
 	uio_cancel_all(&u->io, ud(OP_CANCEL, 0));
 	end = now_ns() + CANCEL_WAIT_NS;
 	while (u->io.inflight > 0 && now_ns() < end)

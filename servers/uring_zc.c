@@ -8,7 +8,8 @@
  * For TCP the kernel is done with a buffer when the peer has acknowledged its bytes, so a
  * client that does not read keeps them: the connection counts such buffers against its QLIMIT
  * (zcheld) and stops receiving, its bytes count as out only when the kernel is done, and a
- * stopping server waits for them as for any pending echo. On loopback the receiving socket gets
+ * stopping server waits for them as for any pending echo; past the drain deadline such a
+ * connection is reset, which makes the kernel drop them and let go of the buffers. On loopback the receiving socket gets
  * a copy of the pages anyway (a local peer could otherwise hold a sender's memory): the report
  * flag asks the kernel to say so in each notification (IORING_NOTIF_USAGE_ZC_COPIED).
  * A unix socket refuses zero copy (EOPNOTSUPP): that connection sends plainly from then on. */
@@ -36,7 +37,8 @@ uint32_t uring_zc_done(struct uring *u, int bid)
 
 	if (!b->zc || --b->zc)
 		return NO_SLOT;
-	stat_add(&u->w->stats.bytes_out, b->zcbytes);
+	if (!u->aborting)   /* after the deadline: dropped by the reset, not delivered */
+		stat_add(&u->w->stats.bytes_out, b->zcbytes);
 	b->zcbytes = 0;
 	if (!b->popped)
 		return NO_SLOT;      /* still on its queue: more of it to send */

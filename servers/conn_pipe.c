@@ -19,9 +19,11 @@ int conn_pipe_open(struct conn *c)
 
 	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
 		return -errno;
-	/* Room for cap bytes in whole pages. Refused (cap above fs.pipe-max-size, or the user's
-	 * pipe pages used up): the default size holds less than cap, which in_full handles. */
-	(void)fcntl(fds[1], F_SETPIPE_SZ, (int)size);
+	/* Room for cap bytes in whole pages; a new pipe has 16 pages already (64 KiB, the default
+	 * --bufsize): no system call for that. Refused (cap above fs.pipe-max-size, or the user's
+	 * pipe pages used up): the pipe holds less than cap, which in_full handles. */
+	if (size != 16 * 4096)
+		(void)fcntl(fds[1], F_SETPIPE_SZ, (int)size);
 	c->pipe_r = fds[0];
 	c->pipe_w = fds[1];
 	return 0;

@@ -52,7 +52,7 @@ def parse_args():
     ap.add_argument("--server", help="echo-server (default: BUILD/servers/echo-server)")
     ap.add_argument("--minserver", help="echo-minserver (default: BUILD/bench/minserver/...)")
     ap.add_argument("--minclient", help="echo-minclient (default: BUILD/bench/minclient/...)")
-    ap.add_argument("--rounds", type=int, default=3, help="pairs per entry (default 3)")
+    ap.add_argument("--rounds", type=int, default=5, help="pairs per entry (default 5)")
     ap.add_argument("--duration", type=float, default=2.0, help="seconds per run (default 2)")
     ap.add_argument("--connections", type=int, default=4,
                     help="concurrent transaction loops (default 4)")

@@ -8,7 +8,9 @@ back on fresh servers (the order alternating), server and client pinned to diffe
 unpinned, with a client thread per CPU). Printed per backend: goodput (echoed bytes read back per
 second) and its ratio to epoll's, server CPU per byte (all its threads, /proc schedstat) and its
 ratio, and the client's CPU share: near 100 % the client is the limit, goodput then ranks
-nothing and server CPU per byte is the figure. Figures only: the goals are printed beside them;
+nothing and server CPU per byte is the figure. On loopback each side also runs part of the
+other's TCP path in its softirqs, so the summary adds server + client CPU per byte, the cost of
+the whole echo wherever it ran. Figures only: the goals are printed beside them;
 exit 0 unless a program failed to run (1), 2 for bad usage.
 """
 import argparse
@@ -32,7 +34,7 @@ def parse_args():
     ap.add_argument("--build", help="build directory (default: $ECHOBENCH_BUILD or <repo>/build)")
     ap.add_argument("--server", help="echo-server (default: BUILD/servers/echo-server)")
     ap.add_argument("--minclient", help="echo-minclient (default: BUILD/bench/minclient/...)")
-    ap.add_argument("--rounds", type=int, default=3, help="pairs per backend (default 3)")
+    ap.add_argument("--rounds", type=int, default=5, help="pairs per backend (default 5)")
     ap.add_argument("--duration", type=float, default=2.0, help="seconds per run (default 2)")
     ap.add_argument("--connections", type=int, default=4, help="default 4")
     ap.add_argument("--size", type=int, default=65536, help="bytes per write (default 65536)")
@@ -101,9 +103,10 @@ def main():
                         if not nbytes:
                             raise Failed(f"{backend}: nothing echoed")
                         got[side] = (float(fields["bytes_per_sec"]) / 1e6,
-                                     sc / nbytes * 1024 * 1e9, cc / a.duration / threads)
-                    (ge, ce, le), (gr, cr, _) = got["entry"], got["ref"]
-                    rows.append((ge, gr, ge / gr, ce, cr, ce / cr, le))
+                                     sc / nbytes * 1024 * 1e9, cc / a.duration / threads,
+                                     (sc + cc) / nbytes)
+                    (ge, ce, le, te), (gr, cr, _, tr) = got["entry"], got["ref"]
+                    rows.append((ge, gr, ge / gr, ce, cr, ce / cr, le, te / tr))
                     print(f"  {name:<10} {r + 1:>5} {ge:>8.0f} {gr:>11.0f} {ge / gr:>6.3f} "
                           f"{ce:>10.1f} {cr:>8.1f} {ce / cr:>6.3f} {le:>9.0%}", flush=True)
             except Failed as e:
@@ -122,7 +125,8 @@ def main():
         print(f"  {name:<10} {where}: goodput x {span(good)} "
               f"({'met' if med(good) >= GOAL_GOODPUT else 'not met'}), CPU/byte x {span(cpu)} "
               f"({'met' if med(cpu) <= GOAL_CPU else 'not met'}), client CPU {client:.0%}"
-              f"{' (client-bound: goodput ranks nothing)' if client >= 0.9 else ''}")
+              f"{' (client-bound: goodput ranks nothing)' if client >= 0.9 else ''}; "
+              f"server + client CPU/byte x {span([row[7] for row in rows])}")
     for f in failures:
         print(f"FAILED: {f}")
     return 1 if failures else 0

@@ -15,12 +15,11 @@ models (`epoll+t2`: --threads 2, `epoll+p2`: --processes 2) run unpinned beside 
 yardstick. Figures only: the goals are printed beside them; exit 0 unless a program failed to
 run (1), 2 for bad usage.
 """
-import argparse
 import os
 import pathlib
 import sys
 
-from pairs import Failed, load_average, measure, med, span, split_cpus
+from pairs import Failed, Parser, load_average, measure, med, span, split_cpus
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
 from echobench_lib.build import build_dir, list_backends  # noqa: E402
@@ -47,7 +46,7 @@ def server_argv(a, name):
 
 
 def parse_args():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    ap = Parser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--build", help="build directory (default: $ECHOBENCH_BUILD or <repo>/build)")
     ap.add_argument("--server", help="echo-server (default: BUILD/servers/echo-server)")
     ap.add_argument("--minserver", help="echo-minserver (default: BUILD/bench/minserver/...)")

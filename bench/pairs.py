@@ -6,6 +6,7 @@ in a shared machine's load falls on both sides of each ratio alike.
 One run: start the server pinned, take its CPU time (every process of its group, /proc
 schedstat), run the client to completion pinned, take the CPU time again, stop the server (it
 must exit 0 on SIGTERM). Figures only: nothing here passes or fails on speed."""
+import argparse
 import os
 import pathlib
 import resource
@@ -16,6 +17,14 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
 from echobench_lib.server import CpuSample, Server, pinned  # noqa: E402
 from echobench_lib.util import RunError  # noqa: E402
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr and exit 2."""
+
+    def error(self, message):
+        print(f"{self.prog}: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 class Failed(Exception):

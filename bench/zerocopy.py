@@ -13,12 +13,11 @@ other's TCP path in its softirqs, so the summary adds server + client CPU per by
 the whole echo wherever it ran. Figures only: the goals are printed beside them;
 exit 0 unless a program failed to run (1), 2 for bad usage.
 """
-import argparse
 import os
 import pathlib
 import sys
 
-from pairs import Failed, load_average, measure, med, span, split_cpus
+from pairs import Failed, Parser, load_average, measure, med, span, split_cpus
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
 from echobench_lib.build import build_dir, list_backends  # noqa: E402
@@ -30,7 +29,7 @@ GOAL_GOODPUT = 1.20    # goodput, x epoll's
 
 
 def parse_args():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    ap = Parser(description=__doc__.splitlines()[0], allow_abbrev=False)
     ap.add_argument("--build", help="build directory (default: $ECHOBENCH_BUILD or <repo>/build)")
     ap.add_argument("--server", help="echo-server (default: BUILD/servers/echo-server)")
     ap.add_argument("--minclient", help="echo-minclient (default: BUILD/bench/minclient/...)")

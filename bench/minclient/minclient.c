@@ -359,6 +359,7 @@ int main(int argc, char **argv)
 		{ "churn", no_argument, NULL, 'C' },
 		{ "stream", no_argument, NULL, 'T' },
 		{ "source", required_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	bool churn = false, stream = false;
@@ -372,7 +373,7 @@ int main(int argc, char **argv)
 	long nproc = sysconf(_SC_NPROCESSORS_ONLN);
 
 	opterr = 0;     /* one line of our own instead of getopt's two */
-	while ((opt = getopt_long(argc, argv, "c:s:d:t:", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:s:d:t:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			conns = opt_count("-c", optarg, 1, 100000);
@@ -397,6 +398,23 @@ int main(int argc, char **argv)
 		case 'S':
 			source_arg(optarg);
 			break;
+		case 'h':
+			printf("%s\n"
+			       "  -c N              connections, or with --churn concurrent transaction "
+			       "loops (default 1)\n"
+			       "  -s BYTES          message size, 1 to 64k (default 64)\n"
+			       "  -d DUR            how long (default 2s)\n"
+			       "  -t N              threads (default: one per CPU, at most -c)\n"
+			       "      --stream      each connection writes continuously and reads back "
+			       "(bytes/s)\n"
+			       "      --churn       connection churn: connect, one message, its echo, "
+			       "close, per transaction\n"
+			       "      --source A-B  --churn: bind each connection to a source IPv4 "
+			       "address from the range\n"
+			       "  -h, --help        this text\n"
+			       "The least a closed-loop echo client can do; prints key=value figures.\n",
+			       USAGE);
+			return 0;
 		default:
 			die(2, USAGE, NULL);
 		}

@@ -14,7 +14,8 @@
  *     kernel finish a stream send itself (6.0), and a short one is resubmitted for the rest.
  *   - the ring is SINGLE_ISSUER|DEFER_TASKRUN (6.1, else COOP_TASKRUN, else plain), so that
  *     completions run only when we ask for them, in our thread, batched; its fd is registered
- *     (io_uring_register_ring_fd) so that io_uring_enter skips the fd lookup.
+ *     (io_uring_register_ring_fd) so that io_uring_enter skips the fd lookup. Setup, probe and
+ *     buffer ring are common/uring_util.h, shared with echo-server's uring backend.
  *   - the sockets are registered files (IOSQE_FIXED_FILE, slot = connection) where the kernel
  *     can cancel by slot (6.0): a profile showed fget/fput and sock_from_file at about 2 % of
  *     the engine's CPU, which the table lookup removes.
@@ -33,13 +34,13 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "loader.h"
 #include "stream.h"
+#include "uring_util.h"
 
 enum op { OP_RECV = 1, OP_SEND, OP_STOP, OP_CANCEL };
 
@@ -62,8 +63,7 @@ struct ustate {
 	bool ring_ok;
 	bool multishot;             /* multishot recv accepted by this kernel */
 	bool fixed;                 /* the sockets are registered files: sqe->fd is the slot */
-	struct io_uring_buf_ring *br;
-	size_t br_bytes;
+	struct uru_bufring br;
 	unsigned nbufs;             /* power of two */
 	size_t bsize;
 	uint8_t *bufs;              /* nbufs x bsize */
@@ -76,42 +76,12 @@ static uint64_t ud(uint64_t slot, enum op op) { return slot << 3 | op; }
 
 static int ur_probe(const char **why)
 {
-	struct io_uring ring;
-	struct io_uring_probe *p;
-	static const struct { int op; const char *name; } need[] = {
-		{ IORING_OP_RECV, "IORING_OP_RECV" }, { IORING_OP_SEND, "IORING_OP_SEND" },
-		{ IORING_OP_ASYNC_CANCEL, "IORING_OP_ASYNC_CANCEL" },
-		{ IORING_OP_POLL_ADD, "IORING_OP_POLL_ADD" },
+	static const int ops[] = {
+		IORING_OP_RECV, IORING_OP_SEND, IORING_OP_ASYNC_CANCEL, IORING_OP_POLL_ADD,
 	};
-	int r = io_uring_queue_init(8, &ring, 0);
 
-	if (r < 0) {
-		*why = r == -ENOSYS ? "io_uring_setup: not implemented (kernel without io_uring, "
-			"or blocked by seccomp)" : r == -EPERM ? "io_uring_setup: not permitted "
-			"(io_uring disabled by sysctl kernel.io_uring_disabled or seccomp)" :
-			"io_uring_setup failed";
-		return r;
-	}
-	p = io_uring_get_probe_ring(&ring);
-	r = 0;
-	if (!p) {
-		*why = "the kernel cannot list its io_uring operations (before 5.6)";
-		r = -ENOSYS;
-	}
-	for (unsigned i = 0; p && !r && i < sizeof(need) / sizeof(need[0]); i++) {
-		if (!io_uring_opcode_supported(p, need[i].op)) {
-			*why = "the kernel lacks an io_uring operation (Linux 5.19 is needed)";
-			r = -ENOSYS;
-		}
-	}
-	if (!r && !(ring.features & IORING_FEAT_EXT_ARG)) {
-		*why = "the kernel's io_uring cannot wait with a timeout (IORING_FEAT_EXT_ARG, 5.11)";
-		r = -ENOSYS;
-	}
-	if (p)
-		io_uring_free_probe(p);
-	io_uring_queue_exit(&ring);
-	return r;
+	return uru_probe(ops, sizeof(ops) / sizeof(ops[0]), URU_NEED_EXT_ARG | URU_NEED_BUFRING,
+			 why);
 }
 
 static bool ur_supports(const struct transport *tp)
@@ -230,50 +200,16 @@ static size_t clamp_sz(size_t v, size_t lo, size_t hi)
 	return v < lo ? lo : v > hi ? hi : v;
 }
 
-static int ring_init(struct ustate *u, unsigned entries, unsigned cq)
-{
-	static const unsigned flags[] = {
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
-		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
-		0,
-	};
-	int r = -EINVAL;
-
-	for (unsigned i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
-		struct io_uring_params p;
-
-		memset(&p, 0, sizeof(p));
-		p.flags = flags[i] | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
-		p.cq_entries = cq;
-		r = io_uring_queue_init_params(entries, &u->ring, &p);
-		if (r != -EINVAL)
-			break;
-	}
-	return r;
-}
-
 static int buf_ring_init(struct ustate *u)
 {
-	struct io_uring_buf_reg reg;
-	void *m;
+	int r = uru_bufring_open(&u->br, &u->ring, u->nbufs, BGID);
 
-	u->br_bytes = u->nbufs * sizeof(struct io_uring_buf);
-	m = mmap(NULL, u->br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-	if (m == MAP_FAILED)
-		return -errno;
-	u->br = m;
-	io_uring_buf_ring_init(u->br);
-	memset(&reg, 0, sizeof(reg));
-	reg.ring_addr = (unsigned long)u->br;
-	reg.ring_entries = u->nbufs;
-	reg.bgid = BGID;
-	int r = io_uring_register_buf_ring(&u->ring, &reg, 0);
 	if (r < 0)
 		return r;
 	for (unsigned i = 0; i < u->nbufs; i++)
-		io_uring_buf_ring_add(u->br, u->bufs + (size_t)i * u->bsize, (unsigned)u->bsize,
-				      (unsigned short)i, io_uring_buf_ring_mask(u->nbufs), (int)i);
-	io_uring_buf_ring_advance(u->br, (int)u->nbufs);
+		uru_bufring_add(&u->br, u->bufs + (size_t)i * u->bsize, (unsigned)u->bsize,
+				(unsigned short)i, (int)i);
+	uru_bufring_publish(&u->br, (int)u->nbufs);
 	return 0;
 }
 
@@ -281,16 +217,12 @@ static int buf_ring_init(struct ustate *u)
  * before the engine starts and are never replaced, so the table is filled once. */
 static int register_sockets(struct loader *w, struct ustate *u)
 {
-	struct io_uring_probe *p = io_uring_get_probe_ring(&u->ring);
-	bool six = p && io_uring_opcode_supported(p, IORING_OP_SEND_ZC);
 	int *fds;
 	int r;
 
 	/* A closed connection's operations are cancelled by slot (IORING_ASYNC_CANCEL_FD_FIXED),
 	 * which came in Linux 6.0 with IORING_OP_SEND_ZC: without it, plain fds. */
-	if (p)
-		io_uring_free_probe(p);
-	if (!six)
+	if (!uru_has_op(&u->ring, IORING_OP_SEND_ZC))
 		return -EOPNOTSUPP;
 	fds = malloc(w->nconns * sizeof(*fds));
 	if (!fds)
@@ -331,11 +263,12 @@ static int ur_setup(struct loader *w)
 	if (!u->uc || !u->sbufs || !u->bufs)
 		goto fail;
 	/* CQ room for a recv, a send and a cancel per connection, and the stop poll. */
-	what = "io_uring_queue_init";
-	if ((r = ring_init(u, sq, 4 * w->nconns + 16)) < 0)
-		goto fail;
+	if ((r = uru_setup(&u->ring, sq, 4 * w->nconns + 16, 0)) < 0) {
+		snprintf(w->error_text, sizeof(w->error_text), "--engine uring: %s",
+			 uru_setup_why(r, 0));
+		return r;
+	}
 	u->ring_ok = true;
-	io_uring_register_ring_fd(&u->ring);   /* an optimisation: fine when refused */
 	what = "io_uring_register_buf_ring";
 	if ((r = buf_ring_init(u)) < 0)
 		goto fail;
@@ -361,8 +294,7 @@ static void ur_free(struct loader *w)
 		return;
 	if (u->ring_ok)
 		io_uring_queue_exit(&u->ring);   /* cancels what is still in flight */
-	if (u->br)
-		munmap(u->br, u->br_bytes);
+	uru_bufring_close(&u->br, NULL);
 	free(u->bufs);
 	free(u->sbufs);
 	free(u->uc);
@@ -372,9 +304,8 @@ static void ur_free(struct loader *w)
 
 static void give_back(struct ustate *u, unsigned bid)
 {
-	io_uring_buf_ring_add(u->br, u->bufs + (size_t)bid * u->bsize, (unsigned)u->bsize,
-			      (unsigned short)bid, io_uring_buf_ring_mask(u->nbufs), 0);
-	io_uring_buf_ring_advance(u->br, 1);
+	uru_bufring_give(&u->br, u->bufs + (size_t)bid * u->bsize, (unsigned)u->bsize,
+			 (unsigned short)bid);
 }
 
 static void on_recv(struct loader *w, struct lconn *c, const struct io_uring_cqe *cqe)

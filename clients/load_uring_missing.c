@@ -3,11 +3,11 @@
 #include <errno.h>
 
 #include "loader.h"
+#include "uring_util.h"
 
 static int missing_probe(const char **why)
 {
-	*why = "not compiled in (liburing was not found at build time; install liburing-dev and "
-		"rebuild)";
+	*why = URU_NOT_BUILT;
 	return -ENOSYS;
 }
 

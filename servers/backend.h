@@ -5,8 +5,9 @@
  * listeners (TCP listeners are per-worker SO_REUSEPORT sockets; a unix listener is shared by all
  * workers). Every backend and variant is one row of the table in backends.c:
  *
- *   blocking.c      thread per connection
+ *   blocking.c      thread per connection; blocking_pool.c a pool of threads (blocking.h)
  *   loop.c          one event loop for select, poll and epoll, over the mux_ops of mux.h
+ *                   (and splice: epoll with each connection's echo in a pipe, conn_pipe.c)
  *   uring*.c        io_uring completions
  *
  * What backends call back into (admission, log-once, EMFILE shedding, the UDP echo and its
@@ -67,6 +68,8 @@ enum {
 	BACKEND_EDGE = 1,         /* epoll: edge-triggered interest, set once per connection */
 	BACKEND_SINGLESHOT = 2,   /* uring: one accept per submission instead of multishot */
 	BACKEND_SQPOLL = 4,       /* uring: a kernel thread polls the submission queue */
+	BACKEND_SPLICE = 8,       /* loop: echo through a pipe with splice(2) (conn.h) */
+	BACKEND_ZC = 16,          /* uring: zero-copy sends (IORING_OP_SEND_ZC) */
 };
 
 struct backend {
@@ -83,10 +86,12 @@ struct backend {
 /* The table (backends.c) and the run/probe functions it names. */
 const struct backend *backend_find(const char *name);
 int blocking_run(struct worker *w);
+int blocking_pool_run(struct worker *w);
 int loop_run(struct worker *w);
 int uring_run(struct worker *w);
 int uring_probe(const char **why);
 int uring_probe_sqpoll(const char **why);   /* uring_probe, and SQPOLL can be set up */
+int uring_probe_zc(const char **why);       /* uring_probe, and IORING_OP_SEND_ZC */
 
 /* ---- services.c ---- */
 

@@ -9,6 +9,8 @@
 
 static const struct backend table[] = {
 	{ .name = "blocking", .summary = "thread per connection", .run = blocking_run },
+	{ .name = "blocking:pool", .summary = "blocking, on a pool of threads that accept themselves (grows while all are busy)",
+	  .run = blocking_pool_run },
 	{ .name = "select", .summary = "event loop over select(2)", .run = loop_run,
 	  .mux = &mux_select },
 	{ .name = "poll", .summary = "event loop over poll(2)", .run = loop_run, .mux = &mux_poll },
@@ -16,12 +18,16 @@ static const struct backend table[] = {
 	  .mux = &mux_epoll },
 	{ .name = "epoll:et", .summary = "epoll, edge-triggered: one epoll_ctl per connection",
 	  .run = loop_run, .mux = &mux_epoll, .flags = BACKEND_EDGE },
+	{ .name = "splice", .summary = "epoll, echo spliced through a pipe per connection (zero copy)",
+	  .run = loop_run, .mux = &mux_epoll, .flags = BACKEND_SPLICE },
 	{ .name = "uring", .summary = "io_uring completions", .probe = uring_probe,
 	  .run = uring_run },
 	{ .name = "uring:singleshot", .summary = "io_uring without multishot: one accept, one recv per submission",
 	  .probe = uring_probe, .run = uring_run, .flags = BACKEND_SINGLESHOT },
 	{ .name = "uring:sqpoll", .summary = "io_uring with a kernel thread polling submissions (SQPOLL)",
 	  .probe = uring_probe_sqpoll, .run = uring_run, .flags = BACKEND_SQPOLL },
+	{ .name = "uring:zc", .summary = "io_uring with zero-copy sends (IORING_OP_SEND_ZC)",
+	  .probe = uring_probe_zc, .run = uring_run, .flags = BACKEND_ZC },
 };
 #define NTABLE (int)(sizeof(table) / sizeof(table[0]))
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 /* One call does at most this many read/write rounds, so a connection that always has data
  * (a streaming client on loopback) yields to the others in its loop. */
@@ -20,6 +21,11 @@ void conn_pool_fini(struct conn_pool *p)
 		free(p->free[--p->n]);
 	free(p->free);
 	p->free = NULL;
+}
+
+static bool piped(const struct conn *c)
+{
+	return c->pool && c->pool->pipes;
 }
 
 static int buf_take(struct conn *c)
@@ -51,20 +57,24 @@ static void buf_give(struct conn *c)
 
 int conn_init(struct conn *c, int fd, size_t cap, struct conn_pool *pool)
 {
-	*c = (struct conn){ .fd = fd, .cap = cap, .pool = pool && pool->cap == cap ? pool : NULL };
+	*c = (struct conn){ .fd = fd, .cap = cap, .pool = pool && pool->cap == cap ? pool : NULL,
+			    .pipe_r = -1, .pipe_w = -1 };
 	return 0;
 }
 
 void conn_free(struct conn *c)
 {
-	buf_give(c);
+	if (piped(c))
+		conn_pipe_close(c);
+	else
+		buf_give(c);
 }
 
 int conn_wants(const struct conn *c)
 {
 	int want = 0;
 
-	if (!c->eof && !c->draining && c->len < c->cap)
+	if (!c->eof && !c->draining && c->len < c->cap && !c->in_full)
 		want |= CONN_WANT_READ;
 	if (c->len > 0)
 		want |= CONN_WANT_WRITE;
@@ -105,6 +115,14 @@ static ssize_t conn_read(struct conn *c)
 	ssize_t r;
 	int n;
 
+	if (piped(c)) {
+		if (c->pipe_w < 0 && (r = conn_pipe_open(c)) < 0)
+			return r;
+		r = conn_pipe_in(c, c->cap - c->len);
+		if (r == -EAGAIN && c->len > 0)
+			c->in_full = true;   /* a full pipe or an empty socket: write first */
+		goto got;
+	}
 	if (!c->buf && buf_take(c) < 0)
 		return -ENOMEM;
 	n = free_iov(c, iov);
@@ -112,9 +130,11 @@ static ssize_t conn_read(struct conn *c)
 	 * it empties): readv copies and checks an iovec array first, which cost the epoll backend
 	 * about 2 % of its CPU per message against the minimal server. */
 	r = n == 1 ? recv(c->fd, iov[0].iov_base, iov[0].iov_len, 0) : readv(c->fd, iov, n);
-
 	if (r < 0)
 		return errno == EINTR ? -EAGAIN : -errno;
+got:
+	if (r < 0)
+		return r;
 	if (r == 0) {
 		c->eof = true;
 		return 0;
@@ -130,6 +150,15 @@ static ssize_t conn_write(struct conn *c)
 	struct msghdr msg = { .msg_iov = iov };
 	ssize_t w;
 
+	if (piped(c)) {
+		w = conn_pipe_out(c);
+		if (w < 0)
+			return w;
+		c->in_full = false;
+		c->len -= (size_t)w;
+		c->bytes_out += (uint64_t)w;
+		return w;
+	}
 	msg.msg_iovlen = (size_t)pending_iov(c, iov);
 	/* send/sendmsg, not writev: only they take MSG_NOSIGNAL, so a vanished peer gives EPIPE
 	 * instead of a SIGPIPE that would kill the whole server. send when the pending bytes are
@@ -178,7 +207,7 @@ int conn_progress(struct conn *c)
 			break;
 	}
 	c->more = round == CONN_ROUNDS;
-	if (c->len == 0)
+	if (c->len == 0 && !piped(c))
 		buf_give(c);   /* nothing pending: an idle connection holds no buffer */
 	if ((c->eof || c->draining) && c->len == 0)
 		return 0;

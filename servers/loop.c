@@ -15,6 +15,8 @@
 #include "sock.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,7 +91,8 @@ static void conn_close(struct loop *l, int fd, int err)
 	struct fd_slot *s = &l->slots[fd];
 	struct conn *c = s->conn;
 
-	l->mux->set(l->mux_state, fd, s->mask, 0);
+	if (!l->mux->close_removes)
+		l->mux->set(l->mux_state, fd, s->mask, 0);
 	if (err)
 		stat_add(&l->w->stats.resets, 1);
 	stat_add(&l->w->stats.bytes_in, c->bytes_in);
@@ -244,7 +247,18 @@ static int loop_init(struct loop *l)
 {
 	int rc;
 
-	conn_pool_init(&l->pool, l->w->cfg->bufsize, POOL_KEEP);
+	if (l->w->backend->flags & BACKEND_SPLICE) {
+		sigset_t pipe_sig;
+
+		/* splice(2) cannot be told MSG_NOSIGNAL: with SIGPIPE blocked in this thread a
+		 * vanished peer gives EPIPE, also where the process does not ignore SIGPIPE (the
+		 * library's in-process users); echo-server ignores it anyway. */
+		sigemptyset(&pipe_sig);
+		sigaddset(&pipe_sig, SIGPIPE);
+		pthread_sigmask(SIG_BLOCK, &pipe_sig, NULL);
+		conn_pool_init_pipes(&l->pool, l->w->cfg->bufsize);
+	} else
+		conn_pool_init(&l->pool, l->w->cfg->bufsize, POOL_KEEP);
 	l->udp_buf = l->w->nudp ? malloc(UDP_BUF) : NULL;
 	if (l->w->nudp && !l->udp_buf)
 		return -ENOMEM;

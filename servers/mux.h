@@ -9,6 +9,8 @@
 #ifndef ECHOBENCH_MUX_H
 #define ECHOBENCH_MUX_H
 
+#include <stdbool.h>
+
 enum {
 	MUX_READ = 1,
 	MUX_WRITE = 2,
@@ -26,6 +28,10 @@ struct mux_ops {
 	const char *name;
 	/* Largest fd + 1 it can watch (FD_SETSIZE for select), or 0 for no limit. */
 	int fd_limit;
+	/* Closing an fd takes it out of the set by itself (epoll: the interest goes with the last
+	 * descriptor of the file, and loop.c never duplicates one), so loop.c skips the set(0)
+	 * before close(): a system call per connection that churn pays for nothing. */
+	bool close_removes;
 	void *(*create)(void);                       /* NULL on failure, errno set */
 	void (*destroy)(void *state);
 	/* Sets the interest of fd to mask (0 removes it). Returns 0 or -errno. */

@@ -72,6 +72,7 @@ static int epoll_poll(void *state, int timeout_ms, struct mux_event *out, int ma
 
 const struct mux_ops mux_epoll = {
 	.name = "epoll",
+	.close_removes = true,
 	.create = epoll_create_state,
 	.destroy = epoll_destroy,
 	.set = epoll_set,

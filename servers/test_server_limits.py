@@ -18,12 +18,11 @@ import time
 
 import pytest
 
-from echobench_lib.procfs import proc_cpu_seconds
+from echobench_lib.procfs import fd_count, proc_cpu_seconds, rss_kib
 from echobench_lib.server import Pattern
-from echobench_lib.procfs import fd_count, rss_kib
-from test_server_support import (alive, closed_by_server, connect, echo_many, payload,
-                                 push_until_stalled, roundtrip, start_limited, stop_summary,
-                                 summary, wait_for)
+from test_server_support import (alive, closed_by_server, connect, echo_many, is_event_loop,
+                                 payload, push_until_stalled, roundtrip, start_limited,
+                                 stop_summary, summary, wait_for)
 
 PUSH_LIMIT = 256 << 20   # far beyond what kernel buffers and a bounded server can absorb
 PUSH_TIME = 120.0        # a server that keeps reading absorbs PUSH_LIMIT long before this
@@ -335,8 +334,8 @@ def test_idle_connections_hold_no_echo_buffer(backend, start_server):
     """An idle connection holds no echo buffer: after each of IDLE_CONNS connections has echoed
     one message and gone quiet, the server's RSS has grown by less than IDLE_KIB_PER_CONN per
     connection (a property of the allocation, not of speed)."""
-    if backend == "blocking":
-        pytest.skip("blocking holds a thread and its stack per connection by design")
+    if not is_event_loop(backend):
+        pytest.skip(f"{backend} holds a thread and its stack per connection by design")
     sp = start_server(backend)
     warm = [connect(sp) for _ in range(20)]
     for i, s in enumerate(warm):

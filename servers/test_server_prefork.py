@@ -107,7 +107,13 @@ def test_sigint_to_the_process_group_is_a_clean_stop(backend, start_server):
     with connect(sp) as s:
         assert roundtrip(s, b"ctrl-c") == b"ctrl-c"
     for k in kids:                      # the children first: the race a terminal can give
-        os.kill(k, signal.SIGINT)
+        try:
+            os.kill(k, signal.SIGINT)
+        except ProcessLookupError:
+            # Descheduled between two kills (32 ms was seen on a busy machine), the test can
+            # find that the parent has already stopped and reaped the next child: the stop
+            # the test asks for began, which is what the rest checks.
+            pass
     time.sleep(0.2)
     st = stop_summary(sp, signal.SIGINT, timeout=SLOW)
     assert st["accepted"] == 1 and st["bytes_out"] == 6, st

@@ -106,7 +106,7 @@ static uint32_t slot_alloc(struct uring *u)
 
 static void queue_push(struct uring *u, struct uconn *c, int bid, uint32_t len)
 {
-	u->bq[bid] = (struct bq){ .len = len, .next = -1 };
+	u->bq[bid] = (struct bq){ .len = len, .next = -1 };   /* not in use: zc is 0 */
 	if (c->qtail >= 0)
 		u->bq[c->qtail].next = bid;
 	else
@@ -125,7 +125,11 @@ static void queue_pop(struct uring *u, struct uconn *c)
 		c->qtail = -1;
 	c->nq--;
 	c->off = 0;
-	ubufs_give(&u->bufs, bid);
+	if (u->bq[bid].zc) {
+		u->bq[bid].popped = 1;   /* given back when its last notification arrives */
+		c->zcheld++;
+	} else
+		ubufs_give(&u->bufs, bid);
 }
 
 /* Ends a connection that has nothing in flight. err < 0: it broke (counted as a reset). */
@@ -137,6 +141,13 @@ void uring_conn_close(struct uring *u, uint32_t i, int err)
 		stat_add(&u->w->stats.resets, 1);
 	while (c->nq)
 		queue_pop(u, c);
+	if (c->zcheld && u->aborting) {
+		/* Past the drain deadline with zero-copy bytes the peer never took: a reset drops
+		 * them, so the kernel lets go of our buffers (their notifications come). */
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
 	close(c->fd);
 	svc_release(u->w);
 	c->fd = -1;
@@ -195,7 +206,8 @@ static void conn_next(struct uring *u, uint32_t i)
 	struct uconn *c = &u->conns[i];
 	struct io_uring_sqe *sqe;
 	bool dead = c->err < 0 || u->aborting;
-	bool want_recv = !dead && !c->eof && !u->stopping && (u->mshot ? c->nq < QLIMIT : c->nq == 0);
+	unsigned held = c->nq + c->zcheld;
+	bool want_recv = !dead && !c->eof && !u->stopping && (u->mshot ? held < QLIMIT : held == 0);
 
 	if (c->parked != PARK_NONE)
 		return;
@@ -208,16 +220,22 @@ static void conn_next(struct uring *u, uint32_t i)
 			conn_park(u, i, PARK_NOSQE);
 			return;
 		}
-		io_uring_prep_send(sqe, c->fd, ubufs_mem(&u->bufs, c->qhead) + c->off,
-				   u->bq[c->qhead].len - c->off, MSG_NOSIGNAL);
-		io_uring_sqe_set_data64(sqe, ud(OP_SEND, i));
+		uint8_t *p = ubufs_mem(&u->bufs, c->qhead) + c->off;
+		uint32_t n = u->bq[c->qhead].len - c->off;
+
+		if (u->zc && !c->copy)
+			uring_zc_prep(u, i, sqe, p, n);
+		else
+			io_uring_prep_send(sqe, c->fd, p, n, MSG_NOSIGNAL);
+		io_uring_sqe_set_data64(sqe, ud_buf(OP_SEND, i, c->qhead));
 		c->send = 1;
 	}
 	if (c->recv && !want_recv)
 		conn_cancel(u, i, OP_RECV, CANCEL_RECV);
 	if (dead && c->send && c->err < 0)
 		conn_cancel(u, i, OP_SEND, CANCEL_SEND);
-	if (!c->recv && !c->send && !c->nq && (dead || c->eof || u->stopping)) {
+	/* uring:zc: sent data the kernel still reads from our buffers is pending echo too. */
+	if (!c->recv && !c->send && !c->nq && (dead || ((c->eof || u->stopping) && !c->zcheld))) {
 		uring_conn_close(u, i, c->err);
 		return;
 	}
@@ -248,7 +266,8 @@ static void conn_open(struct uring *u, int fd)
 		svc_release(u->w);
 		return;
 	}
-	u->conns[i] = (struct uconn){ .fd = fd, .qhead = -1, .qtail = -1, .next_free = NO_SLOT };
+	u->conns[i] = (struct uconn){ .fd = fd, .qhead = -1, .qtail = -1, .next_free = NO_SLOT,
+				      .gen = ++u->gen_next };
 	u->nlive++;
 	conn_next(u, i);
 }
@@ -283,7 +302,7 @@ static void on_accept(struct uring *u, uint32_t li, int res, uint32_t flags)
 	/* Under SQPOLL each re-arm wakes the SQ thread, which then spins for its idle time: a
 	 * 10 ms timer kept it spinning for good (a whole CPU while out of fds). Forty idle times
 	 * apart, it spins about a fortieth of the time. */
-	l->ts.tv_nsec = u->io.sqpoll ? 40 * SQPOLL_IDLE_MS * 1000000L : ACCEPT_BACKOFF_NS;
+	l->ts.tv_nsec = u->io.sqpoll ? 40 * URU_SQPOLL_IDLE_MS * 1000000L : ACCEPT_BACKOFF_NS;
 	io_uring_prep_timeout(sqe, &l->ts, 0, 0);
 	io_uring_sqe_set_data64(sqe, ud(OP_TIMER, li));
 	l->timer = true;
@@ -335,14 +354,25 @@ static void on_recv(struct uring *u, uint32_t i, int res, uint32_t flags)
 	conn_next(u, i);
 }
 
-static void on_send(struct uring *u, uint32_t i, int res)
+static void on_send(struct uring *u, uint32_t i, int res, uint32_t flags, int bid)
 {
 	struct uconn *c = &u->conns[i];
+	bool zc = u->zc && !c->copy;    /* this send was a zero-copy one */
 
+	if (flags & IORING_CQE_F_NOTIF) {   /* only zero-copy sends have these */
+		uint32_t owner = uring_zc_done(u, bid);
+
+		if (owner != NO_SLOT)
+			conn_next(u, owner);
+		return;
+	}
 	c->send = 0;
 	c->cancelling &= (uint8_t)~CANCEL_SEND;
+	if (zc)
+		res = uring_zc_result(u, c, res, flags, bid);
 	if (res > 0) {
-		stat_add(&u->w->stats.bytes_out, (uint64_t)res);
+		if (!zc)   /* zero copy: counted when the kernel is done with them */
+			stat_add(&u->w->stats.bytes_out, (uint64_t)res);
 		c->off += (uint32_t)res;    /* a short send: conn_next() sends the rest */
 		if (c->off >= u->bq[c->qhead].len)
 			queue_pop(u, c);
@@ -424,7 +454,7 @@ void uring_dispatch(void *ctx, uint64_t data, int res, uint32_t flags)
 {
 	struct uring *u = ctx;
 
-	uint32_t slot = (uint32_t)(data >> 8);
+	uint32_t slot = (uint32_t)(data >> 8);   /* bits 8..39 */
 
 	switch ((enum op)(data & 0xff)) {
 	case OP_WAKE:
@@ -440,7 +470,7 @@ void uring_dispatch(void *ctx, uint64_t data, int res, uint32_t flags)
 		on_recv(u, slot, res, flags);
 		break;
 	case OP_SEND:
-		on_send(u, slot, res);
+		on_send(u, slot, res, flags, (int)(data >> 40));
 		break;
 	case OP_UDP_POLL:
 		on_udp_poll(u, slot, res);

@@ -30,25 +30,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "uring_util.h"
+
 #define UBUFS_GROUP 0
 
 struct services;
 
 struct ubufs {
 	struct services *svc;          /* for the log-once of an allocation failure */
-	struct io_uring_buf_ring *br;
-	size_t br_bytes;
+	struct uru_bufring ring;   /* the kernel's side (uring_util.h) */
 	unsigned entries;    /* ring slots (power of two) and the cap on buffers */
 	uint32_t bsize;
 	uint8_t **mem;       /* mem[bid], allocated on demand */
 	unsigned total;      /* buffers allocated (and given to the kernel at least once) */
 	unsigned held;       /* buffers taken by completions and not yet given back */
 };
-
-/* Maps a page-aligned buffer ring of `entries` slots and registers it with ring as group
- * UBUFS_GROUP. Used by the pool and by the probe. Returns 0 or -errno. */
-int ubufs_ring_map(unsigned entries, struct io_uring_buf_ring **out, size_t *bytes);
-int ubufs_ring_register(struct io_uring *ring, struct io_uring_buf_ring *br, unsigned entries);
 
 /* A pool of at most `want` (rounded to a power of two, within the kernel's limits) buffers of
  * bsize bytes, registered with ring. Returns 0 or -errno with *why naming the step. */

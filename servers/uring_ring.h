@@ -2,7 +2,8 @@
  * every piece the backend uses), and the submission/completion plumbing that knows nothing of
  * echo: SQEs counted as in flight, one wait that submits too, completions handed to a callback.
  *
- * io_uring features the backend uses (through liburing 2.3) and the kernel each needs:
+ * io_uring features the backend uses (through liburing 2.3) and the kernel each needs (setup,
+ * the probe and the buffer ring are common/uring_util.h, shared with echo-load):
  *   IORING_OP_ACCEPT multishot (IORING_ACCEPT_MULTISHOT)          5.19
  *   IORING_OP_RECV + IOSQE_BUFFER_SELECT from a provided buffer
  *     ring (IORING_REGISTER_PBUF_RING)                             5.19
@@ -13,11 +14,10 @@
  *   IORING_OP_RECVMSG, IORING_OP_SENDMSG (UDP)                     5.3
  *   IORING_OP_TIMEOUT (accept back-off after EMFILE)               5.4
  *   IORING_OP_ASYNC_CANCEL, IORING_ASYNC_CANCEL_ANY                5.5, 5.19
- *   IORING_REGISTER_PROBE (uring_probe)                            5.6
  *   IORING_FEAT_EXT_ARG (wait with a timeout, no SQE needed)       5.11
- *   IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN 6.1, else COOP_TASKRUN 5.19, else none
- *   io_uring_register_ring_fd                                      5.18 (else not used)
- *   IORING_SETUP_SQPOLL without privileges (uring:sqpoll only)     5.11
+ *   IORING_OP_SEND_ZC (uring:zc only; probed)                      6.0
+ *     IORING_SEND_ZC_REPORT_USAGE                                  6.2 (else not asked)
+ *   ring flags, registered ring fd, SQPOLL: uring_util.h
  * So the backend needs Linux 5.19; uring_probe() says which piece is missing on an older kernel.
  */
 #ifndef ECHOBENCH_URING_RING_H
@@ -27,29 +27,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* How long the SQPOLL thread spins on an empty SQ before it sleeps (and needs a wake-up): a
- * timer that fires more often than this keeps it spinning for good. */
-#define SQPOLL_IDLE_MS 10
+#include "uring_util.h"
 
 struct uring_io {
 	struct io_uring ring;
 	uint32_t inflight;   /* operations whose last completion has not arrived */
 	bool up;             /* ring set up (and to be torn down) */
 	bool sqpoll;         /* an SQ thread submits (IORING_SETUP_SQPOLL) */
-	bool ring_fd_registered;
 };
 
 /* One completion: the SQE's user_data, cqe->res, cqe->flags. */
 typedef void uio_handler(void *ctx, uint64_t data, int res, uint32_t flags);
 
-/* Sets up a ring with SINGLE_ISSUER|DEFER_TASKRUN, else COOP_TASKRUN, else no flags (how:
- * UIO_SQPOLL: an SQ thread instead, with SINGLE_ISSUER if the kernel takes it), and registers
- * the ring fd where the kernel can (Linux 5.18). DEFER_TASKRUN runs completions only when this thread waits, which suits one ring per worker;
- * older kernels reject the flags with EINVAL and get the next best. Returns 0 or -errno. */
-enum { UIO_SQPOLL = 1 };
+/* Sets up the ring with uru_setup() (how: URU_SQPOLL or 0). Returns 0 or -errno. */
 int uio_setup(struct uring_io *io, unsigned sq, unsigned cq, unsigned how);
-/* A one-line reason for a uio_setup() failure. */
-const char *uio_setup_why(int r);
 void uio_exit(struct uring_io *io);
 
 /* An SQE (counted in flight), submitting what is queued when the SQ is full. NULL only when the

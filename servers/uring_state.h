@@ -30,6 +30,10 @@ enum op {
 
 enum park { PARK_NONE, PARK_NOBUF, PARK_NOSQE };
 
+/* IORING_SEND_ZC_REPORT_USAGE (Linux 6.2, after liburing 2.3): the notification's res then says
+ * whether the kernel copied the data after all (IORING_NOTIF_USAGE_ZC_COPIED, bit 31). */
+#define ZC_REPORT_USAGE (1U << 3)
+
 /* Multishot recv: buffers a connection may hold before its recv is cancelled (backpressure). */
 #define QLIMIT 2
 
@@ -44,15 +48,26 @@ struct uconn {
 	uint8_t cancelling; /* CANCEL_RECV | CANCEL_SEND asked and not completed */
 	uint8_t eof;        /* the peer sent FIN: close once the queue is sent */
 	uint8_t parked;     /* enum park: waiting on a list for a buffer or an SQE */
+	uint8_t copy;       /* uring:zc: this socket has no zero copy (unix): plain sends */
+	uint16_t zcheld;    /* uring:zc: its sent buffers still awaiting notifications; they count
+			     * against QLIMIT, or a client that does not read would make the
+			     * socket's whole send buffer out of our buffers */
+	uint32_t gen;       /* tells this connection from earlier users of the slot */
 	uint32_t next_free;
 };
 
 enum { CANCEL_RECV = 1, CANCEL_SEND = 2 };
 
-/* Per buffer id: how many bytes it holds and the next buffer of the same connection's queue. */
+/* Per buffer id: how many bytes it holds and the next buffer of the same connection's queue.
+ * uring:zc: a zero-copy send reads the buffer until its notification arrives, so the buffer goes
+ * back into the ring only when it is off its queue (popped) and no notification is awaited. */
 struct bq {
 	uint32_t len;
 	int32_t next;
+	uint16_t zc;        /* zero-copy sends from it whose notification has not arrived */
+	uint8_t popped;     /* sent and off its queue, waiting for those notifications */
+	uint32_t owner, gen;  /* the connection (slot, generation) that sent from it */
+	uint32_t zcbytes;   /* bytes those sends took: counted as out once the kernel is done */
 };
 
 struct idxvec {
@@ -79,12 +94,15 @@ struct uring {
 	bool aborting;       /* drain deadline passed: send nothing more either */
 	bool starved;        /* a recv found the buffer ring empty in this pass */
 	bool mshot;          /* multishot recv: wanted by the variant and not refused by the kernel */
+	bool zc;             /* uring:zc: sends are IORING_OP_SEND_ZC */
+	bool zc_report;      /* ... asking whether the kernel copied after all (Linux 6.2) */
 
 	struct ubufs bufs;   /* provided buffers (uring_bufs.h) */
 	struct bq *bq;       /* [bufs.entries] */
 
 	struct uconn *conns;
 	uint32_t nslots, free_head, nlive;
+	uint32_t gen_next;
 	struct idxvec nobuf, nosqe;
 
 	struct ulisten lis[SERVER_MAX_LISTEN];
@@ -99,11 +117,26 @@ static inline uint64_t ud(enum op op, uint32_t slot)
 	return (uint64_t)slot << 8 | (uint64_t)op;
 }
 
+/* A send's user_data also names its buffer (bits 40..55), which its notification releases. */
+static inline uint64_t ud_buf(enum op op, uint32_t slot, int bid)
+{
+	return (uint64_t)(uint16_t)bid << 40 | ud(op, slot);
+}
+
 /* uring.c: what uring_worker.c drives. */
 void uring_dispatch(void *ctx, uint64_t data, int res, uint32_t flags);  /* one completion */
 void uring_sweep(struct uring *u);       /* after a wait: retry parked work, re-arm */
 void uring_wake_arm(struct uring *u);    /* watch the stop eventfd */
 void uring_begin_stop(struct uring *u);  /* stop reading anything new */
 void uring_conn_close(struct uring *u, uint32_t i, int err);
+
+/* uring_zc.c: zero-copy sends (uring:zc). */
+void uring_zc_prep(struct uring *u, uint32_t i, struct io_uring_sqe *sqe, uint8_t *p,
+		   uint32_t n);
+/* A zero-copy send's result CQE: the result to handle as a plain send's (-EAGAIN: send again). */
+int uring_zc_result(struct uring *u, struct uconn *c, int res, uint32_t flags, int bid);
+/* The kernel is done with one send from buffer bid (its notification, or a result that says
+ * none comes). Returns the slot of the live connection that may receive again, else NO_SLOT. */
+uint32_t uring_zc_done(struct uring *u, int bid);
 
 #endif

@@ -15,6 +15,7 @@ static int uring_open(struct uring *u, struct worker *w)
 {
 	const struct server_config *cfg = w->cfg;
 	const char *why;
+	unsigned how;
 	int r;
 
 	u->w = w;
@@ -27,10 +28,11 @@ static int uring_open(struct uring *u, struct worker *w)
 	if (u->nudp && !u->udp_buf)
 		return -ENOMEM;
 	u->mshot = !(w->backend->flags & BACKEND_SINGLESHOT);
-	r = uio_setup(&u->io, SQ_ENTRIES, CQ_ENTRIES,
-		      (w->backend->flags & BACKEND_SQPOLL) ? UIO_SQPOLL : 0);
+	u->zc = u->zc_report = w->backend->flags & BACKEND_ZC;
+	how = (w->backend->flags & BACKEND_SQPOLL) ? URU_SQPOLL : 0;
+	r = uio_setup(&u->io, SQ_ENTRIES, CQ_ENTRIES, how);
 	if (r < 0) {
-		svc_log_once(w->svc, "uring-init", "uring: %s", uio_setup_why(r));
+		svc_log_once(w->svc, "uring-init", "uring: %s", uru_setup_why(r, how));
 		return r;
 	}
 	r = ubufs_open(&u->bufs, &u->io.ring, cfg->max_conns ? cfg->max_conns : RING_DEFAULT,
@@ -75,6 +77,13 @@ static void uring_close(struct uring *u)
 	 * and its completion awaited: the kernel must be done with our buffers before they go. */
 	u->stopping = true;
 	u->aborting = true;
+	/* uring:zc: a connection whose sent bytes the kernel still holds (a peer that does not
+	 * read) is reset now (uring_conn_close), which frees them and brings the notifications
+	 * that give our buffers back; one with operations in flight goes when they end. */
+	for (uint32_t i = 0; i < u->nslots; i++)
+		if (u->conns[i].fd >= 0 && u->conns[i].zcheld && !u->conns[i].recv &&
+		    !u->conns[i].send)
+			uring_conn_close(u, i, 0);
 	uio_cancel_all(&u->io, ud(OP_CANCEL, 0));
 	end = now_ns() + CANCEL_WAIT_NS;
 	while (u->io.inflight > 0 && now_ns() < end)

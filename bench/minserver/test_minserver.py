@@ -11,7 +11,8 @@ import time
 import pytest
 
 from conftest import ServerProcess, binary
-from echobench_lib.server import CpuSample, Pattern, verify_echo
+from echobench_lib.procfs import CpuSample
+from echobench_lib.server import Pattern, verify_echo
 
 
 def start_minserver(*args):

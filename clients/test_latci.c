@@ -98,7 +98,7 @@ struct dist {
 	double cover_min, cover_max;
 };
 
-/* Independent samples: 93-97 %, as issue 9 asks. Dependent ones (fewer runs, to keep the test
+/* Independent samples: 93-97 %. Dependent ones (fewer runs, to keep the test
  * short): the interval must still hold, where one that assumes independence (order statistics
  * of all samples) covered the true p50 in 39 % and the p99 in 59 % of runs in the same
  * simulation (the figures of latci.h). */

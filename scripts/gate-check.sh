@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CI gate's error rates (issue 19), measured here with servers of known cost (the minimal
+# The CI gate's error rates, measured here with servers of known cost (the minimal
 # server, and itself made 2, 5 and 10 % slower with --cost-ns):
 #   - `echobench ab`: false alarms on A/A (goal <= 5 %), regressions found (goal >= 90 % at
 #     5 %, >= 50 % at 2 %), and the time of one run;

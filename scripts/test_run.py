@@ -145,7 +145,7 @@ def test_open_loop_rates_are_the_same_for_every_entry(build, tmp_path):
     assert {x["offered_rate"] for x in rows if x["mode"] == "closed"} == {""}
 
 
-# --- issue 9: placement, until-ci, the sweep ----------------------------------------------
+# --- placement, until-ci, the sweep ----------------------------------------------
 
 def test_placement_is_a_matrix_axis(build, tmp_path):
     r = echobench(*RUN, "--build", build, "--out", tmp_path, "--backends", "epoll",

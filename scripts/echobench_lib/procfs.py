@@ -158,6 +158,36 @@ def tcp_sockets(port):
     return out
 
 
+def socket_inodes(pid):
+    """The inodes of pid's open sockets (from /proc/PID/fd's `socket:[N]` links)."""
+    out = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            out.add(int(link[8:-1]))
+    return out
+
+
+def tcp_inodes():
+    """The inodes of every TCP socket in this netns (/proc/net/tcp and tcp6): with
+    socket_inodes, which of a process's sockets are TCP, whatever other processes listen on."""
+    out = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                out.update(int(line.split()[9]) for line in f.readlines()[1:])
+        except FileNotFoundError:
+            continue
+    return out
+
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 

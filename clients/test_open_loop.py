@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import binary
-from test_echo_load import checks, read_record_hist, run_load
+from load_testlib import checks, read_record_hist, run_load
 
 STALL_S, PERIOD_S = 0.030, 0.097   # the server stops 30 ms in every 97 (not a tick multiple)
 

@@ -39,7 +39,12 @@ if [ ! -f "$dir/build.ninja" ]; then
 else
 	meson configure "$dir" -Dfuzz=enabled > /dev/null
 fi
-meson compile -C "$dir" fuzz > /dev/null
+# Quiet when it builds; the compiler's errors shown when it does not (they go to stdout).
+if ! log=$(meson compile -C "$dir" fuzz 2>&1); then
+	grep -E 'error|FAILED' <<< "$log" | head -20 >&2
+	echo "fuzz-check: the fuzz targets did not build (meson compile -C $dir fuzz)" >&2
+	exit 1
+fi
 
 if [ "$mode" = regress ]; then
 	exec meson test -C "$dir" --suite fuzz --print-errorlogs --no-rebuild

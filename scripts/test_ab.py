@@ -45,11 +45,18 @@ def test_a_server_three_times_as_costly_is_a_regression(build, tmp_path):
     assert (run_dir / "ab.json").is_file() and (run_dir / "report.html").is_file()
 
 
-def test_the_same_server_twice_is_never_a_regression(build, tmp_path):
+def test_the_same_server_twice_shows_no_bias(build, tmp_path):
+    """BASE and NEW the same server: no side may be favoured (by which starts first, which
+    runs first in a round, which port it has). At --alpha 0.05 the gate calls a regression in
+    about 5 % of such runs by design (gate-check.sh measures it); a test must not fail that
+    often, so this one asks for alpha 1e-4 over 16 pairs. With exchangeable pairs the exact
+    signed-rank test then calls one in at most 5 of 65,536 runs per gated row, while a bias
+    that favours BASE in every round (p = 1/65,536) still fails it."""
     r = echobench("ab", "--build", build, "--base-cmd", cmd(0), "--new-cmd", cmd(0), *CELL,
-                  "--repetitions", "6", "--out", tmp_path / "r", timeout=300)
+                  "--repetitions", "16", "--alpha", "0.0001", "--out", tmp_path / "r",
+                  timeout=300)
     assert r.returncode in (0, 3), r.stdout + r.stderr
-    assert "regression" not in r.stdout.splitlines()[0]
+    assert "significant regression" not in r.stdout.splitlines()[0]
 
 
 def test_builds_are_paired_backend_by_backend(build, tmp_path):

@@ -76,7 +76,7 @@ def rows_of(side):
     other tools' through gbjson.series), and the first run's context."""
     out, ctx = {}, {}
     for _, data in side:
-        ctx = ctx or data.get("context", {})
+        ctx = ctx or data.get("context") or {}
         per_run = {}
         ours = gbjson.iterations(data)
         if ours:

@@ -15,13 +15,14 @@ which is what echobench compare and the report read; context.echobench has the r
 docs/RESULTS.md describes every field.
 """
 import json
-import math
 import pathlib
 import statistics
 from dataclasses import replace
 
+from . import shape
 from .matrix import parse_name
 from .metrics import GATED_LATENCY, gated_metrics, higher_is_better, unit
+from .shape import count, dict_of, either, flag, list_of, nullable, number, obj, text
 from .util import UsageError
 
 _TO_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
@@ -172,8 +173,67 @@ def run_json_path(path):
     return p
 
 
+# What the readers (rundata, compare, history, rates) use of run.json, and so what load()
+# checks (shape.py): the fields docs/RESULTS.md describes, with their types. Google
+# Benchmark's own entries and context have the same names and types.
+_EB = obj(value=number, entry=text, entry_kind=text, connections=count, size=count, mode=text,
+          placement=text, offered_rate=number, valid=flag, invalid_reasons=list_of(text),
+          client_bound=flag, t_s=number, seq=count, metric=text, unit=text,
+          higher_is_better=flag, resolved=flag)
+_ENTRY = obj(required=("name",), name=text, run_name=text, run_type=text,
+             aggregate_name=text, time_unit=text, real_time=number, cpu_time=number,
+             repetition_index=count, echobench=_EB)
+
+
+_VALUE = obj(required=("value",))
+
+
+def _benchmark(v):
+    _ENTRY(v)
+    if v.get("run_type") == "iteration" and v.get("echobench") is not None:
+        try:
+            _VALUE(v["echobench"])
+        except shape.ShapeError as e:
+            raise e.at("echobench") from None
+
+
+_STEP = obj(offered_rate=number, rate_achieved=number, p50_us=number, p99_us=number,
+            slo_value_us=number, rate_ok=flag, valid=flag, verdict=text, error=text)
+_RUN_FIELDS = obj(
+    incomplete=text, placement=either(text, list_of(text), expected="a placement or a list"),
+    placements=list_of(text), design=text, order_seed=count, reference=text, slo=text,
+    load_hosts=list_of(text),
+    entries=list_of(obj(required=("name",), name=text, kind=text, command=text, address=text,
+                        server_cpu=flag, server_exe=text)),
+    until_ci=obj(pct=number, max_repetitions=count,
+                 cells=dict_of(obj(reached=flag, repetitions=count, median=number,
+                                   half_width=number))),
+    sweep=dict_of(obj(max_rate_at_slo=number, bracket=list_of(nullable(number)),
+                      decided=flag, slo=text, peak=number, error=text, connections=count,
+                      size=count, placement=text, steps=list_of(_STEP))))
+_SOME = either(count, text, expected="a count or a word")
+_CONTEXT = obj(
+    host_name=text, date=text, utc_start=text, utc_end=text, num_cpus=count,
+    mhz_per_cpu=number, cpu_model=text, virtualization=text, kernel=text, compiler=text,
+    build_dir=text, buildtype=text, sanitize=text, git_commit=text, git_dirty=flag,
+    preset=text, note=text, repetitions=count, duration_s=number, warmup_s=number,
+    load_avg=list_of(number), interrupted=flag, reference=text, backends=list_of(text),
+    connections=list_of(count), sizes=list_of(count), modes=list_of(text),
+    server_threads=_SOME, client_threads=_SOME, client_engine=text, pipeline=_SOME,
+    placement=obj(server_cpus=list_of(count), client_cpus=list_of(count), method=text,
+                  note=text),
+    failed_cells=list_of(obj(required=("cell", "reason"), cell=text, repetition=count,
+                             reason=text)),
+    warnings=list_of(obj(required=("cell", "warning"), cell=text, repetition=count,
+                         warning=text)),
+    unusable_backends=dict_of(text), closed_loop_peaks=dict_of(number),
+    echobench=_RUN_FIELDS)
+RUN_JSON = obj(required=("benchmarks",), benchmarks=list_of(_benchmark), context=_CONTEXT)
+
+
 def load(path):
-    """Reads a Google Benchmark JSON file (ours or any other). UsageError when it is not one."""
+    """Reads a Google Benchmark JSON file (ours or any other). UsageError when it is not one,
+    or when a field a reader uses has the wrong type or a value out of range (RUN_JSON)."""
     p = run_json_path(path)
     try:
         with open(p) as f:
@@ -182,6 +242,7 @@ def load(path):
         raise UsageError(f"cannot read '{p}': {e}") from e
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise UsageError(f"'{p}' is not Google Benchmark JSON (no 'benchmarks' list)")
+    shape.require(RUN_JSON, data, p)
     return data
 
 
@@ -213,11 +274,11 @@ def series(data):
     is better; other counters have no known direction and are shown, never judged). When a
     benchmark has only aggregates (--benchmark_report_aggregates_only), its mean is one sample."""
     out = {}
-    iter_names = {e.get("run_name", e["name"]) for e in data["benchmarks"]
+    iter_names = {e.get("run_name") or e["name"] for e in data["benchmarks"]
                   if e.get("run_type", "iteration") == "iteration"}
 
     def add(name, unit_, higher, value, agg=False, eb=None):
-        if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not shape.finite(value):
             return
         s = out.get(name)
         if s is None:
@@ -230,10 +291,10 @@ def series(data):
                     s.invalid_reasons.append(r)
 
     for e in data["benchmarks"]:
-        if e.get("error_occurred") or "name" not in e:
+        if e.get("error_occurred"):
             continue
         run_type = e.get("run_type", "iteration")
-        base = e.get("run_name", e["name"])
+        base = e.get("run_name") or e["name"]
         if run_type == "aggregate":
             if base in iter_names or e.get("aggregate_name") != "mean":
                 continue
@@ -276,8 +337,8 @@ def iterations(data):
         cell = replace(cell, entry_kind=kind, offered_rate=offered)
         rows.append({"cell": cell, "entry": cell.entry, "entry_kind": kind,
                      "connections": cell.connections, "size": cell.size, "mode": cell.mode,
-                     "placement": cell.placement, "metric": eb.get("metric", metric),
-                     "value": eb.get("value"), "repetition": e.get("repetition_index", 0),
+                     "placement": cell.placement, "metric": eb.get("metric") or metric,
+                     "value": eb.get("value"), "repetition": e.get("repetition_index") or 0,
                      "offered_rate": offered,
                      "valid": eb.get("valid", True) is not False,
                      "invalid_reasons": list(eb.get("invalid_reasons") or []),

@@ -3,7 +3,9 @@ import math
 
 
 def parse(text):
-    """[(value, percentile 0..1)] from the table lines; comment and header lines are skipped."""
+    """[(value, percentile 0..1)] from the table lines; comment and header lines are skipped,
+    and so are lines that are no such point (a value that is not a finite number >= 0):
+    a damaged file gives fewer points, never a NaN."""
     points = []
     for line in text.splitlines():
         parts = line.split()
@@ -13,14 +15,16 @@ def parse(text):
             value, pct = float(parts[0]), float(parts[1])
         except ValueError:
             continue
-        if 0.0 <= pct <= 1.0:
+        if 0.0 <= pct <= 1.0 and 0.0 <= value < math.inf:
             points.append((value, pct))
     return points
 
 
 def read(path):
+    """The points of an .hgrm file; none when it is not there or not readable (bytes that
+    are not UTF-8 are no table lines)."""
     try:
-        with open(path) as f:
+        with open(path, errors="replace") as f:
             return parse(f.read())
     except OSError:
         return []

@@ -10,6 +10,8 @@ import pathlib
 import re
 import sqlite3
 
+from . import shape
+from .shape import count, number, text
 from .util import RunError, UsageError
 
 SCHEMA_VERSION = 1
@@ -48,6 +50,24 @@ ORDER_SAMPLES = (" ORDER BY r.utc_start, r.run_key, s.entry, s.connections, s.si
                  "s.placement, s.metric, s.repetition")
 
 
+def _zero_one(v):
+    if isinstance(v, bool) or not isinstance(v, int) or v not in (0, 1):
+        raise shape.ShapeError(f"expected 0 or 1, got {v!r:.40}")
+
+
+def _maybe(spec):
+    return lambda v: None if v is None else spec(v)
+
+
+# What a row of SELECT_SAMPLES must hold: a store that another program (or a damaged file)
+# filled otherwise is refused with the row and the column, never read as a figure.
+SAMPLE_ROW = (("run_key", text), ("utc_start", text), ("git_commit", _maybe(text)),
+              ("git_dirty", _maybe(_zero_one)), ("branch", _maybe(text)),
+              ("machine_class", text), ("entry", text), ("connections", count),
+              ("size", count), ("mode", text), ("placement", text), ("metric", text),
+              ("repetition", count), ("value", number), ("valid", _zero_one))
+
+
 def is_url(spec):
     return re.match(r"^postgres(ql)?://", spec) is not None
 
@@ -74,11 +94,17 @@ class _Db:
         tables = self._tables()
         if "echobench_schema" in tables:
             cur = self.conn.cursor()
-            cur.execute("SELECT MAX(version) FROM echobench_schema")
-            version = cur.fetchone()[0]
-            if version is not None and version > SCHEMA_VERSION:
-                raise UsageError(f"history {self.name} has schema version {version}; this "
-                                 f"echobench reads version {SCHEMA_VERSION}: update echobench")
+            cur.execute("SELECT version FROM echobench_schema")
+            versions = [r[0] for r in cur.fetchall()]
+            bad = [v for v in versions if isinstance(v, bool) or not isinstance(v, int)
+                   or v < 1]
+            if bad:
+                raise UsageError(f"history {self.name} has schema version {bad[0]!r:.40}: "
+                                 f"not a version echobench writes (1 to {SCHEMA_VERSION})")
+            if versions and max(versions) > SCHEMA_VERSION:
+                raise UsageError(f"history {self.name} has schema version {max(versions)}; "
+                                 f"this echobench reads version {SCHEMA_VERSION}: update "
+                                 f"echobench")
             if not TABLES <= tables:
                 raise UsageError(f"history {self.name} lacks tables "
                                  f"{', '.join(sorted(TABLES - tables))}")
@@ -99,7 +125,8 @@ class _Db:
         pass
 
     def _run(self, fn):
-        """fn() with the store's errors as one line: a failed statement is a run-time error."""
+        """fn() with the store's errors as one line: a failed statement is a run-time error,
+        unless it says the store is damaged or not one of ours (_damaged): a usage error."""
         try:
             return fn()
         except self.errors as e:
@@ -107,7 +134,13 @@ class _Db:
                 self.conn.rollback()
             except self.errors:
                 pass
+            if self._damaged(e):
+                raise UsageError(f"history {self.name} is damaged or not an echobench history: "
+                                 f"{_first_line(e)}") from None
             raise RunError(f"history {self.name}: {_first_line(e)}") from None
+
+    def _damaged(self, e):
+        return False
 
     def add_run(self, run, samples):
         """Inserts a run and its samples in one transaction; False when the run was there."""
@@ -157,7 +190,15 @@ class _Db:
             where.append("r.branch IS NULL" if branch == "-" else "r.branch = ?")
             args += [] if branch == "-" else [branch]
         sql = SELECT_SAMPLES + (" WHERE " + " AND ".join(where) if where else "")
-        return self._select(sql + ORDER_SAMPLES, tuple(args))
+        rows = self._select(sql + ORDER_SAMPLES, tuple(args))
+        for row in rows:
+            for (column, spec), v in zip(SAMPLE_ROW, row):
+                try:
+                    spec(v)
+                except shape.ShapeError as e:
+                    raise UsageError(f"history {self.name}: a sample of run {str(row[0])[:12]} "
+                                     f"has {column}: {e.what}") from None
+        return rows
 
     def runs(self):
         cols = ", ".join(RUN_COLUMNS)
@@ -177,6 +218,15 @@ class _Db:
 
 class _Sqlite(_Db):
     errors = (sqlite3.Error,)
+    # What the machine, not the file, is to blame for (exit 1); any other failure of a
+    # statement means the file is damaged or was made by something else (exit 2).
+    RUN_TIME = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL",
+                "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_NOMEM", "SQLITE_INTERRUPT",
+                "SQLITE_PERM", "SQLITE_PROTOCOL")
+
+    def _damaged(self, e):
+        name = getattr(e, "sqlite_errorname", None) or ""
+        return not name.startswith(self.RUN_TIME)
 
     def __init__(self, path, create):
         p = self.path = pathlib.Path(path)

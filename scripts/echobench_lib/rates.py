@@ -18,7 +18,7 @@ from .util import UsageError
 def peaks_from_run(path):
     """{closed Cell (entry, connections, size, placement): msgs/s} from another run's context
     (closed_loop_peaks, keyed by the closed cell's benchmark name)."""
-    ctx = gbjson.load(path).get("context", {})
+    ctx = gbjson.load(path).get("context") or {}
     peaks = {}
     for name, value in (ctx.get("closed_loop_peaks") or {}).items():
         parsed = parse_name(name)

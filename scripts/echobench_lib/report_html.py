@@ -214,7 +214,7 @@ def conform_table(d):
 
 def machine_table(d):
     ctx = d.context
-    place = ctx.get("placement", {})
+    place = ctx.get("placement") or {}
     items = [("host", ctx.get("host_name")), ("date", ctx.get("date")),
              ("run (UTC)", f"{ctx.get('utc_start', '?')} .. {ctx.get('utc_end', '?')}"),
              ("CPU", f"{ctx.get('num_cpus')} x {ctx.get('cpu_model')} "
@@ -254,9 +254,9 @@ def machine_table(d):
 
 def problems_table(d):
     ctx = d.context
-    rows = [[f["cell"], f["repetition"], ("failed", "worse"), (f["reason"], "text")]
+    rows = [[f["cell"], f.get("repetition"), ("failed", "worse"), (f["reason"], "text")]
             for f in ctx.get("failed_cells") or []]
-    rows += [[w["cell"], w["repetition"], "warning", (w["warning"], "text")]
+    rows += [[w["cell"], w.get("repetition"), "warning", (w["warning"], "text")]
              for w in ctx.get("warnings") or []]
     if not rows:
         return '<p id="table-problems">Every cell ran cleanly.</p>'

@@ -104,7 +104,7 @@ def summary_markdown(d, trends=()):
     failed = ctx.get("failed_cells") or []
     if failed:
         lines += [f"{len(failed)} cell run(s) failed: " +
-                  "; ".join(f"{f['cell']} rep {f['repetition']}: {f['reason']}"
+                  "; ".join(f"{f['cell']} rep {f.get('repetition')}: {f['reason']}"
                             for f in failed[:5]) + (" ..." if len(failed) > 5 else ""), ""]
     unusable = ctx.get("unusable_backends") or {}
     if unusable:

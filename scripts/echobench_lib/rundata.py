@@ -8,14 +8,39 @@ How far a figure can be trusted is decided in verdict.py; this module only reads
 """
 import csv
 import json
+import math
 import pathlib
 import statistics
 from dataclasses import replace
 
-from . import gbjson, hgrm, stats, verdict
+from . import gbjson, hgrm, shape, stats, verdict
 from .matrix import Cell, mode_order
 from .metrics import higher_is_better
+from .shape import count, dict_of, flag, list_of, number, obj, text
 from .util import UsageError
+
+
+_RECORD = obj(required=("verdict",), verdict=text, passed=count, failed=count, skipped=count,
+              failed_ids=list_of(text), not_counted_ids=list_of(text), left_out=list_of(text),
+              note=text, seconds=number, suite=text)
+_RAN = obj(required=("passed", "failed", "skipped", "failed_ids"))
+
+
+def _conform_record(v):
+    """One entry's verdict in conform.json (conform.run's dict; 'not run' has only a note)."""
+    _RECORD(v)
+    if v["verdict"] != "not run":
+        _RAN(v)
+
+
+CONFORM_JSON = dict_of(_conform_record)
+# raw/<cell>_r<rep>.json of a --load-hosts run: what the report shows of each host.
+HOSTS_JSON = obj(start_spread_us=number, hosts=list_of(obj(
+    dest=text, connections=count, rate=number, phase=text, ok=flag, error=text,
+    failed_checks=list_of(text),
+    json=obj(msgs_per_sec=number, latency_us=obj(p99=number), mismatches=count))))
+CSV_COLUMNS = ("entry", "connections", "size", "mode", "placement", "repetition", "metric",
+               "value")
 
 
 def primary_metric(cell):
@@ -45,10 +70,10 @@ class RunData:
         if not self.dir.is_dir():
             raise UsageError(f"'{run_dir}' is not a results directory")
         data = gbjson.load(self.dir)
-        self.context = data.get("context", {})
+        self.context = data.get("context") or {}
         self.run = gbjson.run_fields(self.context)
         self.paired = self.run.get("design") == "paired"
-        self.conform = self._json("conform.json") or {}
+        self.conform = self._json("conform.json", CONFORM_JSON) or {}
         self.values = {}     # Cell -> {metric: {rep: value}}
         self.unresolved = {}  # (Cell, metric) -> {rep} whose percentile echo-load could not resolve
         self.samples = {}    # Cell -> {rep: {"valid", "reasons", "offered", "client_bound"}}
@@ -83,12 +108,18 @@ class RunData:
     def kind(self, entry):
         return self.kinds.get(entry, "backend")
 
-    def _json(self, name):
-        try:
-            with open(self.dir / name) as f:
-                return json.load(f)
-        except (OSError, ValueError):
+    def _json(self, name, spec):
+        """A JSON file of the run checked against spec; None when it is not there."""
+        path = self.dir / name
+        if not path.exists():
             return None
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read '{path}': {e}") from None
+        shape.require(spec, data, path)
+        return data
 
     def _sample(self, cell, rep):
         return self.samples.setdefault(cell, {}).setdefault(
@@ -115,26 +146,16 @@ class RunData:
             if r["resolved"] is False:
                 self.unresolved.setdefault((cell, r["metric"]), set()).add(r["repetition"])
         path = self.dir / "cells.csv"
-        if not path.is_file():
+        if not path.exists():
             return
-        with open(path, newline="") as f:
-            for r in csv.DictReader(f):
-                try:
-                    cell = Cell(r["entry"], int(r["connections"]), int(r["size"]), r["mode"],
-                                r["placement"])
-                    rep, metric, value = int(r["repetition"]), r["metric"], r["value"]
-                    if value in ("", None):
-                        continue
-                    value = float(value)
-                except (KeyError, ValueError, TypeError) as e:
-                    raise UsageError(f"{path}: bad row {r}: {e}") from e
-                if (cell, rep, metric) in have:
-                    continue
-                have.add((cell, rep, metric))
-                self.values.setdefault(cell, {}).setdefault(metric, {})[rep] = value
-                smp = self._sample(cell, rep)
-                if metric == "offered_rate" and smp["offered"] is None:
-                    smp["offered"] = value
+        for line, cell, rep, metric, value in _csv_rows(path):
+            if (cell, rep, metric) in have:
+                continue
+            have.add((cell, rep, metric))
+            self.values.setdefault(cell, {}).setdefault(metric, {})[rep] = value
+            smp = self._sample(cell, rep)
+            if metric == "offered_rate" and smp["offered"] is None:
+                smp["offered"] = value
 
     def _spectra(self):
         """Cell -> [(us, percentile)] from the repetition with the median p99 (a spectrum
@@ -148,7 +169,7 @@ class RunData:
             points = hgrm.read(self.dir / "hgrm" / f"{cell.key}_r{rep}.hgrm")
             if points:
                 scale = hgrm.scale_to_us(points, p99)
-                out[cell] = [(v * scale, p) for v, p in points]
+                out[cell] = [(v * scale, p) for v, p in points if math.isfinite(v * scale)]
         return out
 
     def _host_detail(self):
@@ -157,18 +178,13 @@ class RunData:
         out = {}
         for cell, smp in self.samples.items():
             for rep in smp:
-                try:
-                    with open(self.dir / "raw" / f"{cell.key}_r{rep}.json") as f:
-                        load = json.load(f)
-                except (OSError, ValueError):
-                    continue
-                if not isinstance(load, dict) or not isinstance(load.get("hosts"), list):
+                load = self._json(f"raw/{cell.key}_r{rep}.json", HOSTS_JSON)
+                if not load or not load.get("hosts"):
                     continue
                 rows = []
                 for h in load["hosts"]:
-                    js = h.get("json") if isinstance(h.get("json"), dict) else {}
-                    lat = js.get("latency_us") if isinstance(js.get("latency_us"), dict) \
-                        else {}
+                    js = h.get("json") or {}
+                    lat = js.get("latency_us") or {}
                     rows.append({"dest": h.get("dest"), "connections": h.get("connections"),
                                  "rate": h.get("rate"), "phase": h.get("phase"),
                                  "ok": bool(h.get("ok")), "error": h.get("error"),
@@ -339,3 +355,56 @@ class RunData:
     def repetitions(self):
         """The most repetitions (or rounds) any cell has."""
         return max((len(s) for s in self.samples.values()), default=0)
+
+
+def _csv_rows(path):
+    """(line, Cell, repetition, metric, value) of each row of cells.csv that has a value;
+    UsageError naming the line and column of a row that does not read."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise UsageError(f"'{path}': no column {', '.join(missing)} in its header "
+                                 f"(line 1)")
+            rows = [(n, r) for n, r in enumerate(reader, 2)]
+    except (OSError, ValueError, csv.Error) as e:
+        raise UsageError(f"cannot read '{path}': {e}") from None
+    for n, r in rows:
+        if r.get(None):
+            raise UsageError(f"'{path}' line {n}: more fields than its header has")
+        if any(r[c] is None for c in CSV_COLUMNS):
+            raise UsageError(f"'{path}' line {n}: fewer fields than its header has")
+        if r["value"] == "":
+            continue
+        try:
+            nums = [_whole(r[c], c) for c in ("connections", "size", "repetition")]
+            value = _figure(r["value"])
+        except shape.ShapeError as e:
+            raise UsageError(f"'{path}' line {n}: {e}") from None
+        yield n, Cell(r["entry"], nums[0], nums[1], r["mode"], r["placement"]), nums[2], \
+            r["metric"], value
+
+
+def _whole(text_, column):
+    try:
+        v = int(text_)
+    except ValueError:
+        v = text_
+    try:
+        count(v)
+    except shape.ShapeError as e:
+        raise e.at(column) from None
+    return v
+
+
+def _figure(text_):
+    try:
+        v = float(text_)
+    except ValueError:
+        v = text_
+    try:
+        number(v)
+    except shape.ShapeError as e:
+        raise e.at("value") from None
+    return v

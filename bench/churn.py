@@ -15,14 +15,14 @@ models (`epoll+t2`: --threads 2, `epoll+p2`: --processes 2) run unpinned beside 
 yardstick. Figures only: the goals are printed beside them; exit 0 unless a program failed to
 run (1), 2 for bad usage.
 """
-import os
 import pathlib
 import sys
 
-from pairs import Failed, Parser, load_average, measure, med, span, split_cpus
+from pairs import (Failed, Parser, load_average, measure, med, resolve_programs, span,
+                   split_cpus)
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
-from echobench_lib.build import build_dir, list_backends  # noqa: E402
+from echobench_lib.build import list_backends  # noqa: E402
 from echobench_lib.util import RunError  # noqa: E402
 
 GOAL_LOOP = 0.95       # every event-loop backend, x the yardstick's transactions/s
@@ -65,14 +65,7 @@ def parse_args():
             and 1 <= a.size <= 65536 and 1 <= a.client_threads <= 64):
         ap.error("--rounds 1..50, --duration 0.2..60, --connections 1..10000, --size 1..65536, "
                  "--client-threads 1..64")
-    build = build_dir(a.build)
-    for key, rel in (("server", "servers/echo-server"),
-                     ("minserver", "bench/minserver/echo-minserver"),
-                     ("minclient", "bench/minclient/echo-minclient")):
-        path = pathlib.Path(getattr(a, key) or build / rel)
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            ap.error(f"--{key}: {path} is not an executable (build first)")
-        setattr(a, key, path)
+    resolve_programs(ap, a, ("server", "minserver", "minclient"))
     return a
 
 

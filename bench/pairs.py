@@ -6,7 +6,6 @@ in a shared machine's load falls on both sides of each ratio alike.
 One run: start the server pinned, take its CPU time (every process of its group, /proc
 schedstat), run the client to completion pinned, take the CPU time again, stop the server (it
 must exit 0 on SIGTERM). Figures only: nothing here passes or fails on speed."""
-import argparse
 import os
 import pathlib
 import resource
@@ -18,15 +17,33 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
 from echobench_lib.placement import pinned  # noqa: E402
 from echobench_lib.procfs import CpuSample  # noqa: E402
 from echobench_lib.server import Server  # noqa: E402
+from echobench_lib import util  # noqa: E402
+from echobench_lib.build import build_dir  # noqa: E402
 from echobench_lib.util import RunError  # noqa: E402
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line on stderr and exit 2."""
+class Parser(util.Parser):
+    """The driver's parser (no abbreviated options) whose usage errors are one line on stderr
+    and exit 2 here, since these scripts have no driver around them to catch UsageError."""
 
     def error(self, message):
         print(f"{self.prog}: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+PROGRAMS = {"server": "servers/echo-server", "minserver": "bench/minserver/echo-minserver",
+            "minclient": "bench/minclient/echo-minclient"}
+
+
+def resolve_programs(ap, a, keys):
+    """Sets a.<key> (for each of keys: server, minserver, minclient) to its path: the option's
+    value, else its place in the build directory; exit 2 when it is not an executable."""
+    build = build_dir(a.build)
+    for key in keys:
+        path = pathlib.Path(getattr(a, key) or build / PROGRAMS[key])
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            ap.error(f"--{key}: {path} is not an executable (build first)")
+        setattr(a, key, path)
 
 
 class Failed(Exception):

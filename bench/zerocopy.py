@@ -17,10 +17,11 @@ import os
 import pathlib
 import sys
 
-from pairs import Failed, Parser, load_average, measure, med, span, split_cpus
+from pairs import (Failed, Parser, load_average, measure, med, resolve_programs, span,
+                   split_cpus)
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
-from echobench_lib.build import build_dir, list_backends  # noqa: E402
+from echobench_lib.build import list_backends  # noqa: E402
 from echobench_lib.util import RunError  # noqa: E402
 
 ZERO_COPY = ("splice", "uring:zc")
@@ -44,13 +45,7 @@ def parse_args():
     if not (1 <= a.rounds <= 50 and 0.2 <= a.duration <= 60 and 1 <= a.connections <= 1000
             and 1 <= a.size <= 65536):
         ap.error("--rounds 1..50, --duration 0.2..60, --connections 1..1000, --size 1..65536")
-    build = build_dir(a.build)
-    for key, rel in (("server", "servers/echo-server"),
-                     ("minclient", "bench/minclient/echo-minclient")):
-        path = pathlib.Path(getattr(a, key) or build / rel)
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            ap.error(f"--{key}: {path} is not an executable (build first)")
-        setattr(a, key, path)
+    resolve_programs(ap, a, ("server", "minclient"))
     return a
 
 

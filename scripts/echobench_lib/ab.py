@@ -25,7 +25,7 @@ from .build import SERVER, list_backends, pick_backends, program
 from .entries import Entry, parse_spec
 from .metrics import higher_is_better, unit
 from .rundata import RunData
-from .util import UsageError
+from .util import UsageError, alpha_arg, percent_arg
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 INFO = ("p50_us", "p999_us")
@@ -42,13 +42,13 @@ def register(sub, common):
     a.add_argument("--base-cmd", metavar="CMD", help="BASE as a server command ({port} or a "
                    "`listening ADDR` line), instead of --base")
     a.add_argument("--new-cmd", metavar="CMD", help="NEW as a server command")
-    a.add_argument("--threshold", type=options.threshold_arg, default=0.05,
+    a.add_argument("--threshold", type=percent_arg("--threshold", zero=True, below=1000), default=0.05,
                    help="equivalence margin in percent: a row whose whole interval is within "
                         "±THRESHOLD is equivalent (default 5)")
-    a.add_argument("--min-effect", type=options.threshold_arg, default=0.01,
+    a.add_argument("--min-effect", type=percent_arg("--min-effect", zero=True, below=1000), default=0.01,
                    help="the smallest significant worsening that fails the gate, in percent "
                         "(default 1)")
-    a.add_argument("--alpha", type=options.alpha_arg, default=0.05,
+    a.add_argument("--alpha", type=alpha_arg, default=0.05,
                    help="family-wise error rate over every gated row (Holm; default 0.05)")
     a.add_argument("--json", metavar="FILE", help="write the verdicts as JSON ('-': stdout)")
     options.add_run_arguments(a)

@@ -7,10 +7,10 @@ import sys
 # check must start fast (it is the main job's first verdict): the modules that pull in
 # matplotlib and scipy (report, compare) are imported by the commands that need them.
 from . import ab, check, conform, history_cmd, matrix, options, runner
-from .options import alpha_arg, duration_arg, threshold_arg
+from .options import duration_arg
 from .build import CONFORM, ROOT, SERVER, backend_args, build_dir, pick_backends, program
 from .entries import Entry, parse_spec
-from .util import Parser, RunError, UsageError
+from .util import Parser, RunError, UsageError, alpha_arg, percent_arg
 
 CI_RECIPE = """\
 CI recipe (the change against its base commit, both built on the same runner, in one run):
@@ -74,7 +74,7 @@ def make_parser():
     c.add_argument("base", metavar="BASE", help="a run directory, a Google Benchmark JSON "
                    "file, or a directory of runs")
     c.add_argument("new", metavar="NEW", help="the same, for the change")
-    c.add_argument("--threshold", type=threshold_arg, default=0.05,
+    c.add_argument("--threshold", type=percent_arg("--threshold", zero=True, below=1000), default=0.05,
                    help="the worsening that matters, in percent (default 5)")
     c.add_argument("--alpha", type=alpha_arg, default=0.05,
                    help="family-wise error rate over every gated metric (Holm; default 0.05)")

@@ -11,33 +11,12 @@ import json
 import math
 import sys
 
-from .util import UsageError, human
+from .util import UsageError, alpha_arg, human, percent_arg
 
 DB_HELP = ("the history: an SQLite file, or postgresql://USER@HOST/DB for a team's "
            "PostgreSQL (default: results/history.sqlite)")
 
 
-def _fraction(what, allow_zero):
-    def parse(text):
-        t = str(text).strip().rstrip("%")
-        try:
-            v = float(t)
-        except ValueError:
-            v = -1.0
-        if not ((0 <= v if allow_zero else 0 < v) and v < 100) or not math.isfinite(v):
-            raise UsageError(f"bad {what} '{text}': expected a percentage like 2 or 2.5%")
-        return v / 100.0
-    return parse
-
-
-def _alpha(text):
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1.0
-    if not 0 < v < 1:
-        raise UsageError(f"bad --alpha '{text}': expected a probability like 0.01")
-    return v
 
 
 def _count(what, lo):
@@ -89,9 +68,9 @@ def register(subparsers, parser_class):
                      help="the series per cell and metric (one line per run)")
     ch = verbs.add_parser("changes", parents=[common, filters],
                           help="change points: first commit, size with its interval, p")
-    ch.add_argument("--alpha", type=_alpha, default=None,
+    ch.add_argument("--alpha", type=alpha_arg, default=None,
                     help="significance of each change, per series (default 0.01)")
-    ch.add_argument("--min-effect", type=_fraction("--min-effect", True), default=None,
+    ch.add_argument("--min-effect", type=percent_arg("--min-effect", zero=True), default=None,
                     metavar="PCT", help="smaller shifts are not reported (default 2)")
     ch.add_argument("--permutations", type=_count("--permutations", 1), default=None,
                     help="shuffles of the permutation test (default 199)")

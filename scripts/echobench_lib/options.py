@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from . import matrix
 from .knee import Slo
 from .placement import DEFAULT_PLACEMENT
-from .util import UsageError, parse_count, parse_cpus, parse_duration
+from .util import UsageError, parse_count, parse_cpus, parse_duration, percent_arg
 
 
 @dataclass
@@ -54,26 +54,6 @@ def duration_arg(what):
     return parse
 
 
-def threshold_arg(text):
-    t = str(text).strip().rstrip("%")
-    try:
-        v = float(t)
-    except ValueError:
-        raise UsageError(f"bad --threshold '{text}': expected a percentage like 5 or 2.5%") \
-            from None
-    if not 0 <= v < 1000:
-        raise UsageError(f"bad --threshold '{text}': expected a percentage like 5 or 2.5%")
-    return v / 100.0
-
-
-def alpha_arg(text):
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1
-    if not 0 < v < 1:
-        raise UsageError(f"bad --alpha '{text}': expected a probability like 0.05")
-    return v
 
 
 def add_run_arguments(p):
@@ -116,7 +96,7 @@ def add_run_arguments(p):
                         "against servers that stay up")
     p.add_argument("--seed", type=lambda t: parse_count(t, "--seed"), default=1,
                    help="seed of the random order of the matrix's cell groups (default 1)")
-    p.add_argument("--until-ci", type=percent_arg("--until-ci"), metavar="PCT",
+    p.add_argument("--until-ci", type=percent_arg("--until-ci", fraction=False), metavar="PCT",
                    help="repeat each cell until the 95%% CI half-width of its headline figure "
                         "is within PCT %% of the median, or --max-repetitions")
     p.add_argument("--max-repetitions", type=lambda t: parse_count(t, "--max-repetitions"),
@@ -160,17 +140,6 @@ def add_run_arguments(p):
                    help="passed to ssh as -o OPT; repeatable")
 
 
-def percent_arg(what):
-    def parse(text):
-        t = str(text).strip().rstrip("%")
-        try:
-            v = float(t)
-        except ValueError:
-            v = -1.0
-        if not 0 < v < 100:
-            raise UsageError(f"bad {what} '{text}': expected a percentage like 5 or 2.5%")
-        return v
-    return parse
 
 
 def backend_list(text):

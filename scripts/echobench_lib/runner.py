@@ -210,12 +210,18 @@ class Run:
                 self.progress.note(f"echobench: {cell.label()} rep {rep}: {w}")
             return s
         except CellFailed as e:
-            self.failed.append({"cell": cell.label(), "name": cell.name("*"),
-                                "repetition": rep, "reason": str(e)})
-            self.progress.note(f"echobench: {cell.label()} rep {rep}: FAILED: {e}")
-            return None
+            return self.cell_failed(cell, rep, e)
         finally:
             self.progress.step()
+
+    def cell_failed(self, cell, rep, e):
+        """Records a cell that failed (in one repetition, or rep None: before measuring) and
+        says so; None, which stands for its missing Sample."""
+        self.failed.append({"cell": cell.label(), "name": cell.name("*"),
+                            "repetition": rep, "reason": str(e)})
+        self.progress.note(f"echobench: {cell.label()}{'' if rep is None else f' rep {rep}'}: "
+                           f"FAILED: {e}")
+        return None
 
     def groups(self, cells):
         """The cells by group (connections, size, placement), groups in a random order (seeded:
@@ -281,10 +287,7 @@ class Run:
                 raise CellFailed(f"echo check before measuring: {why}")
             return srv
         except CellFailed as e:
-            self.failed.append({"cell": cell.label(), "name": cell.name("*"),
-                                "repetition": None, "reason": str(e)})
-            self.progress.note(f"echobench: {cell.label()}: FAILED: {e}")
-            return None
+            return self.cell_failed(cell, None, e)
 
     def unpaired(self, cells):
         """A fresh server per cell and repetition: the closed cells of each group first (all

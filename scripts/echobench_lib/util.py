@@ -108,6 +108,31 @@ def parse_cpus(text, what):
     return sorted(cpus)
 
 
+def percent_arg(what, zero=False, below=100.0, fraction=True):
+    """An argparse type for a percentage ("5", "2.5%"): > 0 (>= 0 with zero) and < below; the
+    fraction (0.05) or, with fraction=False, the percentage itself."""
+    def parse(text):
+        try:
+            v = float(str(text).strip().rstrip("%"))
+        except ValueError:
+            v = math.nan
+        if not (math.isfinite(v) and (v >= 0 if zero else v > 0) and v < below):
+            raise UsageError(f"bad {what} '{text}': expected a percentage like 5 or 2.5%")
+        return v / 100.0 if fraction else v
+    return parse
+
+
+def alpha_arg(text):
+    """An argparse type for a significance level: a probability strictly between 0 and 1."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not 0 < v < 1:
+        raise UsageError(f"bad --alpha '{text}': expected a probability like 0.05")
+    return v
+
+
 def human(value, unit=""):
     """12345.6 -> '12.3k'; keeps 3 significant digits, which is what a table needs."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

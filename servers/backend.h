@@ -34,6 +34,8 @@
 
 #define SVC_LOG_KEYS 16
 
+struct svc_source;
+
 /* What all workers of one server share; only services.c touches the fields. */
 struct services {
 	const struct server_config *cfg;
@@ -44,6 +46,11 @@ struct services {
 	pthread_mutex_t log_lock;
 	pthread_mutex_t shed_lock;
 	const char *logged[SVC_LOG_KEYS];
+	/* --max-conns-per-source: the source addresses with connections, hashed (services.c) */
+	pthread_mutex_t src_lock;
+	struct svc_source **src_bucket;
+	size_t src_nbucket;            /* a power of two; 0: no per-source cap */
+	uint64_t src_seed;             /* random: sources cannot be chosen to share a chain */
 };
 
 struct backend;
@@ -61,6 +68,7 @@ struct worker {
 	int wake_fd;                      /* eventfd; readable once the server is stopping */
 	int reserve_fd;                   /* kept open to be given up on EMFILE (see below) */
 	struct server_stats stats;        /* updated with stat_add() below */
+	uint64_t sweep_ns;                /* --idle-timeout: when the next sweep is due */
 };
 
 /* Variant flags, read by the run function of the row that names them. */
@@ -95,7 +103,8 @@ int uring_probe_zc(const char **why);       /* uring_probe, and IORING_OP_SEND_Z
 
 /* ---- services.c ---- */
 
-void svc_init(struct services *svc, const struct server_config *cfg);
+/* Returns 0 or -ENOMEM. */
+int svc_init(struct services *svc, const struct server_config *cfg);
 void svc_fini(struct services *svc);
 /* Sets the stop flag and, the first time, the drain deadline. */
 void svc_begin_stop(struct services *svc);
@@ -105,11 +114,51 @@ uint64_t svc_drain_deadline_ns(const struct services *svc);
 bool svc_fail(struct services *svc, int err);
 int svc_failure(const struct services *svc);
 
-/* Admission of a new TCP connection against --max-conns. Returns true and counts the connection
- * as accepted, or false and counts a refusal: the caller then closes the fd at once. Every admitted
- * connection must later be released exactly once. */
-bool svc_admit(struct worker *w);
-void svc_release(struct worker *w);
+/* Admission of the new TCP connection fd against --max-conns and --max-conns-per-source.
+ * Returns true and counts the connection as accepted, or false and counts a refusal: the caller
+ * then closes the fd at once. *src is what the connection holds of its source's count (NULL
+ * when there is no per-source cap, for unix sockets, or for a peer gone before it was asked):
+ * the caller keeps it with the connection. Every admitted connection must later be released
+ * exactly once, with its *src (its address cannot be asked again: a reset socket has none). */
+bool svc_admit(struct worker *w, int fd, struct svc_source **src);
+void svc_release(struct worker *w, struct svc_source *src);
+
+/* --idle-timeout. A connection is idle when it has moved no byte either way (nothing received,
+ * nothing sent) for idle_timeout_ns. Nothing pending and nothing received: the peer is silent.
+ * Echo pending and none of it sent: the peer stopped reading (and, its window being full,
+ * stopped sending too); closing it gives back the buffer it holds (docs/CONTRACTS.md).
+ *
+ * Event loops and rings need no timer per connection: each keeps an idle_mark per connection
+ * and sweeps them all when svc_sweep_due() says (every svc period: a quarter of the timeout,
+ * at most a second), waking for it through the timeout of the wait they already do. A
+ * connection is then closed between idle_timeout_ns and 1.5 times that after its last byte. The
+ * blocking backends let the kernel time their blocking calls instead (SO_RCVTIMEO and
+ * SO_SNDTIMEO, svc_idle_sockopts). */
+struct idle_mark {
+	uint64_t moved;       /* the connection's bytes in + out at the last sweep */
+	uint64_t since_ns;    /* the sweep that saw them change last, or the accept */
+};
+
+/* A new connection's mark (no clock read when the timeout is off). */
+void svc_idle_start(const struct services *svc, struct idle_mark *m);
+/* When the worker's next sweep is due (CLOCK_MONOTONIC ns): a bound for its wait. 0: never
+ * (the timeout is off). */
+uint64_t svc_sweep_next(struct worker *w);
+/* The time now, when a sweep is due (the next is then scheduled), else 0. */
+uint64_t svc_sweep_due(struct worker *w);
+/* At a sweep, for one connection: moved is its bytes in + out so far. True when it is idle and
+ * to be closed now: then the caller calls svc_idle_closing() and closes it. events (POLLIN,
+ * POLLOUT) is what a readiness-driven connection waits for: when the socket has it ready now,
+ * the connection is not idle, the server was late (a loop behind on its events on a busy
+ * machine). 0 for completion-driven ones, whose completions were all handled before the sweep. */
+bool svc_idle_expired(const struct services *svc, struct idle_mark *m, int fd, uint64_t moved,
+		      short events, uint64_t now);
+/* Counts an idle close of fd, just before close(). With echo pending the close sends RST
+ * (SO_LINGER 0): a FIN would tell the peer its echo was complete. */
+void svc_idle_closing(struct worker *w, int fd, bool pending);
+/* Blocking sockets: a recv that gets nothing for the timeout, or a send that moves nothing for
+ * it, fails with EAGAIN (each is an idle close). No-op when the timeout is off. */
+void svc_idle_sockopts(const struct services *svc, int fd);
 
 /* Logs a refusal reason once per server (e.g. "fd 1024 >= FD_SETSIZE"): the count goes on in the
  * stats, the log does not flood. */

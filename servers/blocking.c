@@ -17,6 +17,7 @@
 struct bconn {
 	struct worker *w;
 	struct conn_set *set;
+	struct svc_source *src;
 	int fd;
 };
 
@@ -27,18 +28,19 @@ static void *conn_thread(void *arg)
 	uint8_t *buf = malloc(cap);
 
 	free(arg);
-	blocking_echo(bc.w, bc.set, bc.fd, buf, cap);
+	blocking_echo(bc.w, bc.set, bc.fd, bc.src, buf, cap);
 	free(buf);
 	return NULL;
 }
 
 static void start_conn(struct worker *w, struct conn_set *cs, pthread_attr_t *attr, int fd)
 {
+	struct svc_source *src;
 	struct bconn *bc;
 	pthread_t tid;
 	int fl = fcntl(fd, F_GETFL);
 
-	if (!svc_admit(w)) {
+	if (!svc_admit(w, fd, &src)) {
 		close(fd);
 		return;
 	}
@@ -48,15 +50,15 @@ static void start_conn(struct worker *w, struct conn_set *cs, pthread_attr_t *at
 	if (!bc || conn_set_add(cs, fd) < 0) {
 		free(bc);
 		close(fd);
-		svc_release(w);
+		svc_release(w, src);
 		return;
 	}
-	*bc = (struct bconn){ .w = w, .set = cs, .fd = fd };
+	*bc = (struct bconn){ .w = w, .set = cs, .src = src, .fd = fd };
 	if (pthread_create(&tid, attr, conn_thread, bc) != 0) {
 		svc_log_once(w->svc, "thread", "cannot start a connection thread; refusing");
 		stat_add(&w->stats.refused, 1);
 		free(bc);
-		svc_release(w);
+		svc_release(w, src);
 		conn_set_remove_close(cs, fd);
 	}
 }

@@ -40,10 +40,11 @@ void conn_set_remove_close(struct conn_set *cs, int fd);
 void conn_set_drain(struct conn_set *cs, uint64_t deadline_ns);
 void conn_set_fini(struct conn_set *cs);
 
-/* Echoes the blocking socket fd until EOF or an error, through buf (bufsize bytes; NULL: the
- * connection fails at once). Counts its
- * bytes and a reset, releases its admission, removes it from cs and closes it. */
-void blocking_echo(struct worker *w, struct conn_set *cs, int fd, uint8_t *buf, size_t bufsize);
+/* Echoes the blocking socket fd until EOF, an error or --idle-timeout, through buf (bufsize
+ * bytes; NULL: the connection fails at once). Counts its bytes and a reset or idle close,
+ * releases its admission (src: svc_admit's), removes it from cs and closes it. */
+void blocking_echo(struct worker *w, struct conn_set *cs, int fd, struct svc_source *src,
+		   uint8_t *buf, size_t bufsize);
 
 /* The worker thread's own loop: polls the wake fd, the datagram sockets (echoed with
  * udp_echo_ready) and, when tcp, the TCP listeners (on_listener(ctx, fd) when one is readable),

@@ -136,18 +136,19 @@ static void arm(struct pool *p, int lfd, int op)
 static void serve(struct pool *p, int fd, uint8_t *buf)
 {
 	struct worker *w = p->w;
+	struct svc_source *src;
 
-	if (atomic_load(&p->stopping) || !svc_admit(w)) {
+	if (atomic_load(&p->stopping) || !svc_admit(w, fd, &src)) {
 		close(fd);
 		return;
 	}
 	if (conn_set_add(&p->cs, fd) < 0) {   /* the set closed: the server is stopping */
 		close(fd);
-		svc_release(w);
+		svc_release(w, src);
 		return;
 	}
 	sock_set_nodelay(fd);
-	blocking_echo(w, &p->cs, fd, buf, w->cfg->bufsize);
+	blocking_echo(w, &p->cs, fd, src, buf, w->cfg->bufsize);
 }
 
 /* Takes one connection from listener lfd, whose one-shot event this thread got, and re-arms it

@@ -93,45 +93,55 @@ void conn_set_fini(struct conn_set *cs)
 	cs->fds = NULL;
 }
 
-static bool send_all(int fd, const uint8_t *p, size_t n, uint64_t *out)
+/* Returns 0, or -errno: -EAGAIN when --idle-timeout passed with nothing sent (SO_SNDTIMEO). */
+static int send_all(int fd, const uint8_t *p, size_t n, uint64_t *out)
 {
 	while (n > 0) {
 		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			return false;
+			return -errno;
 		}
 		p += w;
 		n -= (size_t)w;
 		*out += (uint64_t)w;
 	}
-	return true;
+	return 0;
 }
 
-void blocking_echo(struct worker *w, struct conn_set *cs, int fd, uint8_t *buf, size_t bufsize)
+void blocking_echo(struct worker *w, struct conn_set *cs, int fd, struct svc_source *src,
+		   uint8_t *buf, size_t bufsize)
 {
 	uint64_t in = 0, out = 0;
-	bool broken = !buf;
+	int err = buf ? 0 : -ENOMEM;
+	bool pending = false;
 
-	while (!broken) {
+	/* The idle timeout of a thread that blocks per connection: the kernel times each blocking
+	 * call, and a timed-out one moved no byte for the timeout (a send that moved some returns
+	 * what it moved). No sweep: a blocked thread costs nothing. */
+	svc_idle_sockopts(w->svc, fd);
+	while (!err) {
 		ssize_t r = recv(fd, buf, bufsize, 0);
 		if (r == 0)
 			break;  /* EOF: everything received has been sent back already */
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			broken = true;
+			err = -errno;
 			break;
 		}
 		in += (uint64_t)r;
-		broken = !send_all(fd, buf, (size_t)r, &out);
+		err = send_all(fd, buf, (size_t)r, &out);
+		pending = err != 0;
 	}
 	stat_add(&w->stats.bytes_in, in);
 	stat_add(&w->stats.bytes_out, out);
-	if (broken)
+	if (err == -EAGAIN || err == -EWOULDBLOCK)
+		svc_idle_closing(w, fd, pending);
+	else if (err)
 		stat_add(&w->stats.resets, 1);
-	svc_release(w);
+	svc_release(w, src);
 	conn_set_remove_close(cs, fd);
 }
 

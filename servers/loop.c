@@ -7,6 +7,10 @@
  * on every edge until EAGAIN, and a connection that stopped at its work bound instead
  * (conn->more) waits on the `again` list, served after the next poll (which then does not
  * block), since no new edge would report it.
+ *
+ * --idle-timeout: the wait's timeout also brings the idle sweep (services.c decides what is
+ * idle and when a sweep is due); a sweep walks the slots once, with no I/O but for the
+ * connections found idle.
  */
 #include "backend.h"
 #include "conn.h"
@@ -15,6 +19,7 @@
 #include "sock.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -30,11 +35,18 @@
 
 enum fd_kind { FD_NONE, FD_LISTEN, FD_UDP, FD_WAKE, FD_CONN };
 
+/* A connection of the loop: the echo state machine and what the services keep for it. */
+struct lconn {
+	struct conn c;
+	struct idle_mark idle;
+	struct svc_source *src;  /* its share of --max-conns-per-source */
+};
+
 struct fd_slot {
 	unsigned char kind;
 	unsigned char mask;      /* interest registered with the multiplexer */
 	unsigned char again;     /* on the again list (edge-triggered) */
-	struct conn *conn;       /* FD_CONN only */
+	struct lconn *conn;      /* FD_CONN only */
 };
 
 struct loop {
@@ -89,7 +101,8 @@ static int watch(struct loop *l, int fd, int kind, int mask)
 static void conn_close(struct loop *l, int fd, int err)
 {
 	struct fd_slot *s = &l->slots[fd];
-	struct conn *c = s->conn;
+	struct lconn *lc = s->conn;
+	struct conn *c = &lc->c;
 
 	if (!l->mux->close_removes)
 		l->mux->set(l->mux_state, fd, s->mask, 0);
@@ -98,11 +111,11 @@ static void conn_close(struct loop *l, int fd, int err)
 	stat_add(&l->w->stats.bytes_in, c->bytes_in);
 	stat_add(&l->w->stats.bytes_out, c->bytes_out);
 	conn_free(c);
-	free(c);
 	*s = (struct fd_slot){ 0 };
 	close(fd);
 	l->live--;
-	svc_release(l->w);
+	svc_release(l->w, lc->src);
+	free(lc);
 }
 
 static void serve_again(struct loop *l, int fd)
@@ -123,14 +136,14 @@ static void serve_again(struct loop *l, int fd)
 
 static void conn_serve(struct loop *l, int fd)
 {
-	int rc = conn_progress(l->slots[fd].conn);
+	int rc = conn_progress(&l->slots[fd].conn->c);
 
 	if (rc <= 0) {
 		conn_close(l, fd, rc < 0);
 		return;
 	}
 	if (l->edge) {         /* interest stays READ|WRITE|EDGE */
-		if (l->slots[fd].conn->more)
+		if (l->slots[fd].conn->c.more)
 			serve_again(l, fd);
 		return;
 	}
@@ -142,7 +155,8 @@ static void conn_serve(struct loop *l, int fd)
 
 static void conn_open(struct loop *l, int fd)
 {
-	struct conn *c;
+	struct svc_source *src;
+	struct lconn *lc;
 
 	if (l->mux->fd_limit && fd >= l->mux->fd_limit) {
 		/* select's fd_set cannot hold it: FD_SET would write past the bitmap. */
@@ -153,29 +167,31 @@ static void conn_open(struct loop *l, int fd)
 		close(fd);
 		return;
 	}
-	if (!svc_admit(l->w)) {
+	if (!svc_admit(l->w, fd, &src)) {
 		close(fd);
 		return;
 	}
-	c = malloc(sizeof(*c));
-	if (!c || conn_init(c, fd, l->w->cfg->bufsize, &l->pool) < 0) {
-		free(c);
+	lc = malloc(sizeof(*lc));
+	if (!lc || conn_init(&lc->c, fd, l->w->cfg->bufsize, &l->pool) < 0) {
+		free(lc);
 		close(fd);
-		svc_release(l->w);
+		svc_release(l->w, src);
 		return;
 	}
-	c->edge = l->edge;
+	lc->c.edge = l->edge;
+	lc->src = src;
+	svc_idle_start(l->w->svc, &lc->idle);
 	sock_set_nodelay(fd);  /* fails harmlessly on unix sockets */
 	l->live++;
 	if (watch(l, fd, FD_CONN, l->edge ? MUX_READ | MUX_WRITE | MUX_EDGE : CONN_WANT_READ) < 0) {
-		conn_free(c);
-		free(c);
+		conn_free(&lc->c);
+		free(lc);
 		close(fd);
 		l->live--;
-		svc_release(l->w);
+		svc_release(l->w, src);
 		return;
 	}
-	l->slots[fd].conn = c;
+	l->slots[fd].conn = lc;
 }
 
 static void set_accepting(struct loop *l, bool on)
@@ -218,7 +234,7 @@ static void begin_drain(struct loop *l)
 	watch(l, l->w->wake_fd, FD_WAKE, 0);
 	for (int fd = 0; fd < l->nslots; fd++) {
 		if (l->slots[fd].kind == FD_CONN) {
-			l->slots[fd].conn->draining = true;
+			l->slots[fd].conn->c.draining = true;
 			conn_serve(l, fd);
 		}
 	}
@@ -241,6 +257,25 @@ static void serve_again_list(struct loop *l)
 			conn_serve(l, list[i]);
 	l->spare = list;
 	l->capspare = cap;
+}
+
+/* --idle-timeout: closes the connections that moved no byte for that long. */
+static void sweep_idle(struct loop *l, uint64_t now)
+{
+	for (int fd = 0; fd < l->nslots; fd++) {
+		struct lconn *lc = l->slots[fd].conn;
+		int want;
+
+		if (l->slots[fd].kind != FD_CONN)
+			continue;
+		want = conn_wants(&lc->c);
+		if (!svc_idle_expired(l->w->svc, &lc->idle, fd, lc->c.bytes_in + lc->c.bytes_out,
+				      (short)((want & CONN_WANT_READ ? POLLIN : 0) |
+					      (want & CONN_WANT_WRITE ? POLLOUT : 0)), now))
+			continue;
+		svc_idle_closing(l->w, fd, lc->c.len > 0);
+		conn_close(l, fd, 0);
+	}
 }
 
 static int loop_init(struct loop *l)
@@ -314,6 +349,11 @@ int loop_run(struct worker *w)
 				timeout = timeout < 0 || ms < timeout ? ms : timeout;
 			}
 		}
+		if (!l.stopping && l.live > 0 && svc_sweep_next(w)) {
+			uint64_t next = svc_sweep_next(w);
+			int ms = next > now ? (int)((next - now) / 1000000) + 1 : 0;
+			timeout = timeout < 0 || ms < timeout ? ms : timeout;
+		}
 		if (l.nagain)
 			timeout = 0;
 		n = mux->poll(l.mux_state, timeout, ev, LOOP_EVENTS);
@@ -335,6 +375,8 @@ int loop_run(struct worker *w)
 			}
 		}
 		serve_again_list(&l);
+		if (!l.stopping && (now = svc_sweep_due(w)) != 0)
+			sweep_idle(&l, now);
 	}
 	loop_fini(&l);
 	return rc;

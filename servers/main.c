@@ -14,6 +14,11 @@
 #include <string.h>
 
 
+/* --idle-timeout's range: below 10 ms a timeout would close connections between two packets
+ * of a busy client; a week is beyond any use and keeps every timeval in range. */
+#define IDLE_MIN_NS 10000000ull
+#define IDLE_MAX_NS (7 * 86400 * 1000000000ull)
+
 /* Every usage error is one line that points at --help. */
 #define usage_error(fmt, ...) die(EXIT_USAGE, fmt " (see --help)", __VA_ARGS__)
 
@@ -43,6 +48,11 @@ static void usage(void)
 	      "      --processes N        prefork: N worker processes with --threads workers each, every\n"
 	      "                           one with its own listener; one summary for all (default 1)\n"
 	      "  -m, --max-conns N        refuse (accept and close) connections beyond N (default: no limit)\n"
+	      "      --max-conns-per-source N\n"
+	      "                           refuse connections beyond N from one source IP address\n"
+	      "                           (per process with --processes; default: no limit)\n"
+	      "      --idle-timeout DUR   close a connection that moved no byte either way for DUR: FIN,\n"
+	      "                           or RST when echo it did not read is dropped (default: off)\n"
 	      "  -B, --bufsize BYTES      per-connection echo buffer, e.g. 64k (default 64k)\n"
 	      "  -D, --drain-timeout DUR  on SIGTERM/SIGINT, how long to flush pending echo (default 2s)\n"
 	      "  -h, --help               this text\n"
@@ -80,6 +90,8 @@ static void parse_args(int argc, char **argv, struct server_config *cfg)
 		{ "threads", required_argument, NULL, 't' },
 		{ "processes", required_argument, NULL, 'P' },
 		{ "max-conns", required_argument, NULL, 'm' },
+		{ "max-conns-per-source", required_argument, NULL, 'S' },
+		{ "idle-timeout", required_argument, NULL, 'I' },
 		{ "bufsize", required_argument, NULL, 'B' },
 		{ "drain-timeout", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
@@ -117,6 +129,14 @@ static void parse_args(int argc, char **argv, struct server_config *cfg)
 			cfg->processes = (unsigned)opt_whole("--processes", optarg, 1, PREFORK_MAX);
 			break;
 		case 'm': cfg->max_conns = (unsigned)opt_whole("--max-conns", optarg, 1, 1u << 30); break;
+		case 'S':
+			cfg->max_conns_per_source =
+				(unsigned)opt_whole("--max-conns-per-source", optarg, 1, 1u << 30);
+			break;
+		case 'I':
+			cfg->idle_timeout_ns = opt_duration_ns("--idle-timeout", optarg, IDLE_MIN_NS,
+							       IDLE_MAX_NS);
+			break;
 		case 'B': cfg->bufsize = opt_bytes("--bufsize", optarg, 1, 1ull << 30); break;
 		case 'D':
 			cfg->drain_timeout_ns = opt_duration_ns("--drain-timeout", optarg, 0, UINT64_MAX);
@@ -147,11 +167,11 @@ static void print_ready(const struct server *srv)
 static void print_summary(const char *backend, const struct server_stats *st)
 {
 	fprintf(stderr, "echo-server: stopped: backend=%s accepted=%llu refused=%llu resets=%llu "
-		"bytes_in=%llu bytes_out=%llu datagrams=%llu dropped=%llu\n", backend,
+		"bytes_in=%llu bytes_out=%llu datagrams=%llu dropped=%llu idle_closed=%llu\n", backend,
 		(unsigned long long)st->accepted, (unsigned long long)st->refused,
 		(unsigned long long)st->resets, (unsigned long long)st->bytes_in,
 		(unsigned long long)st->bytes_out, (unsigned long long)st->datagrams,
-		(unsigned long long)st->dropped);
+		(unsigned long long)st->dropped, (unsigned long long)st->idle_closed);
 }
 
 /* Threads in this process: serve until SIGTERM/SIGINT (or a worker's failure, which raises

@@ -158,13 +158,7 @@ int prefork_stop(struct prefork *pf, struct server_stats *sum)
 		int status = 0;
 
 		if (read_all(pf->fd[k], &rep, sizeof(rep))) {
-			sum->accepted += rep.st.accepted;
-			sum->refused += rep.st.refused;
-			sum->resets += rep.st.resets;
-			sum->bytes_in += rep.st.bytes_in;
-			sum->bytes_out += rep.st.bytes_out;
-			sum->datagrams += rep.st.datagrams;
-			sum->dropped += rep.st.dropped;
+			server_stats_add(sum, &rep.st);
 			if (rep.failure < 0)
 				rc = -1;
 		} else {

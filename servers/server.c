@@ -62,7 +62,13 @@ int server_open(const struct server_config *cfg, struct server **out, char *why)
 		free(s);
 		return -EINVAL;
 	}
-	svc_init(&s->svc, &s->cfg);
+	rc = svc_init(&s->svc, &s->cfg);
+	if (rc < 0) {
+		snprintf(why, SERVER_WHY_MAX, "out of memory");
+		svc_fini(&s->svc);
+		free(s);
+		return rc;
+	}
 	rc = listen_set_open(&s->listeners, &s->cfg, s->nbound, why, SERVER_WHY_MAX);
 	if (rc < 0) {
 		server_close(s);
@@ -106,6 +112,18 @@ void server_stop(struct server *s)
 int server_failure(const struct server *s)
 {
 	return svc_failure(&s->svc);
+}
+
+void server_stats_add(struct server_stats *sum, const struct server_stats *st)
+{
+	sum->accepted += st->accepted;
+	sum->refused += st->refused;
+	sum->resets += st->resets;
+	sum->bytes_in += st->bytes_in;
+	sum->bytes_out += st->bytes_out;
+	sum->datagrams += st->datagrams;
+	sum->dropped += st->dropped;
+	sum->idle_closed += st->idle_closed;
 }
 
 void server_get_stats(const struct server *s, struct server_stats *out)

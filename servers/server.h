@@ -28,6 +28,9 @@ struct server_config {
 	unsigned processes;              /* prefork: listeners are bound for processes x threads
 					  * workers; each process keeps its share (prefork.h) */
 	unsigned max_conns;              /* 0: no limit beyond the fd limit */
+	unsigned max_conns_per_source;   /* 0: none; else per source IP address, per process */
+	uint64_t idle_timeout_ns;        /* 0: off; else close connections that moved no byte
+					  * either way for this long (services.c) */
 	size_t bufsize;                  /* per-connection echo buffer */
 	uint64_t drain_timeout_ns;       /* how long server_stop() waits for pending echo */
 	int failure_signal;              /* raised on the process when a worker dies (0: none) */
@@ -37,13 +40,18 @@ void server_config_defaults(struct server_config *cfg);
 
 struct server_stats {
 	uint64_t accepted;        /* TCP connections accepted and served */
-	uint64_t refused;         /* accepted then closed at once: max-conns, FD_SETSIZE, EMFILE */
+	uint64_t refused;         /* accepted then closed at once: max-conns (per source too),
+				   * FD_SETSIZE, EMFILE */
 	uint64_t resets;          /* connections that ended in ECONNRESET/EPIPE/other errors */
 	uint64_t bytes_in;
 	uint64_t bytes_out;
 	uint64_t datagrams;       /* UDP datagrams echoed */
 	uint64_t dropped;         /* UDP datagrams dropped (privileged source port, send failure) */
+	uint64_t idle_closed;     /* connections closed by --idle-timeout (not counted in resets) */
 };
+
+/* Adds every count of st to sum: the one place that lists them, for threads and processes. */
+void server_stats_add(struct server_stats *sum, const struct server_stats *st);
 
 struct server;
 

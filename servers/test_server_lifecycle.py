@@ -74,7 +74,8 @@ def test_sigterm_summary_counts(backend, start_server):
         expect_eof(b)
     st = stop_summary(sp)
     assert st == {"backend": backend, "accepted": 2, "refused": 0, "resets": 0,
-                  "bytes_in": 1500, "bytes_out": 1500, "datagrams": 0, "dropped": 0}
+                  "bytes_in": 1500, "bytes_out": 1500, "datagrams": 0, "dropped": 0,
+                  "idle_closed": 0}
 
 
 def test_sigint_exits_0_with_summary(backend, start_server):

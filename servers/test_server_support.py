@@ -21,7 +21,8 @@ IO_TIMEOUT = 10.0
 SUMMARY_RE = re.compile(
     r"echo-server: stopped: backend=(?P<backend>\S+) accepted=(?P<accepted>\d+) "
     r"refused=(?P<refused>\d+) resets=(?P<resets>\d+) bytes_in=(?P<bytes_in>\d+) "
-    r"bytes_out=(?P<bytes_out>\d+) datagrams=(?P<datagrams>\d+) dropped=(?P<dropped>\d+)")
+    r"bytes_out=(?P<bytes_out>\d+) datagrams=(?P<datagrams>\d+) dropped=(?P<dropped>\d+) "
+    r"idle_closed=(?P<idle_closed>\d+)")
 
 
 def is_event_loop(backend):

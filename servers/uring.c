@@ -137,7 +137,9 @@ void uring_conn_close(struct uring *u, uint32_t i, int err)
 {
 	struct uconn *c = &u->conns[i];
 
-	if (err < 0)
+	if (c->idle != IDLE_NO)
+		svc_idle_closing(u->w, c->fd, c->idle == IDLE_RESET);
+	else if (err < 0)
 		stat_add(&u->w->stats.resets, 1);
 	while (c->nq)
 		queue_pop(u, c);
@@ -149,7 +151,7 @@ void uring_conn_close(struct uring *u, uint32_t i, int err)
 		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	}
 	close(c->fd);
-	svc_release(u->w);
+	svc_release(u->w, c->src);
 	c->fd = -1;
 	c->parked = PARK_NONE;
 	c->next_free = u->free_head;
@@ -177,7 +179,9 @@ static void conn_cancel(struct uring *u, uint32_t i, enum op op, uint8_t bit)
 	if (c->cancelling & bit)
 		return;
 	c->cancelling |= bit;
-	uio_cancel(&u->io, ud(op, i), ud(OP_CANCEL, 0));
+	/* A send's user_data also names its buffer, always the head of the queue while it is in
+	 * flight: the cancel must name it too, or it finds nothing. */
+	uio_cancel(&u->io, op == OP_SEND ? ud_buf(op, i, c->qhead) : ud(op, i), ud(OP_CANCEL, 0));
 }
 
 static void arm_recv(struct uring *u, uint32_t i, struct io_uring_sqe *sqe)
@@ -252,9 +256,10 @@ static void conn_next(struct uring *u, uint32_t i)
 
 static void conn_open(struct uring *u, int fd)
 {
+	struct svc_source *src;
 	uint32_t i;
 
-	if (!svc_admit(u->w)) {
+	if (!svc_admit(u->w, fd, &src)) {
 		close(fd);
 		return;
 	}
@@ -263,11 +268,12 @@ static void conn_open(struct uring *u, int fd)
 	if (i == NO_SLOT) {
 		svc_log_once(u->w->svc, "uring-slots", "uring: out of memory for connections");
 		close(fd);
-		svc_release(u->w);
+		svc_release(u->w, src);
 		return;
 	}
 	u->conns[i] = (struct uconn){ .fd = fd, .qhead = -1, .qtail = -1, .next_free = NO_SLOT,
-				      .gen = ++u->gen_next };
+				      .gen = ++u->gen_next, .src = src };
+	svc_idle_start(u->w->svc, &u->conns[i].mark);
 	u->nlive++;
 	conn_next(u, i);
 }
@@ -326,6 +332,7 @@ static void on_recv(struct uring *u, uint32_t i, int res, uint32_t flags)
 		bid = ubufs_take(&u->bufs, flags);
 	if (res > 0 && bid >= 0) {
 		stat_add(&u->w->stats.bytes_in, (uint64_t)res);
+		c->moved += (uint64_t)res;
 		queue_push(u, c, bid, (uint32_t)res);
 		conn_next(u, i);
 		return;
@@ -373,6 +380,7 @@ static void on_send(struct uring *u, uint32_t i, int res, uint32_t flags, int bi
 	if (res > 0) {
 		if (!zc)   /* zero copy: counted when the kernel is done with them */
 			stat_add(&u->w->stats.bytes_out, (uint64_t)res);
+		c->moved += (uint64_t)res;
 		c->off += (uint32_t)res;    /* a short send: conn_next() sends the rest */
 		if (c->off >= u->bq[c->qhead].len)
 			queue_pop(u, c);
@@ -477,6 +485,24 @@ void uring_dispatch(void *ctx, uint64_t data, int res, uint32_t flags)
 		break;
 	case OP_CANCEL:
 		break;
+	}
+}
+
+/* A connection idle for --idle-timeout ends as a broken one does (conn_next: its operations
+ * cancelled, then closed), counted as idle instead. A parked one waits for the server (a buffer,
+ * an SQE), not for its peer: it is not judged. */
+void uring_sweep_idle(struct uring *u, uint64_t now)
+{
+	for (uint32_t i = 0; i < u->nslots; i++) {
+		struct uconn *c = &u->conns[i];
+		bool pending = c->nq || c->zcheld;
+
+		if (c->fd < 0 || c->err < 0 || c->parked != PARK_NONE ||
+		    !svc_idle_expired(u->w->svc, &c->mark, c->fd, c->moved, 0, now))
+			continue;
+		c->idle = pending ? IDLE_RESET : IDLE_FIN;
+		c->err = -ETIMEDOUT;
+		conn_next(u, i);
 	}
 }
 

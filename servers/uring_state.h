@@ -52,9 +52,15 @@ struct uconn {
 	uint16_t zcheld;    /* uring:zc: its sent buffers still awaiting notifications; they count
 			     * against QLIMIT, or a client that does not read would make the
 			     * socket's whole send buffer out of our buffers */
+	uint8_t idle;       /* enum idle_end: found idle by the sweep; ends as if broken */
 	uint32_t gen;       /* tells this connection from earlier users of the slot */
 	uint32_t next_free;
+	uint64_t moved;     /* bytes received + sent: the idle sweep's sign of life */
+	struct idle_mark mark;
+	struct svc_source *src;   /* its share of --max-conns-per-source */
 };
+
+enum idle_end { IDLE_NO, IDLE_FIN, IDLE_RESET };   /* RESET: echo pending is dropped */
 
 enum { CANCEL_RECV = 1, CANCEL_SEND = 2 };
 
@@ -129,6 +135,7 @@ void uring_sweep(struct uring *u);       /* after a wait: retry parked work, re-
 void uring_wake_arm(struct uring *u);    /* watch the stop eventfd */
 void uring_begin_stop(struct uring *u);  /* stop reading anything new */
 void uring_conn_close(struct uring *u, uint32_t i, int err);
+void uring_sweep_idle(struct uring *u, uint64_t now);   /* --idle-timeout, when due */
 
 /* uring_zc.c: zero-copy sends (uring:zc). */
 void uring_zc_prep(struct uring *u, uint32_t i, struct io_uring_sqe *sqe, uint8_t *p,

@@ -120,13 +120,18 @@ int uring_run(struct worker *w)
 	uring_wake_arm(u);
 	uring_sweep(u);
 	while (!u->stopping) {
-		r = uring_wait(u, 0);
+		uint64_t now;
+
+		/* With --idle-timeout and connections open, the wait ends for the idle sweep. */
+		r = uring_wait(u, u->nlive ? svc_sweep_next(w) : 0);
 		if (r < 0) {
 			err = r;
 			svc_log_once(w->svc, "uring-wait", "uring: waiting for completions: %s",
 					strerror(-r));
 			uring_begin_stop(u);
 		}
+		if (!u->stopping && (now = svc_sweep_due(w)) != 0)
+			uring_sweep_idle(u, now);
 	}
 	/* Drain: send what is pending, until every connection has closed or the deadline. */
 	deadline = svc_drain_deadline_ns(w->svc);

@@ -37,7 +37,9 @@ uint32_t uring_zc_done(struct uring *u, int bid)
 
 	if (!b->zc || --b->zc)
 		return NO_SLOT;
-	if (!u->aborting)   /* after the deadline: dropped by the reset, not delivered */
+	/* After the drain deadline, or from a connection reset as idle: dropped by the reset, not
+	 * delivered. */
+	if (!u->aborting && !(c->gen == b->gen && c->idle == IDLE_RESET))
 		stat_add(&u->w->stats.bytes_out, b->zcbytes);
 	b->zcbytes = 0;
 	if (!b->popped)

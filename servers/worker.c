@@ -91,16 +91,8 @@ void crew_stop(struct crew *c)
 void crew_stats(const struct crew *c, struct server_stats *out)
 {
 	memset(out, 0, sizeof(*out));
-	for (int i = 0; c->w && i < c->n; i++) {
-		const struct server_stats *w = &c->w[i].stats;
-		out->accepted += w->accepted;
-		out->refused += w->refused;
-		out->resets += w->resets;
-		out->bytes_in += w->bytes_in;
-		out->bytes_out += w->bytes_out;
-		out->datagrams += w->datagrams;
-		out->dropped += w->dropped;
-	}
+	for (int i = 0; c->w && i < c->n; i++)
+		server_stats_add(out, &c->w[i].stats);
 }
 
 void crew_free(struct crew *c)

@@ -56,8 +56,10 @@ class Checker:
             raise UsageError(f"{self.minserver} is not built")
         self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="echobench-gate-"))
 
-    def cmd(self, cost_ns=0):
-        return f"{self.minserver} --listen 127.0.0.1:{{port}} --cost-ns {int(round(cost_ns))}"
+    def cmd(self, cost_ns=0, per=64):
+        """The minimal server, cost_ns of CPU slower per `per` bytes received."""
+        return (f"{self.minserver} --listen 127.0.0.1:{{port}} --cost-ns {int(round(cost_ns))} "
+                f"--cost-per {per}")
 
     def echobench(self, *args, timeout=1800):
         t0 = time.monotonic()
@@ -66,15 +68,16 @@ class Checker:
                            env={**os.environ, "ECHOBENCH_BUILD": str(self.build)})
         return r, time.monotonic() - t0
 
-    def run(self, tag, entries, extra=()):
+    def run(self, tag, entries, extra=(), extra_cells=None, per=64):
         """One `echobench run` of the main job's cells with the given --server entries;
         returns its RunData."""
         from echobench_lib.rundata import RunData
         out = self.tmp / tag
-        args = ["run", "--backends", "none", "--conform", "none", "--quick", *CELLS,
-                "--out", out, "--seed", self.a.seed + len(list(self.tmp.iterdir()))]
+        args = ["run", "--backends", "none", "--conform", "none", "--quick",
+                *(extra_cells or CELLS), "--out", out,
+                "--seed", self.a.seed + len(list(self.tmp.iterdir()))]
         for name, cost in entries:
-            args += ["--server", f"{name}={self.cmd(cost)}"]
+            args += ["--server", f"{name}={self.cmd(cost, per)}"]
         r, secs = self.echobench(*args, *extra)
         runs = [p for p in out.iterdir() if p.is_dir() and p.name != "latest"] \
             if out.exists() else []
@@ -88,10 +91,12 @@ class Checker:
         per message."""
         d, _ = self.run("calibrate", [("base", 0)])
         cpu = {}
+        self.calibrated_spots = []
         for spot in d.spots():
             v = d.median(d.cell(spot, "base"), "server_cpu_ns_per_msg")
             if v:
                 cpu[spot.where()] = v
+                self.calibrated_spots.append(spot)
         if not cpu:
             raise RuntimeError("no server CPU figure in the calibration run")
         return cpu
@@ -115,26 +120,36 @@ class Checker:
               f"{kinds}")
 
     def power(self):
+        """Each cell run alone, its slower entry made pct slower in that cell: one cost per
+        message cannot be the same share of every cell's CPU (at 64 connections a message
+        costs a fifth of what it costs at one)."""
         cpu = self.calibrate()
-        ref = statistics.median(cpu.values())
         print("minimal server's CPU per message: " +
               ", ".join(f"{k} {v:.0f} ns" for k, v in cpu.items()), flush=True)
+        from echobench_lib.rundata import RunData  # noqa: F401 (the spots' type)
+        spots = self.calibrated_spots
         for pct in SLOWDOWNS:
             right = wrong = cells = 0
-            by_kind = {}
+            by_cell = {}
             for i in range(self.a.runs):
-                d, secs = self.run(f"power{pct}-{i}", [("base", 0), ("slow", pct * ref)])
-                for spot in d.spots():
-                    dec = d.decide(spot)
-                    cells += 1
-                    right += dec["winner"] == "base"
-                    wrong += dec["winner"] == "slow"
-                    k = by_kind.setdefault(spot.where(), [0, 0])
-                    k[0] += dec["winner"] == "base"
-                    k[1] += 1
-            print(f"{pct:.0%} slower ({pct * ref:.0f} ns per message): the faster named in "
-                  f"{share(right, cells)}, the slower in {wrong}; per cell: " +
-                  ", ".join(f"{c} {k[0]}/{k[1]}" for c, k in by_kind.items()), flush=True)
+                for spot in spots:
+                    per = spot.size
+                    cells_args = ["--connections", str(spot.connections), "--sizes",
+                                  str(spot.size), "--modes", spot.mode, "--cells", "none"]
+                    d, _ = self.run(f"power{pct}-{i}-{spot.where()}".replace(" ", "_"),
+                                    [("base", 0), ("slow", pct * cpu[spot.where()])],
+                                    extra_cells=cells_args, per=per)
+                    for sp in d.spots():
+                        dec = d.decide(sp)
+                        cells += 1
+                        right += dec["winner"] == "base"
+                        wrong += dec["winner"] == "slow"
+                        k = by_cell.setdefault(sp.where(), [0, 0])
+                        k[0] += dec["winner"] == "base"
+                        k[1] += 1
+            print(f"{pct:.0%} slower in every cell: the faster named in {share(right, cells)}, "
+                  f"the slower in {wrong}; per cell: " +
+                  ", ".join(f"{c} {k[0]}/{k[1]}" for c, k in by_cell.items()), flush=True)
 
     # ---- the gate ------------------------------------------------------------------------
     def ab_once(self, tag, cost):

@@ -152,7 +152,9 @@ def judge_row(name, base, new, threshold, alpha, spread=None, independent=False)
         d = math.log(n_med / b_med)
         half = _t975(df) * math.sqrt(2.0) * sd
         z = worse_sign * d / (math.sqrt(2.0) * sd) if sd > 0 else math.copysign(math.inf, d)
-        row.update(lo=math.exp(d - half) - 1, hi=math.exp(d + half) - 1, testable=True,
+        # exp of at most 700: a spread from absurd history values must not overflow.
+        row.update(lo=math.exp(min(d - half, 700.0)) - 1, hi=math.exp(min(d + half, 700.0)) - 1,
+                   testable=True,
                    p_worse=0.5 * math.erfc(z / math.sqrt(2.0)),
                    p_better=0.5 * math.erfc(-z / math.sqrt(2.0)),
                    method=f"1 run a side, run-to-run spread {sd:.1%} from the history "

@@ -331,6 +331,10 @@ def run_to_run_spread(store, cell, metric, machine_class, branch=None):
     points = found[0].usable()
     if len(points) < 3:
         return None
+    # A median that is not a positive finite figure (an overflowing store value) is no run.
+    points = [p for p in points if math.isfinite(p.median) and p.median > 0]
+    if len(points) < 3:
+        return None
     values = [p.median for p in points]
     changes = changepoint.detect(values, [p.label for p in points])
     sd, df = changepoint.pooled_log_sd(values, changes)

@@ -4,7 +4,8 @@
 # everything on CPU 0 while a busy loop competes for that CPU, and prints the time of each run.
 # Exit status: 0 when every run passed, 1 otherwise.
 #
-#   bash scripts/slow-machine-check.sh            # conformance/, servers/test_server_limits.py, clients/
+#   bash scripts/slow-machine-check.sh            # conformance/, servers/test_server_limits.py,
+#                                                 # servers/test_server_hostile.py, clients/
 #   RUNS=1 bash scripts/slow-machine-check.sh conformance   # other test paths, one run
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 echobench_install "${ECHOBENCH_PKGS[@]}" "${ECHOBENCH_TEST_PKGS[@]}"
@@ -14,7 +15,7 @@ export ECHOBENCH_BUILD=build
 
 runs=${RUNS:-3}
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(conformance servers/test_server_limits.py clients)
+[ ${#suites[@]} -gt 0 ] || suites=(conformance servers/test_server_limits.py servers/test_server_hostile.py clients)
 
 # The competitor: a shell busy loop pinned to CPU 0, stopped however this script ends.
 taskset -c 0 sh -c 'while :; do :; done' &

@@ -12,7 +12,7 @@ import tempfile
 import pytest
 
 from conftest import ROOT, usable_backends
-from test_server_support import run_cli
+from test_server_support import run_cli, server_exe
 
 # How long a program that must refuse to start may take to exit: generous, since only one that
 # starts serving instead (a failure) waits it out.
@@ -226,9 +226,19 @@ def readonly_dir():
 
 
 def run_unprivileged(*args):
-    """Runs echo-server as nobody when we are root (root bypasses the permission checks)."""
-    kw = {"preexec_fn": as_nobody} if os.geteuid() == 0 else {}
-    return run_cli(*args, timeout=EXIT_WAIT, **kw)
+    """Runs echo-server as nobody when we are root (root bypasses the permission checks).
+    As nobody it runs a copy in a directory of its own: the tree may sit under a directory
+    only its owner may enter (a clone in a `mktemp -d`), which nobody could not exec from."""
+    if os.geteuid() != 0:
+        return run_cli(*args, timeout=EXIT_WAIT)
+    d = tempfile.mkdtemp(prefix="echo-exe-", dir="/tmp")
+    try:
+        os.chmod(d, 0o755)
+        exe = shutil.copy2(server_exe(), os.path.join(d, "echo-server"))
+        return subprocess.run([exe, *map(str, args)], capture_output=True, text=True,
+                              timeout=EXIT_WAIT, stdin=subprocess.DEVNULL, preexec_fn=as_nobody)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_permission_denied_unix_socket_exits_1(readonly_dir):

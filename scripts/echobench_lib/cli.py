@@ -64,7 +64,7 @@ def make_parser():
                        f"connections {matrix.QUICK['connections']}, sizes "
                        f"{matrix.QUICK['sizes']}, modes {matrix.QUICK['modes']}, "
                        f"{matrix.QUICK['duration']:g}s, {matrix.QUICK['repetitions']} "
-                       f"repetitions (about 2.5 minutes with five backends).")
+                       f"repetitions (about 3 minutes with six backends on 2 CPUs).")
     options.add_run_arguments(r)
 
     c = sub.add_parser("compare", parents=[common], help="compare runs made at different "

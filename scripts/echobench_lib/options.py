@@ -59,7 +59,7 @@ def duration_arg(what):
 def add_run_arguments(p):
     """The matrix, timing, placement and load options of `run` (and `ab`)."""
     p.add_argument("--quick", action="store_true",
-                   help="the main job's preset (about 2.5 minutes with five backends)")
+                   help="the main job's preset (about 3 minutes with six backends on 2 CPUs)")
     p.add_argument("--backends", help="comma list of backends or variants, each optionally "
                                       "with a worker model: +tN (N threads), +pN (N prefork "
                                       "processes), e.g. epoll+t2,epoll+p2 (default: every "
